@@ -1,0 +1,177 @@
+"""Budgets: what each one measures, its evaluation, and the failure message."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .errors import BudgetExceeded
+from .results import BudgetCheck, PerfResult, Stats
+from .stats import min_samples_for
+from .units import Unit, format_value
+
+Measure = Callable[[PerfResult], "tuple[float | None, int]"]
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    """A budget kind: its unit, whether the limit is a maximum or a minimum, what it measures."""
+
+    label: str
+    unit: Unit
+    measure: Measure
+    minimum: bool = False
+    percentile: float | None = None
+    unknown_hint: str = ""
+
+
+def _stat(attr: str, name: str) -> Measure:
+    def measure(r: PerfResult) -> tuple[float | None, int]:
+        s: Stats = getattr(r, attr)
+        return getattr(s, name), s.n
+
+    return measure
+
+
+def _drift(r: PerfResult) -> tuple[float | None, int]:
+    w = [x for x in r.windows if x.p95 is not None and x.calls > 0]
+    if len(w) < 2 or not w[0].p95:
+        return None, len(w)
+    assert w[-1].p95 is not None
+    return w[-1].p95 / w[0].p95, len(w)
+
+
+_COST_HINT = (
+    "add its price to the JSON file named by the ini option agentperf_prices "
+    '(e.g. {"MODEL": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}}) '
+    "or set model= in the marker"
+)
+_USAGE_HINT = (
+    "no call reported token usage; return the client's response, or call "
+    "pytest_agentperf.record_usage() inside the agent"
+)
+
+BUDGETS: Mapping[str, BudgetSpec] = {
+    "p50": BudgetSpec("p50 latency", Unit.SECONDS, _stat("latency", "p50"), percentile=50),
+    "p90": BudgetSpec("p90 latency", Unit.SECONDS, _stat("latency", "p90"), percentile=90),
+    "p95": BudgetSpec("p95 latency", Unit.SECONDS, _stat("latency", "p95"), percentile=95),
+    "p99": BudgetSpec("p99 latency", Unit.SECONDS, _stat("latency", "p99"), percentile=99),
+    "max_latency": BudgetSpec("max latency", Unit.SECONDS, _stat("latency", "max")),
+    "mean_latency": BudgetSpec("mean latency", Unit.SECONDS, _stat("latency", "mean")),
+    "ttft_p50": BudgetSpec("p50 time to first chunk", Unit.SECONDS, _stat("ttft", "p50"), percentile=50),
+    "ttft_p95": BudgetSpec("p95 time to first chunk", Unit.SECONDS, _stat("ttft", "p95"), percentile=95),
+    "ttft_p99": BudgetSpec("p99 time to first chunk", Unit.SECONDS, _stat("ttft", "p99"), percentile=99),
+    "itl_p95": BudgetSpec("p95 gap between chunks", Unit.SECONDS, _stat("itl", "p95"), percentile=95),
+    "error_rate": BudgetSpec(
+        "error rate", Unit.FRACTION, lambda r: (r.error_rate if r.requests else None, r.requests)
+    ),
+    "timeout_rate": BudgetSpec(
+        "timeout rate",
+        Unit.FRACTION,
+        lambda r: (r.timeouts / r.requests if r.requests else None, r.requests),
+    ),
+    "min_throughput": BudgetSpec(
+        "throughput", Unit.PER_SECOND, lambda r: (r.throughput, r.requests), minimum=True
+    ),
+    "tokens_per_call": BudgetSpec(
+        "tokens per call",
+        Unit.COUNT,
+        lambda r: (r.usage.per_call.total_tokens, r.requests),
+        unknown_hint=_USAGE_HINT,
+    ),
+    "output_tokens_per_call": BudgetSpec(
+        "output tokens per call",
+        Unit.COUNT,
+        lambda r: (r.usage.per_call.output_tokens, r.requests),
+        unknown_hint=_USAGE_HINT,
+    ),
+    "cost_per_call": BudgetSpec(
+        "cost per call", Unit.USD, lambda r: (r.cost.per_call, r.requests), unknown_hint=_COST_HINT
+    ),
+    "total_cost": BudgetSpec(
+        "total cost", Unit.USD, lambda r: (r.cost.total, r.requests), unknown_hint=_COST_HINT
+    ),
+    "memory": BudgetSpec(
+        "peak RSS growth", Unit.MEGABYTES, lambda r: (r.memory.rss_delta_mb, r.memory.samples)
+    ),
+    "memory_per_1k_calls": BudgetSpec(
+        "RSS growth per 1k calls",
+        Unit.MEGABYTES,
+        lambda r: (r.memory.per_1k_calls, r.requests),
+    ),
+    "p95_drift": BudgetSpec("p95 drift (last window / first)", Unit.RATIO, _drift),
+}
+
+# Pairs (lower, higher) whose limits must not be inverted.
+ORDERED = (
+    ("p50", "p90"),
+    ("p50", "p95"),
+    ("p50", "p99"),
+    ("p90", "p95"),
+    ("p90", "p99"),
+    ("p95", "p99"),
+    ("p99", "max_latency"),
+    ("p95", "max_latency"),
+    ("p50", "max_latency"),
+    ("ttft_p50", "ttft_p95"),
+    ("ttft_p50", "ttft_p99"),
+    ("ttft_p95", "ttft_p99"),
+    ("timeout_rate", "error_rate"),
+    ("cost_per_call", "total_cost"),
+    ("output_tokens_per_call", "tokens_per_call"),
+)
+
+
+def _unknown_message(spec: BudgetSpec, name: str, limit: float, r: PerfResult) -> str:
+    lim = format_value(limit, spec.unit)
+    if name in ("cost_per_call", "total_cost") and r.usage.known and r.cost.unknown_models:
+        models = ", ".join(r.cost.unknown_models)
+        return f"{spec.label} unknown: no price for model {models} (budget {lim}); {_COST_HINT}"
+    if spec.unknown_hint:
+        return f"{spec.label} unknown (budget {lim}): {spec.unknown_hint}"
+    return f"{spec.label} unknown (budget {lim}): no measurement (n={r.requests})"
+
+
+def evaluate(budgets: Mapping[str, float], result: PerfResult) -> tuple[BudgetCheck, ...]:
+    """Check every budget against ``result``; an unknown measurement breaks its budget."""
+    checks = []
+    for name, limit in budgets.items():
+        spec = BUDGETS[name]
+        value, n = spec.measure(result)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            checks.append(BudgetCheck(name, limit, None, False, n, _unknown_message(spec, name, limit, result)))
+            continue
+        passed = value >= limit if spec.minimum else value <= limit
+        op = "<" if spec.minimum else ">"
+        text = (
+            f"{spec.label} {format_value(value, spec.unit)} {op} budget "
+            f"{format_value(limit, spec.unit)} (n={n})"
+        )
+        checks.append(BudgetCheck(name, limit, float(value), passed, n, text))
+    return tuple(checks)
+
+
+def small_sample_warnings(budgets: Mapping[str, float], result: PerfResult) -> list[str]:
+    """Warnings for percentile budgets checked on fewer samples than they need."""
+    out = []
+    for name in budgets:
+        spec = BUDGETS[name]
+        if spec.percentile is None or spec.percentile <= 50:
+            continue
+        _, n = spec.measure(result)
+        need = min_samples_for(spec.percentile)
+        if 0 < n < need:
+            out.append(
+                f"{name} budget checked on {n} samples; a p{spec.percentile:g} needs at least "
+                f"{need} for 95% confidence. Raise requests= to trust it."
+            )
+    return out
+
+
+def raise_if_broken(result: PerfResult) -> None:
+    """Raise BudgetExceeded listing every broken budget of ``result``."""
+    broken = tuple(b.message for b in result.budgets if not b.passed)
+    if broken:
+        head = f"{len(broken)} budget{'s' if len(broken) > 1 else ''} exceeded in run {result.name!r}"
+        raise BudgetExceeded(head + ":\n  " + "\n  ".join(broken), broken)

@@ -1,0 +1,35 @@
+"""Exception types: each says what the user should change."""
+
+from __future__ import annotations
+
+
+class AgentPerfError(Exception):
+    """Base class of every error raised by pytest-agentperf itself."""
+
+
+class SettingsError(AgentPerfError, ValueError):
+    """A marker or fixture setting is unknown, of the wrong type, or out of range."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class UsageError(AgentPerfError, RuntimeError):
+    """The plugin was used in a way that cannot work (e.g. ``run`` inside an event loop)."""
+
+
+class BudgetExceeded(AssertionError):
+    """One or more budgets of a run were broken; the message lists every one."""
+
+    def __init__(self, message: str, failures: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+class RegressionDetected(AssertionError):
+    """A run is slower, more error-prone or more expensive than its baseline."""
+
+    def __init__(self, message: str, details: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.details = details

@@ -1,0 +1,237 @@
+"""Result objects: plain frozen dataclasses that serialise to JSON.
+
+The same objects feed the terminal table, the JSON report and the baseline, so no report
+recomputes a statistic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _empty_samples() -> FloatArray:
+    a = np.zeros(0, dtype=np.float64)
+    a.flags.writeable = False
+    return a
+
+
+def _frozen_map(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(data or {}))
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Summary of a sample of durations in seconds; None where the sample is empty."""
+
+    n: int = 0
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    stdev: float | None = None
+    samples: FloatArray = field(default_factory=_empty_samples, repr=False, compare=False)
+
+    def percentile(self, q: float) -> float | None:
+        """Percentile ``q`` (0-100) of the samples, numpy's default (linear) method."""
+        if self.n == 0:
+            return None
+        return float(np.percentile(self.samples, q))
+
+
+@dataclass(frozen=True)
+class LoadShape:
+    """What load a run applied; two runs are comparable only when their shapes match."""
+
+    requests: int | None
+    concurrency: int | None
+    rate: float | None
+    arrival: str
+    duration: float | None
+    warmup: int
+    timeout: float
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    """Token totals of one model within a run."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class PerCallUsage:
+    """Mean tokens per measured call."""
+
+    input_tokens: float | None = None
+    output_tokens: float | None = None
+    total_tokens: float | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token use of a run; all None when no call reported usage (unknown, not zero)."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    calls_with_usage: int = 0
+    per_call: PerCallUsage = field(default_factory=PerCallUsage)
+    by_model: Mapping[str, ModelUsage] = field(default_factory=_frozen_map)
+
+    @property
+    def known(self) -> bool:
+        return self.calls_with_usage > 0
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Dollar cost of a run; None where a price is unknown."""
+
+    total: float | None = None
+    per_call: float | None = None
+    by_model: Mapping[str, float | None] = field(default_factory=_frozen_map)
+    unknown_models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """One allocation site from the optional tracemalloc pass."""
+
+    location: str
+    size_mb: float
+    count: int
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Process RSS during a run, in megabytes (10^6 bytes)."""
+
+    rss_start_mb: float | None = None
+    rss_peak_mb: float | None = None
+    rss_delta_mb: float | None = None
+    per_1k_calls: float | None = None
+    samples: int = 0
+    top_allocations: tuple[Allocation, ...] = ()
+
+
+@dataclass(frozen=True)
+class ToolStats:
+    """Calls to one tool made inside the agent during a run."""
+
+    calls: int = 0
+    errors: int = 0
+    total_time: float = 0.0
+
+
+@dataclass(frozen=True)
+class Window:
+    """Statistics of one time window of a run."""
+
+    start: float
+    end: float
+    calls: int
+    errors: int
+    throughput: float
+    p50: float | None
+    p95: float | None
+    rss_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    """One budget of a run: its limit, the measured value, and whether it held."""
+
+    name: str
+    limit: float
+    value: float | None
+    passed: bool
+    n: int
+    message: str
+
+
+@dataclass(frozen=True)
+class PerfResult:
+    """Everything measured in one run of an agent under load (read-only)."""
+
+    name: str
+    shape: LoadShape
+    requests: int
+    errors: int
+    timeouts: int
+    error_rate: float
+    error_types: Mapping[str, int]
+    error_messages: tuple[str, ...]
+    throughput: float
+    duration: float
+    latency: Stats
+    ttft: Stats
+    itl: Stats
+    late_starts: int = 0
+    aborted: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost: Cost = field(default_factory=Cost)
+    memory: Memory = field(default_factory=Memory)
+    tools: Mapping[str, ToolStats] = field(default_factory=_frozen_map)
+    windows: tuple[Window, ...] = ()
+    budgets: tuple[BudgetCheck, ...] = ()
+    comparison: Any = None
+
+    @property
+    def passed(self) -> bool:
+        """True when every budget held."""
+        return all(b.passed for b in self.budgets)
+
+    def to_dict(self, *, samples: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict; latency samples are rounded to microseconds."""
+        out = _to_jsonable(self, samples=samples)
+        assert isinstance(out, dict)
+        return out
+
+
+def _to_jsonable(value: Any, *, samples: bool) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, Any] = {}
+        for f in fields(value):
+            item = getattr(value, f.name)
+            if isinstance(item, np.ndarray):
+                if samples:
+                    out[f.name] = [round(float(x), 6) for x in item]
+                continue
+            out[f.name] = _to_jsonable(item, samples=samples)
+        if isinstance(value, ModelUsage):
+            out["total_tokens"] = value.total_tokens
+        return out
+    if hasattr(value, "to_dict") and callable(value.to_dict):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return {str(k): _to_jsonable(v, samples=samples) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v, samples=samples) for v in value]
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, np.generic):
+        return _to_jsonable(value.item(), samples=samples)
+    return value

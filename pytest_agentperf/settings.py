@@ -1,0 +1,198 @@
+"""Marker and fixture settings: validation, units and defaults."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from .budgets import BUDGETS, ORDERED
+from .errors import SettingsError
+from .results import LoadShape
+from .units import Unit, format_value, parse
+
+DEFAULT_REQUESTS = 20
+DEFAULT_TIMEOUT = 30.0
+ARRIVALS = ("poisson", "constant")
+
+_LOAD_KEYS = (
+    "requests",
+    "concurrency",
+    "warmup",
+    "timeout",
+    "duration",
+    "rate",
+    "arrival",
+    "stages",
+    "seed",
+)
+_CONTEXT_KEYS = ("model", "tolerance", "window", "abort_on", "memory_profile")
+VALID_KEYS: tuple[str, ...] = _LOAD_KEYS + _CONTEXT_KEYS + tuple(BUDGETS)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings of one run. Durations in seconds, rates as fractions."""
+
+    requests: int | None = DEFAULT_REQUESTS
+    concurrency: int | None = None
+    warmup: int = 1
+    timeout: float = DEFAULT_TIMEOUT
+    duration: float | None = None
+    rate: float | None = None
+    arrival: str = "poisson"
+    seed: int = 0
+    model: str | None = None
+    tolerance: float | None = None
+    window: float | None = None
+    abort_on: tuple[str, ...] = ()
+    memory_profile: bool = False
+    budgets: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def max_in_flight(self) -> int | None:
+        """Cap on calls in flight: the concurrency (1 in closed loop), or None (open loop, no cap)."""
+        if self.rate is None:
+            return self.concurrency or 1
+        return self.concurrency
+
+    @property
+    def shape(self) -> LoadShape:
+        return LoadShape(
+            requests=self.requests,
+            concurrency=self.max_in_flight,
+            rate=self.rate,
+            arrival=self.arrival if self.rate is not None else "closed",
+            duration=self.duration,
+            warmup=self.warmup,
+            timeout=self.timeout,
+        )
+
+    def scaled(self, factor: float) -> Settings:
+        """These settings with ``requests`` and ``duration`` multiplied by ``factor``."""
+        if factor == 1.0:
+            return self
+        requests = None if self.requests is None else max(1, round(self.requests * factor))
+        duration = None if self.duration is None else self.duration * factor
+        return replace(self, requests=requests, duration=duration)
+
+
+def _suggest(key: str) -> str:
+    near = difflib.get_close_matches(key, VALID_KEYS, n=1, cutoff=0.5)
+    return f"; did you mean {near[0]!r}?" if near else f"; valid settings: {', '.join(VALID_KEYS)}"
+
+
+def _int(value: Any, key: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise SettingsError(
+                f"{key}={value!r}: expected a whole number, got {type(value).__name__}", key=key
+            )
+    if value < minimum:
+        raise SettingsError(f"{key}={value!r}: must be at least {minimum}", key=key)
+    return value
+
+
+def _positive(value: Any, unit: Unit, key: str) -> float:
+    number = parse(value, unit, key=key)
+    if number <= 0:
+        raise SettingsError(f"{key}={value!r}: must be greater than zero", key=key)
+    return number
+
+
+def parse_settings(*layers: Mapping[str, Any]) -> Settings:
+    """Merge ``layers`` (later ones win) and validate them into ``Settings``."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer)
+    for key in merged:
+        if key not in VALID_KEYS:
+            raise SettingsError(f"unknown setting {key!r}{_suggest(key)}", key=key)
+
+    kw: dict[str, Any] = {}
+    if merged.get("stages") is not None:
+        raise SettingsError(
+            "stages= (ramping load) is not supported yet; use rate= or concurrency= with "
+            "requests= or duration= for now",
+            key="stages",
+        )
+    if "requests" in merged:
+        kw["requests"] = _int(merged["requests"], "requests", 1)
+    if "concurrency" in merged and merged["concurrency"] is not None:
+        kw["concurrency"] = _int(merged["concurrency"], "concurrency", 1)
+    if "warmup" in merged:
+        kw["warmup"] = _int(merged["warmup"], "warmup", 0)
+    if "seed" in merged:
+        kw["seed"] = _int(merged["seed"], "seed", 0)
+    if "timeout" in merged:
+        kw["timeout"] = _positive(merged["timeout"], Unit.SECONDS, "timeout")
+    if merged.get("duration") is not None:
+        kw["duration"] = _positive(merged["duration"], Unit.SECONDS, "duration")
+        if "requests" not in merged:
+            kw["requests"] = None
+    if merged.get("rate") is not None:
+        kw["rate"] = _positive(merged["rate"], Unit.PER_SECOND, "rate")
+    if "arrival" in merged:
+        arrival = merged["arrival"]
+        if arrival not in ARRIVALS:
+            raise SettingsError(
+                f"arrival={arrival!r}: expected one of {', '.join(map(repr, ARRIVALS))}",
+                key="arrival",
+            )
+        if "rate" not in kw:
+            raise SettingsError(
+                "arrival= applies to open-loop runs only; give rate= (arrivals per second) too",
+                key="arrival",
+            )
+        kw["arrival"] = arrival
+    if merged.get("model") is not None:
+        if not isinstance(merged["model"], str) or not merged["model"]:
+            raise SettingsError(f"model={merged['model']!r}: expected a model name", key="model")
+        kw["model"] = merged["model"]
+    if merged.get("tolerance") is not None:
+        kw["tolerance"] = parse(merged["tolerance"], Unit.FRACTION, key="tolerance")
+    if merged.get("window") is not None:
+        kw["window"] = _positive(merged["window"], Unit.SECONDS, "window")
+    if "memory_profile" in merged:
+        if not isinstance(merged["memory_profile"], bool):
+            raise SettingsError("memory_profile: expected True or False", key="memory_profile")
+        kw["memory_profile"] = merged["memory_profile"]
+
+    budgets = {}
+    for key, value in merged.items():
+        if key in BUDGETS and value is not None:
+            budgets[key] = parse(value, BUDGETS[key].unit, key=key)
+    for low, high in ORDERED:
+        if low in budgets and high in budgets and budgets[low] > budgets[high]:
+            unit = BUDGETS[low].unit
+            raise SettingsError(
+                f"{low}={format_value(budgets[low], unit)} is above "
+                f"{high}={format_value(budgets[high], unit)}: these budgets contradict each other",
+                key=low,
+            )
+    kw["budgets"] = MappingProxyType(budgets)
+    if merged.get("abort_on") is not None:
+        kw["abort_on"] = _abort_on(merged["abort_on"], budgets)
+    return Settings(**kw)
+
+
+def _abort_on(value: Any, budgets: Mapping[str, float]) -> tuple[str, ...]:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise SettingsError(
+            f'abort_on={value!r}: expected "any" or a list of budget names', key="abort_on"
+        )
+    if list(names) == ["any"]:
+        return tuple(budgets)
+    for name in names:
+        if name not in BUDGETS:
+            raise SettingsError(f"abort_on: unknown budget {name!r}{_suggest(name)}", key="abort_on")
+        if name not in budgets:
+            raise SettingsError(
+                f"abort_on: {name!r} has no budget in this test; set {name}= too", key="abort_on"
+            )
+    return tuple(names)
