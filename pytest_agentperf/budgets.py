@@ -59,10 +59,18 @@ BUDGETS: Mapping[str, BudgetSpec] = {
     "p99": BudgetSpec("p99 latency", Unit.SECONDS, _stat("latency", "p99"), percentile=99),
     "max_latency": BudgetSpec("max latency", Unit.SECONDS, _stat("latency", "max")),
     "mean_latency": BudgetSpec("mean latency", Unit.SECONDS, _stat("latency", "mean")),
-    "ttft_p50": BudgetSpec("p50 time to first chunk", Unit.SECONDS, _stat("ttft", "p50"), percentile=50),
-    "ttft_p95": BudgetSpec("p95 time to first chunk", Unit.SECONDS, _stat("ttft", "p95"), percentile=95),
-    "ttft_p99": BudgetSpec("p99 time to first chunk", Unit.SECONDS, _stat("ttft", "p99"), percentile=99),
-    "itl_p95": BudgetSpec("p95 gap between chunks", Unit.SECONDS, _stat("itl", "p95"), percentile=95),
+    "ttft_p50": BudgetSpec(
+        "p50 time to first chunk", Unit.SECONDS, _stat("ttft", "p50"), percentile=50
+    ),
+    "ttft_p95": BudgetSpec(
+        "p95 time to first chunk", Unit.SECONDS, _stat("ttft", "p95"), percentile=95
+    ),
+    "ttft_p99": BudgetSpec(
+        "p99 time to first chunk", Unit.SECONDS, _stat("ttft", "p99"), percentile=99
+    ),
+    "itl_p95": BudgetSpec(
+        "p95 gap between chunks", Unit.SECONDS, _stat("itl", "p95"), percentile=95
+    ),
     "error_rate": BudgetSpec(
         "error rate", Unit.FRACTION, lambda r: (r.error_rate if r.requests else None, r.requests)
     ),
@@ -140,7 +148,11 @@ def evaluate(budgets: Mapping[str, float], result: PerfResult) -> tuple[BudgetCh
         spec = BUDGETS[name]
         value, n = spec.measure(result)
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            checks.append(BudgetCheck(name, limit, None, False, n, _unknown_message(spec, name, limit, result)))
+            checks.append(
+                BudgetCheck(
+                    name, limit, None, False, n, _unknown_message(spec, name, limit, result)
+                )
+            )
             continue
         passed = value >= limit if spec.minimum else value <= limit
         op = "<" if spec.minimum else ">"
@@ -171,7 +183,10 @@ def small_sample_warnings(budgets: Mapping[str, float], result: PerfResult) -> l
 
 def raise_if_broken(result: PerfResult) -> None:
     """Raise BudgetExceeded listing every broken budget of ``result``."""
+    __tracebackhide__ = True
     broken = tuple(b.message for b in result.budgets if not b.passed)
     if broken:
-        head = f"{len(broken)} budget{'s' if len(broken) > 1 else ''} exceeded in run {result.name!r}"
+        head = (
+            f"{len(broken)} budget{'s' if len(broken) > 1 else ''} exceeded in run {result.name!r}"
+        )
         raise BudgetExceeded(head + ":\n  " + "\n  ".join(broken), broken)

@@ -19,6 +19,17 @@ class UsageError(AgentPerfError, RuntimeError):
     """The plugin was used in a way that cannot work (e.g. ``run`` inside an event loop)."""
 
 
+class BaselineError(AgentPerfError):
+    """The baseline file cannot be read or written; the message names the file and the problem."""
+
+    def __init__(
+        self, message: str, *, path: str | None = None, problem: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.problem = problem
+
+
 class BudgetExceeded(AssertionError):
     """One or more budgets of a run were broken; the message lists every one."""
 
@@ -33,3 +44,7 @@ class RegressionDetected(AssertionError):
     def __init__(self, message: str, details: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.details = details
+
+
+class AgentPerfWarning(UserWarning):
+    """A result that can be trusted less than it looks (e.g. a p99 from 40 samples)."""

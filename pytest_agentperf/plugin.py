@@ -1,0 +1,173 @@
+"""The pytest face of pytest-agentperf: options, marker, fixture, hooks; logic lives in the core."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from . import __version__
+from .errors import AgentPerfWarning, SettingsError
+from .progress import ProgressLine
+from .report import json as json_report
+from .report import terminal
+from .runner import AgentPerf, Session
+from .settings import parse_settings
+
+MARKER = "agent_perf"
+session_key = pytest.StashKey[Session]()
+fixture_key = pytest.StashKey[AgentPerf]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("agentperf", "agent performance tests (pytest-agentperf)")
+    group.addoption(
+        "--agentperf-skip", action="store_true", help="skip every agent performance test"
+    )
+    group.addoption(
+        "--agentperf-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply requests= and duration= of every run by F (e.g. 0.1 for a smoke run)",
+    )
+    group.addoption(
+        "--agentperf-json",
+        metavar="PATH",
+        default=None,
+        help="write every run of every perf test to PATH as JSON",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(**settings): run the test's agent under load and check budgets "
+        "(see pytest-agentperf docs)",
+    )
+    scale = config.getoption("agentperf_scale")
+    if not scale > 0:
+        raise pytest.UsageError(f"--agentperf-scale={scale}: must be a number greater than 0")
+    session = Session(scale=scale)
+    if _is_controller_terminal(config):
+        session.progress = _progress_factory(config)
+    config.stash[session_key] = session
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_Collector(config), "agentperf-collector")
+
+
+def _is_controller_terminal(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput") and not os.environ.get("CI")
+
+
+def _progress_factory(config: pytest.Config) -> Any:
+    def factory(label: str) -> ProgressLine | None:
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        if tr is None or not tr.isatty:
+            return None
+        return ProgressLine(label, tr.write)
+
+    return factory
+
+
+def _is_perf_item(item: pytest.Item) -> bool:
+    return item.get_closest_marker(MARKER) is not None or "agentperf" in getattr(
+        item, "fixturenames", ()
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("agentperf_skip"):
+        return
+    skip = pytest.mark.skip(reason="agent performance tests skipped (--agentperf-skip)")
+    for item in items:
+        if _is_perf_item(item):
+            item.add_marker(skip)
+
+
+def _marker_layers(item: pytest.Item) -> list[dict[str, Any]]:
+    layers = []
+    for mark in reversed(list(item.iter_markers(MARKER))):
+        if mark.args:
+            raise SettingsError(
+                f"@pytest.mark.{MARKER} takes keyword settings only, got positional {mark.args!r}"
+            )
+        layers.append(dict(mark.kwargs))
+    return layers
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker(MARKER) is None:
+        return
+    try:
+        parse_settings(*_marker_layers(item))
+    except SettingsError as exc:
+        pytest.fail(f"{item.nodeid}: invalid @pytest.mark.{MARKER}: {exc}", pytrace=False)
+    if "agentperf" not in getattr(item, "fixturenames", ()):
+        item.warn(
+            AgentPerfWarning(
+                f"{item.nodeid} is marked {MARKER} but does not use the agentperf fixture; "
+                "call agentperf.run(...) or agentperf.arun(...) in it"
+            )
+        )
+
+
+@pytest.fixture
+def agentperf(request: pytest.FixtureRequest) -> AgentPerf:
+    """Run an agent under load: ``agentperf.run(fn, inputs)`` or ``await agentperf.arun(...)``."""
+    item = request.node
+    fixture = AgentPerf(
+        request.config.stash[session_key],
+        item.nodeid,
+        _marker_layers(item),
+        warn=lambda message: item.warn(AgentPerfWarning(message)),
+    )
+    item.stash[fixture_key] = fixture
+    return fixture
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    if call.when != "call":
+        return
+    fixture = item.stash.get(fixture_key, None)
+    if fixture is not None and fixture.records:
+        outcome.get_result().agentperf_runs = list(fixture.records)
+
+
+class _Collector:
+    """Gathers run records from test reports (also those xdist workers send) and prints them."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.records: list[dict[str, Any]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        runs = getattr(report, "agentperf_runs", None)
+        if runs and report.when == "call":
+            self.records.extend(runs)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        path = self.config.getoption("agentperf_json")
+        if path:
+            try:
+                written = json_report.write(path, self.records, __version__)
+            except (OSError, ValueError) as exc:
+                terminalreporter.write_line(f"agentperf: could not write JSON report {path}: {exc}")
+            else:
+                terminalreporter.write_line(f"agentperf: JSON report written to {written}")
+        if not self.records:
+            return
+        terminalreporter.write_sep("=", "agent performance")
+        terminalreporter.write_line(terminal.render(self.records))
+        for line in terminal.failure_lines(self.records):
+            terminalreporter.write_line(line)
+
+
+__all__ = ["agentperf"]

@@ -53,7 +53,7 @@ class Settings:
 
     @property
     def max_in_flight(self) -> int | None:
-        """Cap on calls in flight: the concurrency (1 in closed loop), or None (open loop, no cap)."""
+        """Cap on calls in flight: concurrency (1 in closed loop), or None (open loop, no cap)."""
         if self.rate is None:
             return self.concurrency or 1
         return self.concurrency
@@ -80,18 +80,18 @@ class Settings:
 
 
 def _suggest(key: str) -> str:
-    near = difflib.get_close_matches(key, VALID_KEYS, n=1, cutoff=0.5)
+    prefixed = [k for k in VALID_KEYS if key.startswith(k + "_") or k.startswith(key + "_")]
+    near = prefixed or difflib.get_close_matches(key, VALID_KEYS, n=1, cutoff=0.5)
     return f"; did you mean {near[0]!r}?" if near else f"; valid settings: {', '.join(VALID_KEYS)}"
 
 
 def _int(value: Any, key: str, minimum: int) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise SettingsError(
-                f"{key}={value!r}: expected a whole number, got {type(value).__name__}", key=key
-            )
+        raise SettingsError(
+            f"{key}={value!r}: expected a whole number, got {type(value).__name__}", key=key
+        )
     if value < minimum:
         raise SettingsError(f"{key}={value!r}: must be at least {minimum}", key=key)
     return value
@@ -190,7 +190,9 @@ def _abort_on(value: Any, budgets: Mapping[str, float]) -> tuple[str, ...]:
         return tuple(budgets)
     for name in names:
         if name not in BUDGETS:
-            raise SettingsError(f"abort_on: unknown budget {name!r}{_suggest(name)}", key="abort_on")
+            raise SettingsError(
+                f"abort_on: unknown budget {name!r}{_suggest(name)}", key="abort_on"
+            )
         if name not in budgets:
             raise SettingsError(
                 f"abort_on: {name!r} has no budget in this test; set {name}= too", key="abort_on"

@@ -49,7 +49,11 @@ def record_usage(
 ) -> None:
     """Attribute the tokens of one LLM request to the measured call in progress.
 
-    Works across awaits, tasks and ``asyncio.to_thread``; outside a run it does nothing.
+    ``input_tokens`` counts every prompt token; ``cached_input_tokens`` (read from the
+    provider's prompt cache) and ``cache_creation_input_tokens`` (written to it) are the parts
+    of it billed at the cache prices. ``reasoning_tokens`` is the part of ``output_tokens``
+    spent on reasoning. Works across awaits, tasks and ``asyncio.to_thread``; outside a run it
+    does nothing.
     """
     scope = _current.get()
     if scope is None:
@@ -73,10 +77,28 @@ def record_tool(name: str, seconds: float, ok: bool) -> None:
         scope.tools.append((name, seconds, ok))
 
 
+_SCALARS = (str, bytes, bytearray, int, float, bool)
+_EVENT_KINDS = frozenset(
+    (
+        "message_start",
+        "message_delta",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+    )
+)
+
+
 def _get(obj: Any, name: str) -> Any:
     if isinstance(obj, dict):
         return obj.get(name)
     return getattr(obj, name, None)
+
+
+def _has(obj: Any, name: str) -> bool:
+    if isinstance(obj, dict):
+        return name in obj
+    return hasattr(obj, name)
 
 
 def _as_int(value: Any) -> int | None:
@@ -87,34 +109,245 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
+def _int0(value: Any) -> int:
+    v = _as_int(value)
+    return 0 if v is None else v
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _from_usage_block(usage: Any, model: str | None) -> UsageRecord | None:
+    """One record from a ``usage`` block: OpenAI chat, OpenAI Responses, Anthropic, Bedrock.
+
+    ``input_tokens`` always counts every prompt token (cache reads and writes included) and
+    ``output_tokens`` every generated token (reasoning included), whatever the provider's
+    own convention; the cache and reasoning fields are subsets used for pricing.
+    """
     prompt = _as_int(_get(usage, "prompt_tokens"))
     completion = _as_int(_get(usage, "completion_tokens"))
-    if prompt is None and completion is None:
-        prompt = _as_int(_get(usage, "input_tokens"))
-        completion = _as_int(_get(usage, "output_tokens"))
-    if prompt is None and completion is None:
-        return None
-    return UsageRecord(input_tokens=prompt or 0, output_tokens=completion or 0, model=model)
+    if prompt is not None or completion is not None:
+        # OpenAI chat completions (and every OpenAI-compatible server).
+        pdet = _get(usage, "prompt_tokens_details")
+        cdet = _get(usage, "completion_tokens_details")
+        return UsageRecord(
+            input_tokens=prompt or 0,
+            output_tokens=completion or 0,
+            model=model,
+            cached_input_tokens=_int0(_get(pdet, "cached_tokens")) if pdet is not None else 0,
+            cache_creation_input_tokens=(
+                _int0(_get(pdet, "cache_write_tokens")) if pdet is not None else 0
+            ),
+            reasoning_tokens=_int0(_get(cdet, "reasoning_tokens")) if cdet is not None else 0,
+        )
+    inp = _as_int(_get(usage, "input_tokens"))
+    out = _as_int(_get(usage, "output_tokens"))
+    if inp is not None or out is not None:
+        odet = _get(usage, "output_tokens_details")
+        if _has(usage, "cache_read_input_tokens") or _has(usage, "cache_creation_input_tokens"):
+            # Anthropic: input_tokens excludes the cached and cache-written tokens.
+            read = _int0(_get(usage, "cache_read_input_tokens"))
+            write = _int0(_get(usage, "cache_creation_input_tokens"))
+            return UsageRecord(
+                input_tokens=(inp or 0) + read + write,
+                output_tokens=out or 0,
+                model=model,
+                cached_input_tokens=read,
+                cache_creation_input_tokens=write,
+                reasoning_tokens=_int0(_get(odet, "thinking_tokens")) if odet is not None else 0,
+            )
+        # OpenAI Responses API.
+        idet = _get(usage, "input_tokens_details")
+        return UsageRecord(
+            input_tokens=inp or 0,
+            output_tokens=out or 0,
+            model=model,
+            cached_input_tokens=_int0(_get(idet, "cached_tokens")) if idet is not None else 0,
+            reasoning_tokens=_int0(_get(odet, "reasoning_tokens")) if odet is not None else 0,
+        )
+    inp = _as_int(_get(usage, "inputTokens"))
+    out = _as_int(_get(usage, "outputTokens"))
+    if inp is not None or out is not None:
+        # AWS Bedrock Converse: inputTokens excludes cache reads and writes.
+        read = _int0(_get(usage, "cacheReadInputTokens"))
+        write = _int0(_get(usage, "cacheWriteInputTokens"))
+        return UsageRecord(
+            input_tokens=(inp or 0) + read + write,
+            output_tokens=out or 0,
+            model=model,
+            cached_input_tokens=read,
+            cache_creation_input_tokens=write,
+        )
+    return None
+
+
+def _from_usage_metadata(meta: Any, model: str | None) -> UsageRecord | None:
+    """LangChain ``usage_metadata`` (or Google GenAI's, which shares the attribute name)."""
+    inp = _as_int(_get(meta, "input_tokens"))
+    out = _as_int(_get(meta, "output_tokens"))
+    if inp is not None or out is not None:
+        idet = _get(meta, "input_token_details")
+        odet = _get(meta, "output_token_details")
+        return UsageRecord(
+            input_tokens=inp or 0,
+            output_tokens=out or 0,
+            model=model,
+            cached_input_tokens=_int0(_get(idet, "cache_read")) if idet is not None else 0,
+            cache_creation_input_tokens=(
+                _int0(_get(idet, "cache_creation")) if idet is not None else 0
+            ),
+            reasoning_tokens=_int0(_get(odet, "reasoning")) if odet is not None else 0,
+        )
+    prompt = _as_int(_get(meta, "prompt_token_count"))
+    cand = _as_int(_get(meta, "candidates_token_count"))
+    if prompt is not None or cand is not None:
+        # Google GenAI: candidates exclude the thinking tokens, which are billed as output.
+        thoughts = _int0(_get(meta, "thoughts_token_count"))
+        return UsageRecord(
+            input_tokens=prompt or 0,
+            output_tokens=(cand or 0) + thoughts,
+            model=model,
+            cached_input_tokens=_int0(_get(meta, "cached_content_token_count")),
+            reasoning_tokens=thoughts,
+        )
+    return None
+
+
+def _lc_model(msg: Any) -> str | None:
+    meta = getattr(msg, "response_metadata", None)
+    if isinstance(meta, dict):
+        return _str(meta.get("model_name")) or _str(meta.get("model"))
+    return None
+
+
+def _from_generations(obj: Any) -> list[UsageRecord] | None:
+    """LangChain ``LLMResult`` / ``ChatResult``: message usage, else ``llm_output``."""
+    gens = _get(obj, "generations")
+    llm_output = _get(obj, "llm_output")
+    llm_model = None
+    if isinstance(llm_output, dict):
+        llm_model = _str(llm_output.get("model_name")) or _str(llm_output.get("model"))
+    out: list[UsageRecord] = []
+    if isinstance(gens, (list, tuple)):
+        for item in gens:
+            batch = item if isinstance(item, (list, tuple)) else (item,)
+            for gen in batch:
+                msg = getattr(gen, "message", None)
+                meta = getattr(msg, "usage_metadata", None) if msg is not None else None
+                if meta is not None:
+                    rec = _from_usage_metadata(meta, _lc_model(msg) or llm_model)
+                    if rec is not None:
+                        out.append(rec)
+    if out:
+        return out
+    if isinstance(llm_output, dict):
+        for key in ("token_usage", "usage"):
+            block = llm_output.get(key)
+            if block is not None:
+                rec = _from_usage_block(block, llm_model)
+                if rec is not None:
+                    return [rec]
+    return None
+
+
+def _from_event(obj: Any, kind: str) -> list[UsageRecord] | None:
+    """Streaming events that carry usage: Anthropic message events, OpenAI Responses events."""
+    if kind == "message_start":
+        return extract_usage(_get(obj, "message"))
+    if kind == "message_delta":
+        # Anthropic's final delta: cumulative output tokens; input was in message_start.
+        usage = _get(obj, "usage")
+        out = _as_int(_get(usage, "output_tokens")) if usage is not None else None
+        return None if out is None else [UsageRecord(input_tokens=0, output_tokens=out)]
+    if kind in ("response.completed", "response.incomplete", "response.failed"):
+        return extract_usage(_get(obj, "response"))
+    return None
 
 
 def extract_usage(obj: Any) -> list[UsageRecord] | None:
-    """Usage found in a call's return value (or a stream chunk), or None when there is none."""
-    if obj is None or isinstance(obj, (str, bytes, int, float, bool)):
+    """Usage found in a call's return value (or a stream chunk), or None when there is none.
+
+    Duck-typed, so no client library is imported: OpenAI chat completions, Responses and
+    stream chunks (usage only in the last one), Anthropic messages and stream events,
+    LangChain messages / ``LLMResult`` / ``ChatResult``, Google GenAI responses, and plain
+    dicts with a top-level ``usage`` / ``usage_metadata`` / ``token_usage`` key. The model
+    name comes from the object when it has one, else it is None.
+    """
+    if obj is None or isinstance(obj, _SCALARS):
         return None
-    model = _get(obj, "model")
-    model = model if isinstance(model, str) else None
-    meta = _get(obj, "usage_metadata")
+    if isinstance(obj, dict):
+        return _from_dict(obj)
+    meta = getattr(obj, "usage_metadata", None)
     if meta is not None:
-        rec = _from_usage_block(meta, model)
+        model = _lc_model(obj) or _str(getattr(obj, "model_version", None))
+        rec = _from_usage_metadata(meta, model)
         if rec is not None:
             return [rec]
-    usage = _get(obj, "usage")
+    kind = getattr(obj, "type", None)
+    if isinstance(kind, str) and kind in _EVENT_KINDS:
+        return _from_event(obj, kind)
+    usage = getattr(obj, "usage", None)
     if usage is not None:
-        rec = _from_usage_block(usage, model)
+        rec = _from_usage_block(usage, _str(getattr(obj, "model", None)))
         if rec is not None:
             return [rec]
+    if hasattr(obj, "generations"):
+        return _from_generations(obj)
     return None
+
+
+def _from_dict(obj: dict[str, Any]) -> list[UsageRecord] | None:
+    model = _str(obj.get("model")) or _str(obj.get("model_name"))
+    meta = obj.get("usage_metadata")
+    if meta is not None:
+        rec = _from_usage_metadata(meta, model)
+        if rec is not None:
+            return [rec]
+    kind = obj.get("type")
+    if isinstance(kind, str) and kind in _EVENT_KINDS:
+        return _from_event(obj, kind)
+    for key in ("usage", "token_usage"):
+        block = obj.get(key)
+        if block is not None:
+            rec = _from_usage_block(block, model)
+            if rec is not None:
+                return [rec]
+    return None
+
+
+def combine_records(records: Iterable[UsageRecord]) -> list[UsageRecord]:
+    """Sum records of one LLM request (e.g. the chunks of a stream) into one per model.
+
+    Records without a model name join the single named model when there is exactly one
+    (a stream often names its model in only some chunks).
+    """
+    by_model: dict[str | None, UsageRecord] = {}
+    for r in records:
+        acc = by_model.get(r.model)
+        if acc is None:
+            by_model[r.model] = UsageRecord(
+                r.input_tokens,
+                r.output_tokens,
+                r.model,
+                r.cached_input_tokens,
+                r.cache_creation_input_tokens,
+                r.reasoning_tokens,
+            )
+        else:
+            _add_into(acc, r)
+    named = [m for m in by_model if m is not None]
+    if None in by_model and len(named) == 1:
+        _add_into(by_model[named[0]], by_model.pop(None))
+    return list(by_model.values())
+
+
+def _add_into(acc: UsageRecord, r: UsageRecord) -> None:
+    acc.input_tokens += r.input_tokens
+    acc.output_tokens += r.output_tokens
+    acc.cached_input_tokens += r.cached_input_tokens
+    acc.cache_creation_input_tokens += r.cache_creation_input_tokens
+    acc.reasoning_tokens += r.reasoning_tokens
 
 
 class UsageAccumulator:

@@ -1,0 +1,686 @@
+"""The baseline file: schema, atomic save with subset merge, and a strict, hostile-safe load.
+
+One JSON file (default ``.agentperf/baseline.json``) holds one entry per (test node id, run
+name). It is written for git: a schema version, a fixed key order, values rounded (latencies to
+microseconds), the latency samples of a run on one line, entries sorted by test and run. JSON
+only, never pickle; reading validates every field and bounds every size, so a corrupt, foreign,
+newer or hostile file is a ``BaselineError`` naming the file and the problem, never a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from .errors import BaselineError
+from .results import FloatArray, LoadShape, PerfResult, Stats
+
+FORMAT = "pytest-agentperf-baseline"
+SCHEMA_VERSION = 1
+DEFAULT_PATH = ".agentperf/baseline.json"
+MAX_SAMPLES = 2000
+"""Latency samples stored per run; larger runs keep this many evenly spaced quantiles."""
+
+# Bounds applied when reading, so a hostile file cannot exhaust memory or time.
+_MAX_FILE_BYTES = 64 * 1024 * 1024
+_MAX_RUNS = 20_000
+_MAX_READ_SAMPLES = 20_000
+_MAX_TEXT = 4096
+_MAX_DEPTH = 32
+_GIT_TIMEOUT = 2.0
+
+RunKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where a run was measured; a different machine is flagged, not gated."""
+
+    cpu: str = "unknown"
+    cores: int | None = None
+    os: str = "unknown"
+    arch: str = "unknown"
+    python: str = "unknown"
+    implementation: str = "unknown"
+    platform: str = "unknown"
+
+    def differences(self, other: Machine) -> tuple[str, ...]:
+        """What differs between ``self`` (baseline) and ``other`` (now), one phrase each.
+
+        Compared: CPU model, core count, OS and architecture, Python implementation and
+        major.minor version. Kernel and patch releases are recorded but not compared.
+        """
+        out = []
+        if self.cpu != other.cpu:
+            out.append(f"CPU {self.cpu!r} -> {other.cpu!r}")
+        if self.cores != other.cores:
+            out.append(f"cores {self.cores} -> {other.cores}")
+        if (self.os, self.arch) != (other.os, other.arch):
+            out.append(f"OS {self.os}/{self.arch} -> {other.os}/{other.arch}")
+        mine = (self.implementation, ".".join(self.python.split(".")[:2]))
+        theirs = (other.implementation, ".".join(other.python.split(".")[:2]))
+        if mine != theirs:
+            out.append(f"Python {' '.join(mine)} -> {' '.join(theirs)}")
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Machine, git commit and plugin version, gathered once per session."""
+
+    machine: Machine
+    commit: str | None
+    plugin_version: str
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """One run of one test as saved in the baseline.
+
+    ``latency`` holds the percentiles of the full run (``latency.n`` successful calls) and, as
+    ``latency.samples``, at most ``MAX_SAMPLES`` sorted samples (evenly spaced quantiles of the
+    run when it had more), rounded to microseconds.
+    """
+
+    test: str
+    run: str
+    shape: LoadShape
+    requests: int
+    errors: int
+    timeouts: int
+    duration: float
+    throughput: float
+    latency: Stats
+    tokens_per_call: float | None
+    cost_per_call: float | None
+    machine: Machine
+    commit: str | None
+    plugin_version: str
+    created: str
+
+    @property
+    def key(self) -> RunKey:
+        return (self.test, self.run)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A loaded baseline file: its runs keyed by (test node id, run name)."""
+
+    path: str
+    runs: Mapping[RunKey, BaselineRun] = field(default_factory=lambda: MappingProxyType({}))
+
+    def get(self, test: str, run: str) -> BaselineRun | None:
+        return self.runs.get((test, run))
+
+    def tests(self) -> frozenset[str]:
+        return frozenset(t for t, _ in self.runs)
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """What ``save`` did: runs written now, runs kept from the old file, and a replaced file."""
+
+    path: str
+    written: int
+    kept: int
+    replaced_problem: str | None = None
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()[:200] or "unknown"
+    except OSError:
+        pass
+    if platform.system() == "Darwin":
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"],
+                capture_output=True,
+                text=True,
+                timeout=_GIT_TIMEOUT,
+                check=True,
+            ).stdout.strip()
+            if out:
+                return out[:200]
+    return (platform.processor() or platform.machine() or "unknown")[:200]
+
+
+def machine_info() -> Machine:
+    """The machine this process runs on."""
+    return Machine(
+        cpu=_cpu_model(),
+        cores=os.cpu_count(),
+        os=platform.system() or "unknown",
+        arch=platform.machine() or "unknown",
+        python=platform.python_version(),
+        implementation=platform.python_implementation(),
+        platform=platform.platform()[:200],
+    )
+
+
+def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
+    """``git rev-parse HEAD`` in ``cwd``; None when git or the repository is unavailable."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=_GIT_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    sha = out.stdout.strip()
+    if (
+        out.returncode != 0
+        or not sha
+        or len(sha) > 64
+        or not all(c in "0123456789abcdef" for c in sha)
+    ):
+        return None
+    return sha
+
+
+def plugin_version() -> str:
+    """The installed pytest-agentperf version, or "unknown"."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("pytest-agentperf")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def current_environment(cwd: str | os.PathLike[str] | None = None) -> Environment:
+    """Machine, git commit (of ``cwd``) and plugin version of this session."""
+    return Environment(machine_info(), git_commit(cwd), plugin_version())
+
+
+# --------------------------------------------------------------------------- building runs
+
+
+def _finite(value: float | None, digits: int | None = None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), digits) if digits is not None else float(value)
+
+
+def _sig(value: float | None, digits: int = 8) -> float | None:
+    """Round to ``digits`` significant digits (costs are tiny numbers)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}")
+
+
+def cap_samples(samples: FloatArray, cap: int = MAX_SAMPLES) -> FloatArray:
+    """Sorted samples rounded to microseconds; above ``cap``, ``cap`` evenly spaced quantiles.
+
+    Evenly spaced quantiles (numpy's linear method, from the minimum to the maximum) rather than
+    a random subset: the same run gives the same file (diffs stay small), every percentile of
+    the stored samples is within 1/cap of the full run's, and no sampling noise is added. The
+    bootstrap then sees ``cap`` samples instead of n, so its interval is a little wider: the
+    conservative side for a gate.
+    """
+    arr = np.sort(np.asarray(samples, dtype=np.float64))
+    arr = arr[np.isfinite(arr)]
+    if arr.size > cap:
+        arr = np.quantile(arr, np.linspace(0.0, 1.0, cap))
+    out = np.round(arr, 6)
+    out.flags.writeable = False
+    return out
+
+
+def run_from_result(test: str, result: PerfResult, env: Environment) -> BaselineRun:
+    """The baseline entry of ``result``, the run named ``result.name`` of test ``test``."""
+    lat = result.latency
+    samples = cap_samples(lat.samples)
+    latency = Stats(
+        n=lat.n,
+        p50=_finite(lat.p50, 6),
+        p90=_finite(lat.p90, 6),
+        p95=_finite(lat.p95, 6),
+        p99=_finite(lat.p99, 6),
+        min=_finite(lat.min, 6),
+        max=_finite(lat.max, 6),
+        mean=_finite(lat.mean, 6),
+        stdev=_finite(lat.stdev, 6),
+        samples=samples,
+    )
+    return BaselineRun(
+        test=test,
+        run=result.name,
+        shape=result.shape,
+        requests=result.requests,
+        errors=result.errors,
+        timeouts=result.timeouts,
+        duration=_finite(result.duration, 6) or 0.0,
+        throughput=_finite(result.throughput, 6) or 0.0,
+        latency=latency,
+        tokens_per_call=_finite(result.usage.per_call.total_tokens, 3),
+        cost_per_call=_sig(result.cost.per_call),
+        machine=env.machine,
+        commit=env.commit,
+        plugin_version=env.plugin_version,
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _shape_dict(s: LoadShape) -> dict[str, Any]:
+    return {
+        "requests": s.requests,
+        "concurrency": s.concurrency,
+        "rate": _finite(s.rate),
+        "arrival": s.arrival,
+        "duration": _finite(s.duration),
+        "warmup": s.warmup,
+        "timeout": _finite(s.timeout),
+    }
+
+
+def _machine_dict(m: Machine) -> dict[str, Any]:
+    return {
+        "cpu": m.cpu,
+        "cores": m.cores,
+        "os": m.os,
+        "arch": m.arch,
+        "python": m.python,
+        "implementation": m.implementation,
+        "platform": m.platform,
+    }
+
+
+def _run_dict(r: BaselineRun) -> dict[str, Any]:
+    lat = r.latency
+    return {
+        "test": r.test,
+        "run": r.run,
+        "created": r.created,
+        "commit": r.commit,
+        "plugin_version": r.plugin_version,
+        "machine": _machine_dict(r.machine),
+        "shape": _shape_dict(r.shape),
+        "requests": r.requests,
+        "errors": r.errors,
+        "timeouts": r.timeouts,
+        "duration": _finite(r.duration, 6),
+        "throughput": _finite(r.throughput, 6),
+        "tokens_per_call": _finite(r.tokens_per_call, 3),
+        "cost_per_call": _sig(r.cost_per_call),
+        "latency": {
+            "n": lat.n,
+            "p50": _finite(lat.p50, 6),
+            "p90": _finite(lat.p90, 6),
+            "p95": _finite(lat.p95, 6),
+            "p99": _finite(lat.p99, 6),
+            "min": _finite(lat.min, 6),
+            "max": _finite(lat.max, 6),
+            "mean": _finite(lat.mean, 6),
+            "stdev": _finite(lat.stdev, 6),
+        },
+        "samples": None,  # placeholder, replaced by one compact line
+    }
+
+
+def dumps(runs: Iterable[BaselineRun]) -> str:
+    """The file text: fixed key order, entries sorted by (test, run), samples on one line each."""
+    ordered = sorted(runs, key=lambda r: r.key)
+    docs = []
+    lines = []
+    for i, r in enumerate(ordered):
+        d = _run_dict(r)
+        d["samples"] = f"@@samples{i}@@"
+        docs.append(d)
+        lines.append(json.dumps([round(float(x), 6) for x in r.latency.samples], allow_nan=False))
+    doc = {"format": FORMAT, "schema": SCHEMA_VERSION, "runs": docs}
+    text = json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False)
+    for i, line in enumerate(lines):
+        text = text.replace(f'"@@samples{i}@@"', line, 1)
+    return text + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # Make the rename itself durable where the platform allows it.
+    with contextlib.suppress(OSError, AttributeError):
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def save(
+    path: str | os.PathLike[str], entries: Iterable[BaselineRun], *, keep_existing: bool = True
+) -> SaveResult:
+    """Write ``entries`` to ``path`` atomically (temp file in the same folder, fsync, rename).
+
+    With ``keep_existing``, runs of the old file that ``entries`` do not replace are kept, so
+    saving from a subset of tests updates those and keeps the rest. A corrupt old file cannot be
+    merged: it is replaced and the problem is returned in ``SaveResult.replaced_problem``.
+    A write failure leaves the old file intact and raises ``BaselineError``.
+    """
+    target = Path(path)
+    new = {r.key: r for r in entries}
+    merged: dict[RunKey, BaselineRun] = {}
+    problem = None
+    kept = 0
+    if keep_existing:
+        try:
+            old = load(target)
+        except BaselineError as exc:
+            old, problem = None, exc.problem or str(exc)
+        if old is not None:
+            for key, run in old.runs.items():
+                if key not in new:
+                    merged[key] = run
+                    kept += 1
+    merged.update(new)
+    try:
+        _write_atomic(target, dumps(merged.values()))
+    except OSError as exc:
+        raise BaselineError(
+            f"could not write the baseline file {target}: {exc.strerror or exc}; "
+            "the previous file (if any) is unchanged",
+            path=str(target),
+            problem=str(exc),
+        ) from exc
+    return SaveResult(str(target), written=len(new), kept=kept, replaced_problem=problem)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Invalid(Exception):
+    """A validation problem at a place in the document."""
+
+
+def _fail(where: str, problem: str) -> _Invalid:
+    return _Invalid(f"{where}: {problem}" if where else problem)
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Invalid(f"non-finite number {name} (NaN/Infinity are not valid JSON here)")
+
+
+def _depth_ok(value: Any, depth: int = 0) -> bool:
+    if depth > _MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return all(_depth_ok(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return all(_depth_ok(v, depth + 1) for v in value if isinstance(v, (dict, list)))
+    return True
+
+
+def _obj(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(where, f"expected an object, got {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else "a number"
+    )
+
+
+def _text(d: dict[str, Any], key: str, where: str, *, optional: bool = False) -> str | None:
+    value = d.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise _fail(f"{where}.{key}", f"expected a string, got {_kind(value)}")
+    if len(value) > _MAX_TEXT:
+        raise _fail(f"{where}.{key}", f"string too long ({len(value)} characters)")
+    return value
+
+
+def _int(d: dict[str, Any], key: str, where: str, *, optional: bool = False) -> int | None:
+    value = d.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(f"{where}.{key}", f"expected a whole number, got {_kind(value)}")
+    if value < 0 or value > 10**12:
+        raise _fail(f"{where}.{key}", f"out of range ({value})")
+    return value
+
+
+def _num(d: dict[str, Any], key: str, where: str, *, optional: bool = False) -> float | None:
+    value = d.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(f"{where}.{key}", f"expected a number, got {_kind(value)}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or number > 1e12:
+        raise _fail(f"{where}.{key}", f"out of range ({value!r})")
+    return number
+
+
+def _parse_machine(value: Any, where: str) -> Machine:
+    d = _obj(value, where)
+    return Machine(
+        cpu=_text(d, "cpu", where) or "unknown",
+        cores=_int(d, "cores", where, optional=True),
+        os=_text(d, "os", where) or "unknown",
+        arch=_text(d, "arch", where) or "unknown",
+        python=_text(d, "python", where) or "unknown",
+        implementation=_text(d, "implementation", where) or "unknown",
+        platform=_text(d, "platform", where) or "unknown",
+    )
+
+
+def _parse_shape(value: Any, where: str) -> LoadShape:
+    d = _obj(value, where)
+    warmup = _int(d, "warmup", where)
+    timeout = _num(d, "timeout", where)
+    assert warmup is not None and timeout is not None
+    return LoadShape(
+        requests=_int(d, "requests", where, optional=True),
+        concurrency=_int(d, "concurrency", where, optional=True),
+        rate=_num(d, "rate", where, optional=True),
+        arrival=_text(d, "arrival", where) or "",
+        duration=_num(d, "duration", where, optional=True),
+        warmup=warmup,
+        timeout=timeout,
+    )
+
+
+def _parse_samples(value: Any, where: str) -> FloatArray:
+    if not isinstance(value, list):
+        raise _fail(where, f"expected an array of latencies, got {_kind(value)}")
+    if len(value) > _MAX_READ_SAMPLES:
+        raise _fail(where, f"{len(value)} samples, more than the {_MAX_READ_SAMPLES} allowed")
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+        raise _fail(where, "expected numbers only")
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.size and (not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1e9):
+        raise _fail(where, "latencies must be finite, non-negative seconds")
+    arr = np.sort(arr)
+    arr.flags.writeable = False
+    return arr
+
+
+def _parse_run(value: Any, where: str) -> BaselineRun:
+    d = _obj(value, where)
+    lat = _obj(d.get("latency"), f"{where}.latency")
+    lw = f"{where}.latency"
+    samples = _parse_samples(d.get("samples"), f"{where}.samples")
+    n = _int(lat, "n", lw)
+    assert n is not None
+    if samples.size > n:
+        raise _fail(f"{where}.samples", f"{samples.size} samples but latency.n is {n}")
+    latency = Stats(
+        n=n,
+        p50=_num(lat, "p50", lw, optional=True),
+        p90=_num(lat, "p90", lw, optional=True),
+        p95=_num(lat, "p95", lw, optional=True),
+        p99=_num(lat, "p99", lw, optional=True),
+        min=_num(lat, "min", lw, optional=True),
+        max=_num(lat, "max", lw, optional=True),
+        mean=_num(lat, "mean", lw, optional=True),
+        stdev=_num(lat, "stdev", lw, optional=True),
+        samples=samples,
+    )
+    requests = _int(d, "requests", where)
+    errors = _int(d, "errors", where)
+    timeouts = _int(d, "timeouts", where)
+    assert requests is not None and errors is not None and timeouts is not None
+    if errors > requests or timeouts > errors:
+        raise _fail(
+            where,
+            f"inconsistent counts (requests {requests}, errors {errors}, timeouts {timeouts})",
+        )
+    return BaselineRun(
+        test=_text(d, "test", where) or "",
+        run=_text(d, "run", where) or "",
+        shape=_parse_shape(d.get("shape"), f"{where}.shape"),
+        requests=requests,
+        errors=errors,
+        timeouts=timeouts,
+        duration=_num(d, "duration", where, optional=True) or 0.0,
+        throughput=_num(d, "throughput", where, optional=True) or 0.0,
+        latency=latency,
+        tokens_per_call=_num(d, "tokens_per_call", where, optional=True),
+        cost_per_call=_num(d, "cost_per_call", where, optional=True),
+        machine=_parse_machine(d.get("machine"), f"{where}.machine"),
+        commit=_text(d, "commit", where, optional=True),
+        plugin_version=_text(d, "plugin_version", where, optional=True) or "unknown",
+        created=_text(d, "created", where, optional=True) or "",
+    )
+
+
+def parse(text: str, path: str = "<baseline>") -> Baseline:
+    """Validate the text of a baseline file; raise BaselineError naming ``path`` and the problem."""
+
+    def error(problem: str) -> BaselineError:
+        return BaselineError(
+            f"baseline file {path} is unusable: {problem}. It is ignored (no comparison); "
+            "re-create it with --agentperf-baseline",
+            path=path,
+            problem=problem,
+        )
+
+    if not text.strip():
+        raise error("the file is empty")
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except _Invalid as exc:
+        raise error(str(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise error(
+            f"not valid JSON, truncated or corrupt ({exc.msg} at line {exc.lineno} "
+            f"column {exc.colno})"
+        ) from None
+    except (RecursionError, ValueError) as exc:
+        raise error(f"not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise error(f'not a pytest-agentperf baseline (no "format": "{FORMAT}" field)')
+    schema = doc.get("schema")
+    if isinstance(schema, bool) or not isinstance(schema, int):
+        raise error("the schema version is missing or not a number")
+    if schema > SCHEMA_VERSION:
+        raise error(
+            f"written with schema {schema} by a newer pytest-agentperf; this version "
+            f"reads schema {SCHEMA_VERSION}: upgrade pytest-agentperf"
+        )
+    if schema < 1:
+        raise error(f"unknown schema version {schema}")
+    if not _depth_ok(doc):
+        raise error(f"nested deeper than {_MAX_DEPTH} levels")
+    runs_doc = doc.get("runs")
+    if not isinstance(runs_doc, list):
+        raise error(f"runs: expected an array, got {_kind(runs_doc)}")
+    if len(runs_doc) > _MAX_RUNS:
+        raise error(f"runs: {len(runs_doc)} entries, more than the {_MAX_RUNS} allowed")
+    runs: dict[RunKey, BaselineRun] = {}
+    try:
+        for i, item in enumerate(runs_doc):
+            run = _parse_run(item, f"runs[{i}]")
+            if run.key in runs:
+                raise _fail(f"runs[{i}]", f"duplicate entry for test {run.test!r} run {run.run!r}")
+            runs[run.key] = run
+    except _Invalid as exc:
+        raise error(str(exc)) from None
+    return Baseline(path=path, runs=MappingProxyType(runs))
+
+
+def load(path: str | os.PathLike[str]) -> Baseline | None:
+    """The baseline at ``path``; None when there is no file; BaselineError when it is unusable."""
+    p = Path(path)
+    name = str(p)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BaselineError(
+            f"baseline file {name} cannot be read: {exc.strerror or exc}",
+            path=name,
+            problem=str(exc),
+        ) from exc
+    if not p.is_file():
+        raise BaselineError(
+            f"baseline file {name} is not a regular file", path=name, problem="not a regular file"
+        )
+    if size > _MAX_FILE_BYTES:
+        limit = _MAX_FILE_BYTES // 2**20
+        problem = f"the file is {size / 1e6:.0f} MB, larger than the {limit} MiB allowed"
+        raise BaselineError(
+            f"baseline file {name} is unusable: {problem}", path=name, problem=problem
+        )
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise BaselineError(
+            f"baseline file {name} cannot be read: {exc.strerror or exc}",
+            path=name,
+            problem=str(exc),
+        ) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        problem = "not UTF-8 text (a binary or foreign file)"
+        raise BaselineError(
+            f"baseline file {name} is unusable: {problem}. It is ignored (no comparison); "
+            "re-create it with --agentperf-baseline",
+            path=name,
+            problem=problem,
+        ) from None
+    return parse(text, name)

@@ -1,0 +1,57 @@
+"""Turning what the engine measured into a ``PerfResult``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from .budgets import evaluate
+from .engine import RawRun
+from .engine.log import OK, TIMEOUT
+from .pricing import PriceTable, compute_cost
+from .results import PerfResult, Stats
+from .settings import Settings
+from .stats import summarize
+
+
+def build_result(
+    name: str,
+    settings: Settings,
+    raw: RawRun,
+    *,
+    prices: PriceTable | None = None,
+    extra_fields: Sequence[Mapping[str, Any]] = (),
+) -> PerfResult:
+    """Compute every statistic of ``raw`` once, then check the budgets of ``settings``."""
+    log = raw.log
+    ok = log.status == OK
+    requests = len(log)
+    n_ok = int(np.count_nonzero(ok))
+    errors = requests - n_ok
+    usage = raw.usage.usage(requests)
+    result = PerfResult(
+        name=name,
+        shape=settings.shape,
+        requests=requests,
+        errors=errors,
+        timeouts=int(np.count_nonzero(log.status == TIMEOUT)),
+        error_rate=errors / requests if requests else 0.0,
+        error_types=dict(raw.error_types),
+        error_messages=raw.error_messages,
+        throughput=n_ok / raw.duration,
+        duration=raw.duration,
+        latency=summarize(log.latency[ok]),
+        ttft=summarize(log.ttft[ok]) if n_ok else Stats(),
+        itl=summarize(log.itl),
+        late_starts=raw.late_starts,
+        aborted=raw.aborted,
+        usage=usage,
+        cost=compute_cost(usage, requests, prices),
+        tools=raw.usage.tool_stats(),
+    )
+    for fields in extra_fields:
+        result = replace(result, **fields)
+    return replace(result, budgets=evaluate(settings.budgets, result))

@@ -1,0 +1,363 @@
+"""The regression gate: one run compared with its baseline run.
+
+Latency: the ratio now/baseline of p50 and p95 with a seeded percentile-bootstrap interval
+(each run resampled on its own). A metric is REGRESSED when the whole interval lies above
+1 + tolerance, INCONCLUSIVE when only the point estimate does, IMPROVED when the whole interval
+lies below 1 / (1 + tolerance) (the mirror image on a log scale, so a change and its undoing are
+judged alike), otherwise UNCHANGED. Error rate: Newcombe's interval on the difference of the two
+rates against an absolute tolerance. Tokens and cost per call: the ratio of the means against the
+tolerance (no interval: only means are recorded). The run's status is the worst of its metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from .baseline import BaselineRun, Machine
+from .results import FloatArray, LoadShape, PerfResult
+from .stats import BOOTSTRAP_RESAMPLES, min_samples_for, proportion_diff_ci, ratio_ci
+from .units import format_seconds
+
+DEFAULT_TOLERANCE = 0.10
+"""Relative tolerance of latency, tokens and cost: a change within +-10 % is not a regression."""
+ERROR_RATE_TOLERANCE = 0.01
+"""Absolute tolerance of the error rate: 1 percentage point."""
+CONFIDENCE = 0.95
+"""Two-sided confidence of the intervals; REGRESSED needs the lower 2.5 % bound above the limit."""
+RESOLUTION = 1e-6
+"""Latencies are compared at microsecond resolution (as stored in the baseline)."""
+
+SHAPE_FIELDS = ("requests", "concurrency", "rate", "arrival", "duration")
+
+
+class Status(str, Enum):
+    """Outcome of a comparison, for a metric or a whole run."""
+
+    REGRESSED = "REGRESSED"
+    INCONCLUSIVE = "INCONCLUSIVE"
+    IMPROVED = "IMPROVED"
+    UNCHANGED = "UNCHANGED"
+    NEW = "NEW"
+    NOT_COMPARABLE = "NOT COMPARABLE"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_SEVERITY = {Status.REGRESSED: 3, Status.INCONCLUSIVE: 2, Status.IMPROVED: 1, Status.UNCHANGED: 0}
+
+
+@dataclass(frozen=True)
+class MetricChange:
+    """One metric now against the baseline.
+
+    ``kind`` is "ratio" (change = now / baseline) or "difference" (change = now - baseline);
+    ``low``/``high`` bound the change with ``CONFIDENCE`` (None without an interval).
+    """
+
+    name: str
+    kind: str
+    baseline: float
+    current: float
+    change: float
+    low: float | None
+    high: float | None
+    status: Status
+    limit: float
+
+    def describe(self) -> str:
+        """One line for a failure message: baseline vs now, change, interval, verdict."""
+        if self.name.endswith("latency"):
+            base, cur = format_seconds(self.baseline), format_seconds(self.current)
+        elif self.name == "error rate":
+            base, cur = f"{self.baseline * 100:.3g}%", f"{self.current * 100:.3g}%"
+        elif self.name == "cost per call":
+            base, cur = f"${self.baseline:.4g}", f"${self.current:.4g}"
+        else:
+            base, cur = f"{self.baseline:.4g}", f"{self.current:.4g}"
+        text = f"{self.name} {base} -> {cur}: {format_change(self)}"
+        if self.low is not None and self.high is not None:
+            low, high = _fmt(self.kind, self.low), _fmt(self.kind, self.high)
+            text += f" ({CONFIDENCE:.0%} CI {low} to {high})"
+        return f"{text} {self.status.value}, tolerance {_tolerance_text(self)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "baseline": _json_float(self.baseline),
+            "current": _json_float(self.current),
+            "change": _json_float(self.change),
+            "low": _json_float(self.low),
+            "high": _json_float(self.high),
+            "status": self.status.value,
+            "limit": _json_float(self.limit),
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A run compared with its baseline run; ``PerfResult.comparison`` holds it."""
+
+    status: Status
+    tolerance: float
+    p50: MetricChange | None = None
+    p95: MetricChange | None = None
+    error_rate: MetricChange | None = None
+    tokens: MetricChange | None = None
+    cost: MetricChange | None = None
+    flags: tuple[str, ...] = ()
+    messages: tuple[str, ...] = ()
+    baseline_commit: str | None = None
+    baseline_created: str | None = None
+
+    @property
+    def metrics(self) -> tuple[MetricChange, ...]:
+        return tuple(m for m in (self.p50, self.p95, self.error_rate, self.tokens, self.cost) if m)
+
+    @property
+    def regressed(self) -> bool:
+        return self.status is Status.REGRESSED
+
+    def failure_message(self, run: str) -> str:
+        """The message of RegressionDetected: what regressed, baseline vs now, the interval."""
+        where = []
+        if self.baseline_commit:
+            where.append(f"commit {self.baseline_commit[:10]}")
+        if self.baseline_created:
+            where.append(f"recorded {self.baseline_created}")
+        origin = f" ({', '.join(where)})" if where else ""
+        lines = [m.describe() for m in self.metrics if m.status is Status.REGRESSED]
+        lines += list(self.flags)
+        return (
+            f"run {run!r} regressed against the baseline{origin}:\n  "
+            + "\n  ".join(lines)
+            + "\nIf the change is intended, re-record the baseline with --agentperf-baseline."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "tolerance": self.tolerance,
+            "p50": self.p50.to_dict() if self.p50 else None,
+            "p95": self.p95.to_dict() if self.p95 else None,
+            "error_rate": self.error_rate.to_dict() if self.error_rate else None,
+            "tokens": self.tokens.to_dict() if self.tokens else None,
+            "cost": self.cost.to_dict() if self.cost else None,
+            "flags": list(self.flags),
+            "messages": list(self.messages),
+            "baseline_commit": self.baseline_commit,
+            "baseline_created": self.baseline_created,
+        }
+
+
+def _json_float(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return value
+
+
+def _fmt(kind: str, value: float) -> str:
+    if kind == "difference":
+        return f"{value * 100:+.1f} pp"
+    if not math.isfinite(value):
+        return "+inf%"
+    return f"{(value - 1) * 100:+.0f}%" if abs(value - 1) < 10 else f"x{value:.3g}"
+
+
+def _tolerance_text(m: MetricChange) -> str:
+    if m.kind == "difference":
+        return f"+-{m.limit * 100:g} pp"
+    return f"+-{m.limit * 100:g}%"
+
+
+def format_change(m: MetricChange | None, *, interval: bool = False) -> str:
+    """Short text of a change for tables: "+12%", "x2.5", "+1.5 pp"; "-" when absent."""
+    if m is None:
+        return "-"
+    text = _fmt(m.kind, m.change)
+    if interval and m.low is not None and m.high is not None:
+        text += f" [{_fmt(m.kind, m.low)}, {_fmt(m.kind, m.high)}]"
+    return text
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def shape_differences(baseline: LoadShape, current: LoadShape) -> tuple[str, ...]:
+    """Load-shape fields that differ (requests, concurrency, rate, arrival, duration)."""
+    out = []
+    for name in SHAPE_FIELDS:
+        a, b = getattr(baseline, name), getattr(current, name)
+        same = (
+            math.isclose(a, b, rel_tol=1e-9)
+            if isinstance(a, float) and isinstance(b, float)
+            else a == b
+        )
+        if not same:
+            out.append(f"{name} {a} -> {b}")
+    return tuple(out)
+
+
+def _ratio_status(estimate: float, low: float, high: float, tolerance: float) -> Status:
+    if low > 1.0 + tolerance:
+        return Status.REGRESSED
+    if estimate > 1.0 + tolerance:
+        return Status.INCONCLUSIVE
+    if high < 1.0 / (1.0 + tolerance):
+        return Status.IMPROVED
+    return Status.UNCHANGED
+
+
+def _latency(
+    q: float,
+    current: FloatArray,
+    baseline: FloatArray,
+    tolerance: float,
+    confidence: float,
+    resamples: int,
+    seed: int,
+) -> MetricChange:
+    cur = np.maximum(current, RESOLUTION)
+    base = np.maximum(baseline, RESOLUTION)
+    estimate, low, high = ratio_ci(
+        cur, base, q, confidence=confidence, resamples=resamples, seed=seed
+    )
+    return MetricChange(
+        name=f"p{q * 100:g} latency",
+        kind="ratio",
+        baseline=float(np.quantile(base, q)),
+        current=float(np.quantile(cur, q)),
+        change=estimate,
+        low=low,
+        high=high,
+        status=_ratio_status(estimate, low, high, tolerance),
+        limit=tolerance,
+    )
+
+
+def _error_rate(
+    result: PerfResult, base: BaselineRun, tolerance: float, confidence: float
+) -> MetricChange | None:
+    if result.requests <= 0 or base.requests <= 0:
+        return None
+    diff, low, high = proportion_diff_ci(
+        result.errors, result.requests, base.errors, base.requests, confidence
+    )
+    if low > tolerance:
+        status = Status.REGRESSED
+    elif diff > tolerance:
+        status = Status.INCONCLUSIVE
+    elif high < -tolerance:
+        status = Status.IMPROVED
+    else:
+        status = Status.UNCHANGED
+    return MetricChange(
+        name="error rate",
+        kind="difference",
+        baseline=base.errors / base.requests,
+        current=result.errors / result.requests,
+        change=diff,
+        low=low,
+        high=high,
+        status=status,
+        limit=tolerance,
+    )
+
+
+def _mean(
+    name: str, base: float | None, cur: float | None, tolerance: float
+) -> MetricChange | None:
+    if base is None or cur is None or not math.isfinite(base) or not math.isfinite(cur):
+        return None
+    ratio = cur / base if base > 0 else (1.0 if cur <= 0 else math.inf)
+    if ratio > 1.0 + tolerance:
+        status = Status.REGRESSED
+    elif ratio < 1.0 / (1.0 + tolerance):
+        status = Status.IMPROVED
+    else:
+        status = Status.UNCHANGED
+    return MetricChange(name, "ratio", base, cur, ratio, None, None, status, tolerance)
+
+
+def compare(
+    result: PerfResult,
+    baseline: BaselineRun | None,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    error_tolerance: float = ERROR_RATE_TOLERANCE,
+    machine: Machine | None = None,
+    confidence: float = CONFIDENCE,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> Comparison:
+    """Compare ``result`` with its baseline run (None: NEW). ``machine`` is this machine.
+
+    Deterministic: the bootstrap is seeded with ``seed``. Fast: the bootstrap of a percentile
+    costs O(resamples) after one sort, whatever the number of samples.
+    """
+    if baseline is None:
+        return Comparison(Status.NEW, tolerance, messages=("no baseline run to compare with",))
+    origin: dict[str, Any] = {
+        "baseline_commit": baseline.commit,
+        "baseline_created": baseline.created or None,
+    }
+    flags: list[str] = []
+    if machine is not None:
+        diff = baseline.machine.differences(machine)
+        if diff:
+            flags.append("baseline from another machine: " + ", ".join(diff))
+    changed = shape_differences(baseline.shape, result.shape)
+    if changed:
+        msg = "load shape changed (" + ", ".join(changed) + "); re-record the baseline to compare"
+        return Comparison(
+            Status.NOT_COMPARABLE, tolerance, flags=tuple(flags), messages=(msg,), **origin
+        )
+
+    metrics: dict[str, MetricChange | None] = {"p50": None, "p95": None}
+    cur = np.asarray(result.latency.samples, dtype=np.float64)
+    cur = cur[np.isfinite(cur)]
+    base = np.asarray(baseline.latency.samples, dtype=np.float64)
+    messages: list[str] = []
+    if cur.size and base.size:
+        for i, (key, q) in enumerate((("p50", 0.50), ("p95", 0.95))):
+            metrics[key] = _latency(q, cur, base, tolerance, confidence, resamples, seed + i)
+        n = min(int(cur.size), int(base.size))
+        need = min_samples_for(95.0)
+        if n < need:
+            flags.append(
+                f"p95 compared on {n} samples (fewer than {need}): its interval is wide; "
+                "raise requests= for a sharper gate"
+            )
+    else:
+        messages.append("latency not compared: no successful calls in the baseline or now")
+    err = _error_rate(result, baseline, error_tolerance, confidence)
+    tokens = _mean(
+        "tokens per call", baseline.tokens_per_call, result.usage.per_call.total_tokens, tolerance
+    )
+    cost = _mean("cost per call", baseline.cost_per_call, result.cost.per_call, tolerance)
+    if (baseline.tokens_per_call is None) != (result.usage.per_call.total_tokens is None):
+        flags.append("token usage known on one side only: tokens not compared")
+    if (baseline.cost_per_call is None) != (result.cost.per_call is None):
+        flags.append("cost known on one side only: cost not compared")
+
+    every = [m for m in (metrics["p50"], metrics["p95"], err, tokens, cost) if m is not None]
+    status = max((m.status for m in every), key=_SEVERITY.__getitem__, default=Status.UNCHANGED)
+    messages += [m.describe() for m in every]
+    return Comparison(
+        status=status,
+        tolerance=tolerance,
+        p50=metrics["p50"],
+        p95=metrics["p95"],
+        error_rate=err,
+        tokens=tokens,
+        cost=cost,
+        flags=tuple(flags),
+        messages=tuple(messages),
+        **origin,
+    )

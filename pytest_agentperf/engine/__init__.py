@@ -1,0 +1,152 @@
+"""Load generation: closed and open loop, sync and async agents, timeouts and warmup.
+
+``run_load`` (from sync code) and ``arun_load`` (from a coroutine) run warmup calls, then the
+measured calls, and return a ``RawRun``: every call's timing in flat arrays plus usage totals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..errors import UsageError
+from ..settings import Settings
+from ..usage import UsageAccumulator
+from .async_exec import execute_async
+from .log import TIMEOUT, CallLog, MergedLog, merge, merge_counters, merge_usage
+from .observer import LiveView, Progress, ProgressSink, RunObserver
+from .plan import Plan, RunState
+from .target import Target, make_target
+from .thread_exec import execute_threads
+
+__all__ = [
+    "LiveView",
+    "Progress",
+    "ProgressSink",
+    "RawRun",
+    "RunObserver",
+    "arun_load",
+    "run_load",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RawRun:
+    """What the engine measured, before any statistic is computed."""
+
+    log: MergedLog
+    usage: UsageAccumulator
+    error_types: dict[str, int]
+    error_messages: tuple[str, ...]
+    duration: float
+    late_starts: int
+    aborted: str | None
+    target: str
+
+    @property
+    def timeouts(self) -> int:
+        return int(np.count_nonzero(self.log.status == TIMEOUT))
+
+
+def _raw(target: Target, state: RunState, logs: list[CallLog]) -> RawRun:
+    all_logs = [*logs, state.extra]
+    log = merge(all_logs)
+    ran = state.aborted is None and len(log) > 0
+    duration = float(log.end.max()) if ran else state.elapsed
+    return RawRun(
+        log=log,
+        usage=merge_usage(all_logs),
+        error_types=merge_counters(all_logs),
+        error_messages=tuple(state.messages),
+        duration=max(duration, 1e-9),
+        late_starts=state.late,
+        aborted=state.aborted,
+        target=target.label,
+    )
+
+
+def _threads(
+    target: Target,
+    settings: Settings,
+    observers: Sequence[RunObserver],
+    progress: ProgressSink | None,
+) -> RawRun:
+    if settings.warmup:
+        execute_threads(Plan.warmup(target, settings), measured=False)
+    state, logs = execute_threads(Plan.measured(target, settings), observers, progress)
+    return _raw(target, state, logs)
+
+
+async def _in_thread(fn: Callable[[], T]) -> T:
+    """Await ``fn()`` run on a fresh daemon thread (never the loop's default executor)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def set_result(value: T) -> None:
+        if not future.done():
+            future.set_result(value)
+
+    def set_exception(exc: BaseException) -> None:
+        if not future.done():
+            future.set_exception(exc)
+
+    def body() -> None:
+        try:
+            value = fn()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(set_exception, exc)
+        else:
+            loop.call_soon_threadsafe(set_result, value)
+
+    threading.Thread(target=body, daemon=True, name="agentperf-controller").start()
+    return await future
+
+
+async def arun_load(
+    fn: Any,
+    inputs: Any,
+    settings: Settings,
+    *,
+    observers: Sequence[RunObserver] = (),
+    progress: ProgressSink | None = None,
+) -> RawRun:
+    """Run ``fn`` under the load ``settings`` describe, from a coroutine."""
+    target = make_target(fn, inputs)
+    if not target.is_async:
+        return await _in_thread(lambda: _threads(target, settings, observers, progress))
+    if settings.warmup:
+        await execute_async(Plan.warmup(target, settings), measured=False)
+    state, logs = await execute_async(Plan.measured(target, settings), observers, progress)
+    return _raw(target, state, logs)
+
+
+def run_load(
+    fn: Any,
+    inputs: Any,
+    settings: Settings,
+    *,
+    observers: Sequence[RunObserver] = (),
+    progress: ProgressSink | None = None,
+) -> RawRun:
+    """Run ``fn`` under the load ``settings`` describe, from sync code (no running loop)."""
+    __tracebackhide__ = True
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise UsageError(
+            "agentperf.run() was called inside a running event loop (an async test?); "
+            "use `await agentperf.arun(...)` there instead"
+        )
+    target = make_target(fn, inputs)
+    if not target.is_async:
+        return _threads(target, settings, observers, progress)
+    return asyncio.run(arun_load(fn, inputs, settings, observers=observers, progress=progress))

@@ -1,0 +1,98 @@
+"""Per-worker logs of measured calls, kept in flat arrays so a million calls stay small."""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..results import FloatArray
+from ..usage import UsageAccumulator
+
+OK, ERROR, TIMEOUT = 0, 1, 2
+MAX_ERROR_MESSAGES = 5
+
+
+class CallLog:
+    """Completed calls of one worker; rows are appended start, end, status, ttft in that order."""
+
+    __slots__ = ("end", "error_types", "itl", "start", "status", "ttft", "usage")
+
+    def __init__(self) -> None:
+        self.start = array("d")
+        self.end = array("d")
+        self.status = array("b")
+        self.ttft = array("d")
+        self.itl = array("d")
+        self.error_types: Counter[str] = Counter()
+        self.usage = UsageAccumulator()
+
+    def __len__(self) -> int:
+        return len(self.ttft)
+
+
+@dataclass(frozen=True)
+class MergedLog:
+    """All measured calls of a run, sorted by intended start; times in seconds since run start."""
+
+    start: FloatArray
+    end: FloatArray
+    status: np.ndarray
+    ttft: FloatArray
+    itl: FloatArray
+
+    @property
+    def latency(self) -> FloatArray:
+        return self.end - self.start
+
+    def __len__(self) -> int:
+        return int(self.start.size)
+
+
+def _floats(values: array[float], n: int) -> FloatArray:
+    return np.array(values, dtype=np.float64)[:n]
+
+
+def snapshot(logs: Iterable[CallLog]) -> tuple[FloatArray, FloatArray, np.ndarray]:
+    """start, end and status of the calls completed so far (safe while workers append)."""
+    starts, ends, statuses = [], [], []
+    for log in list(logs):
+        n = len(log.ttft)
+        starts.append(np.frombuffer(log.start, dtype=np.float64, count=n).copy() if n else _EMPTY)
+        ends.append(np.frombuffer(log.end, dtype=np.float64, count=n).copy() if n else _EMPTY)
+        statuses.append(np.frombuffer(log.status, dtype=np.int8, count=n).copy() if n else _EMPTY_B)
+    if not starts:
+        return _EMPTY, _EMPTY, _EMPTY_B
+    return np.concatenate(starts), np.concatenate(ends), np.concatenate(statuses)
+
+
+_EMPTY: FloatArray = np.zeros(0, dtype=np.float64)
+_EMPTY_B = np.zeros(0, dtype=np.int8)
+
+
+def merge(logs: Sequence[CallLog]) -> MergedLog:
+    """One sorted log of every worker's calls."""
+    start, end, status = snapshot(logs)
+    ttft = np.concatenate([_floats(log.ttft, len(log)) for log in logs]) if logs else _EMPTY
+    itl = (
+        np.concatenate([np.asarray(log.itl, dtype=np.float64) for log in logs]) if logs else _EMPTY
+    )
+    order = np.argsort(start, kind="stable")
+    return MergedLog(start[order], end[order], status[order], ttft[order], itl)
+
+
+def merge_counters(logs: Iterable[CallLog]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for log in logs:
+        total.update(log.error_types)
+    return dict(total.most_common())
+
+
+def merge_usage(logs: Iterable[CallLog]) -> UsageAccumulator:
+    acc = UsageAccumulator()
+    for log in logs:
+        acc.merge(log.usage)
+    return acc

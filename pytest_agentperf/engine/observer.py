@@ -1,0 +1,67 @@
+"""What the engine tells the world during a run: observers (abort, memory) and progress."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..results import FloatArray
+from .log import CallLog, snapshot
+
+
+class LiveView:
+    """A read-only view of a run in progress, handed to observers on every tick."""
+
+    def __init__(self, logs: Sequence[CallLog], extra: CallLog, elapsed: float) -> None:
+        self._logs = logs
+        self._extra = extra
+        self.elapsed = elapsed
+
+    @property
+    def done(self) -> int:
+        """Measured calls completed so far."""
+        return sum(len(log) for log in list(self._logs)) + len(self._extra)
+
+    @property
+    def errors(self) -> int:
+        return sum(sum(log.error_types.values()) for log in [*list(self._logs), self._extra])
+
+    def arrays(self) -> tuple[FloatArray, FloatArray, np.ndarray]:
+        """start, end, status of the calls completed so far (a copy; O(n), call sparingly)."""
+        return snapshot([*list(self._logs), self._extra])
+
+
+class RunObserver(Protocol):
+    """Watches a run: sampled on a monitor tick (about every 100 ms), may ask to abort."""
+
+    def on_start(self, t0: float) -> None: ...
+
+    def on_tick(self, view: LiveView) -> str | None:
+        """Return a reason to stop the run early, or None to go on."""
+        ...
+
+    def on_stop(self) -> None: ...
+
+    def result_fields(self) -> dict[str, Any]:
+        """Fields of PerfResult this observer fills in (e.g. ``memory``, ``windows``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is, for a progress line."""
+
+    done: int
+    total: int | None
+    elapsed: float
+    duration: float | None
+    errors: int
+    finished: bool = False
+
+
+ProgressSink = Callable[[Progress], None]
+TICK = 0.1
+PROGRESS_EVERY = 0.5

@@ -1,0 +1,106 @@
+"""A run's plan (what to call, how often, when to stop) and its shared mutable state."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..settings import Settings
+from .log import MAX_ERROR_MESSAGES, CallLog
+from .target import Target
+
+LATE_AFTER = 0.010
+"""A call that starts more than this after its intended time counts as a late start."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to call and when to stop."""
+
+    target: Target
+    settings: Settings
+    total: int | None
+    duration: float | None
+    workers: int
+    late_after: float = LATE_AFTER
+
+    @classmethod
+    def measured(cls, target: Target, settings: Settings) -> Plan:
+        return cls(
+            target, settings, settings.requests, settings.duration, settings.max_in_flight or 1
+        )
+
+    @classmethod
+    def warmup(cls, target: Target, settings: Settings) -> Plan:
+        n = settings.warmup
+        return cls(target, settings, n, None, max(1, min(n, settings.max_in_flight or 1)))
+
+    def arrivals(self) -> Iterator[tuple[int, float]]:
+        """Intended start times (seconds after run start) of an open-loop run."""
+        rate = self.settings.rate
+        assert rate is not None
+        rng = np.random.default_rng(self.settings.seed)
+        t = 0.0
+        for i in itertools.count():
+            if self.total is not None and i >= self.total:
+                return
+            if self.duration is not None and t >= self.duration:
+                return
+            yield i, t
+            if self.settings.arrival == "constant":
+                t = (i + 1) / rate
+            else:
+                if i % 1024 == 0:
+                    block = rng.exponential(1.0 / rate, 1024)
+                t += float(block[i % 1024])
+
+
+class RunState:
+    """Mutable state shared by the workers of one run."""
+
+    def __init__(self, plan: Plan) -> None:
+        self._counter = itertools.count()
+        self._total = plan.total
+        self._duration = plan.duration
+        self.t0 = 0.0
+        self.t_end = 0.0
+        self.deadline = float("inf")
+        self.stopping = False
+        self.aborted: str | None = None
+        self.fatal: BaseException | None = None
+        self.late = 0
+        self.messages: list[str] = []
+        self.extra = CallLog()
+        """Calls recorded by the monitor itself: abandoned (timed-out) sync calls."""
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+        if self._duration is not None:
+            self.deadline = self.t0 + self._duration
+
+    def finish(self) -> None:
+        self.t_end = time.perf_counter()
+
+    def claim(self) -> int | None:
+        """Index of the next call to make, or None when the run is over (thread-safe)."""
+        if self.stopping:
+            return None
+        i = next(self._counter)
+        if self._total is not None and i >= self._total:
+            return None
+        if time.perf_counter() >= self.deadline:
+            return None
+        return i
+
+    def note_error(self, message: str) -> None:
+        """Keep the first few distinct error messages for the report."""
+        if len(self.messages) < MAX_ERROR_MESSAGES and message not in self.messages:
+            self.messages.append(message[:500])
+
+    @property
+    def elapsed(self) -> float:
+        return (self.t_end or time.perf_counter()) - self.t0

@@ -1,0 +1,278 @@
+"""Sync execution on the plugin's own daemon threads: closed loop and open loop.
+
+The threads are daemons so a hung agent call never keeps the interpreter from exiting; a call
+that outlives its timeout is abandoned (counted as a timeout) and its thread is replaced.
+"""
+
+from __future__ import annotations
+
+import inspect
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..usage import CallScope, _current, extract_usage
+from .log import ERROR, OK, TIMEOUT, CallLog
+from .monitor import Monitor
+from .observer import TICK, ProgressSink, RunObserver
+from .plan import Plan, RunState
+from .streams import consume_sync
+from .target import is_async_stream, is_sync_stream, returned_awaitable
+
+_NAN = float("nan")
+MAX_OPEN_LOOP_THREADS = 1024
+"""Threads an uncapped sync open-loop run may grow to; give concurrency= to cap it lower."""
+
+
+class _Worker:
+    """One daemon thread and the call it is making, watched by the monitor for timeouts."""
+
+    __slots__ = ("abandoned", "call_start", "call_t_int", "lock", "log")
+
+    def __init__(self, log: CallLog) -> None:
+        self.lock = threading.Lock()
+        self.call_start: float | None = None
+        self.call_t_int = 0.0
+        self.abandoned = False
+        self.log = log
+
+
+class _Pool:
+    """The workers of one run and the bookkeeping of how many are still active."""
+
+    def __init__(self, plan: Plan, state: RunState, measured: bool) -> None:
+        self.plan = plan
+        self.state = state
+        self.measured = measured
+        self.workers: list[_Worker] = []
+        self.logs: list[CallLog] = []
+        self.lock = threading.Lock()
+        self.active = 0
+        self.idle = 0
+        self.done = threading.Event()
+        self.queue: queue.SimpleQueue[tuple[int, float] | None] | None = None
+        self.dispatching = False
+
+    def spawn(self) -> None:
+        log = CallLog()
+        worker = _Worker(log)
+        with self.lock:
+            self.workers.append(worker)
+            self.logs.append(log)
+            self.active += 1
+        target = self._closed_loop if self.queue is None else self._open_loop
+        threading.Thread(
+            target=target, args=(worker,), daemon=True, name="agentperf-worker"
+        ).start()
+
+    def _retire(self, worker: _Worker) -> None:
+        with self.lock:
+            if worker.abandoned:
+                return
+            self.active -= 1
+            if self.active == 0 and not self.dispatching:
+                self.done.set()
+
+    def _closed_loop(self, worker: _Worker) -> None:
+        state = self.state
+        perf = time.perf_counter
+        try:
+            while True:
+                i = state.claim()
+                if i is None:
+                    return
+                if not self._call(worker, i, perf() - state.t0):
+                    return
+        finally:
+            self._retire(worker)
+
+    def _open_loop(self, worker: _Worker) -> None:
+        state = self.state
+        q = self.queue
+        assert q is not None
+        perf = time.perf_counter
+        try:
+            while not state.stopping:
+                with self.lock:
+                    self.idle += 1
+                try:
+                    item = q.get(timeout=TICK)
+                except queue.Empty:
+                    if not self.dispatching:
+                        return
+                    continue
+                finally:
+                    with self.lock:
+                        self.idle -= 1
+                if item is None or state.stopping:
+                    return
+                i, t_int = item
+                if perf() - state.t0 - t_int > self.plan.late_after:
+                    with self.lock:
+                        state.late += 1
+                if not self._call(worker, i, t_int):
+                    return
+        finally:
+            self._retire(worker)
+
+    def _call(self, worker: _Worker, i: int, t_int: float) -> bool:
+        """Make call ``i``; False when this thread must stop (abandoned, or a fatal error)."""
+        state = self.state
+        target = self.plan.target
+        t0 = state.t0
+        scope = CallScope()
+        token = _current.set(scope)
+        status = OK
+        ttft = _NAN
+        error: str | None = None
+        value: Any = None
+        log = worker.log
+        with worker.lock:
+            worker.call_start = time.perf_counter()
+            worker.call_t_int = t_int
+        try:
+            value = target.call(target.input_for(i))
+            if inspect.isawaitable(value) or is_async_stream(value):
+                if inspect.iscoroutine(value):
+                    value.close()
+                return self._fatal(returned_awaitable(target.label))
+            if is_sync_stream(value):
+                ttft = consume_sync(value, t_int, t0, log)
+        except Exception as exc:
+            status = ERROR
+            error = f"{type(exc).__name__}: {exc}"
+            value = None
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop the run, propagate
+            return self._fatal(exc)
+        finally:
+            _current.reset(token)
+        end = time.perf_counter() - t0
+        with worker.lock:
+            if worker.abandoned:
+                return False
+            worker.call_start = None
+            if not self.measured:
+                return True
+            log.start.append(t_int)
+            log.end.append(end)
+            log.status.append(status)
+            log.ttft.append(ttft)
+            if error is not None:
+                log.error_types[error.split(":", 1)[0]] += 1
+                state.note_error(error)
+            elif status == OK:
+                log.usage.add_call(
+                    scope.records or extract_usage(value) or (), self.plan.settings.model
+                )
+            if scope.tools:
+                log.usage.add_tools(scope.tools)
+        return True
+
+    def _fatal(self, exc: BaseException) -> bool:
+        state = self.state
+        if state.fatal is None:
+            state.fatal = exc
+        state.stopping = True
+        self.done.set()
+        return False
+
+    def check_timeouts(self, now: float) -> None:
+        """Abandon calls that outlived the timeout; count them and replace their threads."""
+        timeout = self.plan.settings.timeout
+        for worker in list(self.workers):
+            with worker.lock:
+                started = worker.call_start
+                if started is None or worker.abandoned or now - started < timeout:
+                    continue
+                worker.abandoned = True
+                t_int = worker.call_t_int
+            with self.lock:
+                self.active -= 1
+                self.workers.remove(worker)
+            if self.measured:
+                extra = self.state.extra
+                extra.start.append(t_int)
+                extra.end.append(now - self.state.t0)
+                extra.status.append(TIMEOUT)
+                extra.ttft.append(_NAN)
+                extra.error_types["Timeout"] += 1
+            if not self.state.stopping:
+                self.spawn()
+            elif self.active == 0:
+                self.done.set()
+
+    def abandon_all(self) -> None:
+        """On abort: leave in-flight calls behind without recording them."""
+        for worker in list(self.workers):
+            with worker.lock:
+                worker.abandoned = True
+        self.done.set()
+
+
+def _dispatch(pool: _Pool) -> None:
+    state = pool.state
+    q = pool.queue
+    assert q is not None
+    cap = pool.plan.settings.max_in_flight
+    perf = time.perf_counter
+    try:
+        for i, t_int in pool.plan.arrivals():
+            if state.stopping:
+                break
+            delay = state.t0 + t_int - perf()
+            if delay > 0:
+                time.sleep(delay)
+            if cap is None and pool.idle == 0 and len(pool.workers) < MAX_OPEN_LOOP_THREADS:
+                pool.spawn()
+            q.put((i, t_int))
+    finally:
+        with pool.lock:
+            pool.dispatching = False
+            if pool.active == 0:
+                pool.done.set()
+
+
+def execute_threads(
+    plan: Plan,
+    observers: Sequence[RunObserver] = (),
+    progress: ProgressSink | None = None,
+    *,
+    measured: bool = True,
+) -> tuple[RunState, list[CallLog]]:
+    """Run ``plan`` on daemon threads, monitoring from the calling thread."""
+    state = RunState(plan)
+    pool = _Pool(plan, state, measured)
+    open_loop = plan.settings.rate is not None and measured
+    if open_loop:
+        pool.queue = queue.SimpleQueue()
+        pool.dispatching = True
+
+    def stop() -> None:
+        state.stopping = True
+        pool.abandon_all()
+
+    monitor = Monitor(plan, state, pool.logs, observers, progress, stop)
+    state.start()
+    monitor.start()
+    try:
+        if open_loop:
+            for _ in range(plan.settings.max_in_flight or 1):
+                pool.spawn()
+            threading.Thread(target=_dispatch, args=(pool,), daemon=True).start()
+        else:
+            for _ in range(plan.workers):
+                pool.spawn()
+        while not pool.done.wait(TICK):
+            pool.check_timeouts(time.perf_counter())
+            monitor.tick()
+    except BaseException:
+        state.stopping = True
+        raise
+    finally:
+        state.finish()
+        monitor.stop()
+    if state.fatal is not None:
+        raise state.fatal
+    return state, pool.logs

@@ -1,0 +1,39 @@
+"""A live progress line for long runs on a terminal; silent in CI logs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .engine import Progress
+from .units import format_seconds
+
+SHOW_AFTER = 2.0
+"""Seconds a run must last before its progress line appears."""
+
+
+class ProgressLine:
+    """Rewrites one terminal line with calls done and elapsed time; clears it at the end."""
+
+    def __init__(self, label: str, write: Callable[[str], None]) -> None:
+        self._label = label
+        self._write = write
+        self._shown = 0
+
+    def __call__(self, p: Progress) -> None:
+        if p.finished:
+            if self._shown:
+                self._write("\r" + " " * self._shown + "\r")
+                self._shown = 0
+            return
+        if p.elapsed < SHOW_AFTER:
+            return
+        done = f"{p.done}/{p.total} calls" if p.total is not None else f"{p.done} calls"
+        if p.duration is not None:
+            when = f"{format_seconds(p.elapsed)} of {format_seconds(p.duration)}"
+        else:
+            when = format_seconds(p.elapsed)
+        errors = f", {p.errors} errors" if p.errors else ""
+        text = f"  agentperf {self._label}: {done}, {when}{errors}"
+        pad = max(0, self._shown - len(text))
+        self._write("\r" + text + " " * pad)
+        self._shown = len(text)

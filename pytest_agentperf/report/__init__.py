@@ -1,0 +1,1 @@
+"""Reports built from run records (the JSON-ready dicts of ``runner.record_of``)."""

@@ -1,0 +1,119 @@
+"""The terminal summary: one table of every run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tabulate import tabulate
+
+from ..units import format_seconds
+
+
+def _pct(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0%"
+    return f"{value * 100:.2g}%" if value < 0.1 else f"{value * 100:.3g}%"
+
+
+def _load(shape: dict[str, Any]) -> str:
+    if shape.get("rate") is not None:
+        cap = shape.get("concurrency")
+        text = f"{shape['rate']:g}/s"
+        return text + (f" ≤{cap}" if cap else "")
+    return f"c={shape.get('concurrency') or 1}"
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value == 0:
+        return "$0"
+    return f"${value:.3g}" if value < 1 else f"${value:,.2f}"
+
+
+def _tokens(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _label(record: dict[str, Any], multi: set[str]) -> str:
+    test = str(record["test"])
+    short = test.rsplit("/", 1)[-1]
+    return f"{short} [{record['name']}]" if test in multi else short
+
+
+def _change(record: dict[str, Any]) -> str:
+    comp = record["result"].get("comparison")
+    if not isinstance(comp, dict):
+        return "-"
+    text = comp.get("p95_change_text")
+    return str(text) if text else "-"
+
+
+def _status(record: dict[str, Any]) -> str:
+    comp = record["result"].get("comparison")
+    status = str(record["status"])
+    if status == "PASS" and isinstance(comp, dict) and comp.get("status"):
+        return str(comp["status"])
+    return status
+
+
+def render(records: Sequence[dict[str, Any]]) -> str:
+    """The summary table; empty when no perf test ran."""
+    if not records:
+        return ""
+    streaming = any(r["result"]["ttft"]["n"] for r in records)
+    compared = any(isinstance(r["result"].get("comparison"), dict) for r in records)
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[str(r["test"])] = counts.get(str(r["test"]), 0) + 1
+    multi = {t for t, c in counts.items() if c > 1}
+    headers = ["test", "n", "load", "p50", "p95", "p99"]
+    if streaming:
+        headers.append("TTFT p95")
+    headers += ["thru", "err", "tok/call", "$/call"]
+    if compared:
+        headers.append("Δp95")
+    headers.append("status")
+    rows = []
+    for r in records:
+        res = r["result"]
+        lat = res["latency"]
+        row: list[str] = [
+            _label(r, multi),
+            str(res["requests"]),
+            _load(res["shape"]),
+            format_seconds(lat["p50"]),
+            format_seconds(lat["p95"]),
+            format_seconds(lat["p99"]),
+        ]
+        if streaming:
+            row.append(format_seconds(res["ttft"]["p95"]))
+        row += [
+            f"{res['throughput']:.3g}/s",
+            _pct(res["error_rate"]),
+            _tokens(res["usage"]["per_call"]["total_tokens"]),
+            _money(res["cost"]["per_call"]),
+        ]
+        if compared:
+            row.append(_change(r))
+        row.append(_status(r))
+        rows.append(row)
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def failure_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per broken budget or aborted run, for under the table."""
+    lines = []
+    for r in records:
+        res = r["result"]
+        for b in res["budgets"]:
+            if not b["passed"]:
+                lines.append(f"{r['test']} [{r['name']}]: {b['message']}")
+        if res.get("aborted"):
+            lines.append(f"{r['test']} [{r['name']}]: {res['aborted']}")
+        if res["errors"] and res.get("error_messages"):
+            lines.append(f"{r['test']} [{r['name']}]: first error: {res['error_messages'][0]}")
+    return lines

@@ -1,0 +1,298 @@
+"""RSS sampler, Theil-Sen leak slope and the tracemalloc allocation view."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import tracemalloc
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from pytest_agentperf.memory import (
+    MAX_INTERVAL,
+    MIN_INTERVAL,
+    MemorySampler,
+    _Series,
+    aprofile_allocations,
+    interval_for,
+    profile_allocations,
+    theil_sen_slope,
+)
+from pytest_agentperf.results import Memory
+
+scipy_stats = pytest.importorskip("scipy.stats")
+
+
+# Theil-Sen -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_theil_sen_matches_scipy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 400))
+    x = rng.integers(0, 60, size=n).astype(float)  # many ties in x, like calls-done counts
+    y = 0.3 * x + rng.standard_t(2, size=n)  # heavy tails
+    y[rng.integers(0, n, size=n // 10)] += 50.0  # outliers
+    assert theil_sen_slope(x, y) == pytest.approx(scipy_stats.theilslopes(y, x)[0], rel=1e-12)
+
+
+def test_theil_sen_ignores_a_one_off_jump() -> None:
+    x = np.arange(200, dtype=float)
+    y = 100.0 + 0.002 * x
+    y[50:] += 30.0  # a cache filling once, not a leak
+    slope = theil_sen_slope(x, y)
+    assert slope is not None
+    assert slope < 0.1  # a least-squares fit would give ~0.17
+    assert np.polyfit(x, y, 1)[0] > 0.15
+
+
+def test_theil_sen_thins_long_inputs() -> None:
+    rng = np.random.default_rng(5)
+    x = np.arange(20_000, dtype=float)
+    y = 2.0 * x + rng.normal(0, 5, size=x.size)
+    slope = theil_sen_slope(x, y)
+    assert slope == pytest.approx(2.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("x", [[], [1.0], [1.0, 1.0, 2.0, 2.0], [3.0] * 10])
+def test_theil_sen_needs_three_distinct_x(x: list[float]) -> None:
+    assert theil_sen_slope(x, list(range(len(x)))) is None
+
+
+# storage -------------------------------------------------------------------------------------
+
+
+def test_series_decimates_to_a_bounded_even_grid() -> None:
+    s = _Series(limit=100)
+    for i in range(100_000):
+        s.append(float(i), float(i))
+    x, y = s.arrays()
+    assert 50 <= x.size <= 100
+    steps = np.diff(x)
+    assert steps.min() == steps.max()  # evenly spaced after decimation
+    assert x[-1] > 90_000  # recent samples kept
+    np.testing.assert_array_equal(x, y)
+
+
+def test_interval_grows_with_run_length() -> None:
+    assert interval_for(0.0) == MIN_INTERVAL
+    assert interval_for(1.0) == MIN_INTERVAL
+    assert MIN_INTERVAL < interval_for(30.0) < MAX_INTERVAL
+    assert interval_for(3600.0) == MAX_INTERVAL
+
+
+# sampler with injected RSS and clock ---------------------------------------------------------
+
+
+class _FakeProcess:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.rss = 100_000_000
+
+    def clock(self) -> float:
+        return self.now
+
+    def read(self) -> int:
+        return self.rss
+
+
+@dataclass
+class _View:
+    done: int
+    elapsed: float
+    errors: int = 0
+
+
+def _manual_sampler(fake: _FakeProcess) -> MemorySampler:
+    # An interval of an hour: the thread never fires; the test calls sample() itself.
+    return MemorySampler(interval=3600.0, rss=fake.read, clock=fake.clock)
+
+
+def test_sampler_reports_start_peak_growth_and_slope_from_end_times() -> None:
+    fake = _FakeProcess()
+    sampler = _manual_sampler(fake)
+    sampler.on_start(0.0)
+    ends = np.arange(1, 1001) * 0.01  # 1000 calls, one every 10 ms
+    for i in range(1, 501):
+        fake.now = i * 0.02
+        done = int(np.searchsorted(ends, fake.now, side="right"))
+        fake.rss = 100_000_000 + 2_000 * done  # 2 kB per call = 2 MB per 1k calls
+        if i == 250:
+            fake.rss += 40_000_000  # one spike
+        sampler.sample()
+    fake.now = 10.5
+    sampler.on_stop()
+    mem = sampler.memory(ends)
+    assert mem.rss_start_mb == pytest.approx(100.0)
+    assert mem.rss_peak_mb == pytest.approx(100.0 + 40.0 + 2.0 * 0.5, abs=0.01)
+    assert mem.rss_delta_mb == pytest.approx(mem.rss_peak_mb - 100.0)
+    assert mem.per_1k_calls == pytest.approx(2.0, rel=1e-6)
+    assert mem.samples == 502
+    assert sampler.result_fields(ends) == {"memory": mem}
+
+
+def test_sampler_slope_from_engine_ticks_without_a_call_log() -> None:
+    fake = _FakeProcess()
+    sampler = _manual_sampler(fake)
+    sampler.on_start(0.0)
+    for i in range(1, 301):
+        fake.now = i * 0.1
+        sampler.on_tick(_View(done=10 * i, elapsed=fake.now))
+        fake.rss = 100_000_000 + 5_000 * 10 * i  # 5 MB per 1k calls
+        fake.now += 0.05
+        sampler.sample()
+    sampler.on_stop()
+    mem = sampler.memory()
+    assert mem.per_1k_calls == pytest.approx(5.0, rel=1e-6)
+
+
+def test_flat_rss_gives_zero_slope_and_growth() -> None:
+    fake = _FakeProcess()
+    sampler = _manual_sampler(fake)
+    sampler.on_start(0.0)
+    for i in range(1, 50):
+        fake.now = i * 0.01
+        sampler.sample()
+    sampler.on_stop()
+    mem = sampler.memory(np.arange(1, 50) * 0.01)
+    assert mem.rss_delta_mb == 0.0
+    assert mem.per_1k_calls == 0.0
+
+
+def test_sampler_never_started_reports_unknown() -> None:
+    sampler = MemorySampler(rss=lambda: 1)
+    assert sampler.memory() == Memory()
+    assert sampler.growth_mb is None
+    sampler.on_stop()  # harmless
+
+
+def test_slope_unknown_when_no_calls_completed() -> None:
+    fake = _FakeProcess()
+    sampler = _manual_sampler(fake)
+    sampler.on_start(0.0)
+    sampler.on_stop()
+    mem = sampler.memory([])
+    assert mem.per_1k_calls is None
+    assert mem.rss_start_mb == pytest.approx(100.0)
+
+
+def test_sampler_survives_a_failing_reader() -> None:
+    def broken() -> int:
+        raise OSError("no /proc")
+
+    sampler = MemorySampler(interval=0.001, rss=broken)
+    sampler.on_start(time.perf_counter())
+    time.sleep(0.02)
+    sampler.on_stop()
+    assert sampler.memory() == Memory()
+
+
+# the real thing ------------------------------------------------------------------------------
+
+
+def _drive(sampler: MemorySampler, calls: int, leak: list[bytes] | None) -> list[float]:
+    t0 = time.perf_counter()
+    sampler.on_start(t0)
+    ends = []
+    for _ in range(calls):
+        if leak is not None:
+            leak.append(b"x" * 100_000)  # touched pages: RSS really grows
+        time.sleep(0.001)
+        ends.append(time.perf_counter() - t0)
+    sampler.on_stop()
+    return ends
+
+
+def test_real_sampler_sees_a_leak() -> None:
+    leak: list[bytes] = []
+    sampler = MemorySampler()
+    ends = _drive(sampler, 300, leak)
+    mem = sampler.memory(ends)
+    assert mem.samples >= 10
+    assert mem.rss_delta_mb is not None and mem.rss_delta_mb > 15.0  # 30 MB leaked
+    assert mem.per_1k_calls is not None and 40.0 < mem.per_1k_calls < 250.0  # 100 MB per 1k
+    assert len(leak) == 300
+
+
+def test_real_sampler_sees_no_leak_in_a_clean_agent() -> None:
+    sampler = MemorySampler()
+    ends = _drive(sampler, 300, None)
+    mem = sampler.memory(ends)
+    assert mem.per_1k_calls is not None and abs(mem.per_1k_calls) < 20.0
+    assert sampler._thread is None
+
+
+# tracemalloc pass ----------------------------------------------------------------------------
+
+_LEAK: list[bytes] = []
+
+
+def _leaky_call() -> None:
+    _LEAK.append(b"y" * 50_000)  # the line to find
+
+
+def _leak_line() -> str:
+    import inspect
+
+    lines, first = inspect.getsourcelines(_leaky_call)
+    offset = next(i for i, line in enumerate(lines) if "the line to find" in line)
+    return f"test_memory.py:{first + offset}"
+
+
+def test_profile_points_at_the_leaking_line() -> None:
+    _LEAK.clear()
+    rows = profile_allocations(_leaky_call, 40)
+    assert rows, "no allocation found"
+    top = rows[0]
+    assert top.location.endswith(_leak_line())
+    assert top.size_mb == pytest.approx(40 * 50_000 / 1e6, rel=0.1)
+    assert top.count >= 40
+    assert not tracemalloc.is_tracing()
+    _LEAK.clear()
+
+
+def test_profile_ignores_errors_and_keeps_user_tracing() -> None:
+    calls = 0
+
+    def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        if calls % 2:
+            raise RuntimeError("boom")
+        _leaky_call()
+
+    _LEAK.clear()
+    tracemalloc.start()
+    try:
+        rows = profile_allocations(flaky, 20, top=3)
+        assert tracemalloc.is_tracing()
+    finally:
+        tracemalloc.stop()
+    assert calls == 20
+    assert len(rows) <= 3
+    assert rows[0].location.endswith(_leak_line())
+    _LEAK.clear()
+
+
+def test_profile_rejects_an_async_callable() -> None:
+    async def agent() -> None:
+        return None
+
+    with pytest.raises(TypeError, match="aprofile_allocations"):
+        profile_allocations(agent, 3)
+    assert not tracemalloc.is_tracing()
+
+
+@pytest.mark.asyncio
+async def test_async_profile_points_at_the_leaking_line() -> None:
+    async def agent() -> None:
+        await asyncio.sleep(0)
+        _leaky_call()
+
+    _LEAK.clear()
+    rows = await aprofile_allocations(agent, 30)
+    assert rows[0].location.endswith(_leak_line())
+    assert not tracemalloc.is_tracing()
+    _LEAK.clear()
