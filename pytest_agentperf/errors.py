@@ -48,3 +48,11 @@ class RegressionDetected(AssertionError):
 
 class AgentPerfWarning(UserWarning):
     """A result that can be trusted less than it looks (e.g. a p99 from 40 samples)."""
+
+
+class PricingError(AgentPerfError, ValueError):
+    """A price file (the ini option ``agentperf_prices``) cannot be read or is malformed."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path

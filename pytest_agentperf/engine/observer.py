@@ -64,4 +64,11 @@ class Progress:
 
 ProgressSink = Callable[[Progress], None]
 TICK = 0.1
+
+
+def tick_for(timeout: float) -> float:
+    """Monitor period: 100 ms, shorter for short timeouts so they fire within a quarter of it."""
+    return min(TICK, max(timeout / 4, 0.001))
+
+
 PROGRESS_EVERY = 0.5

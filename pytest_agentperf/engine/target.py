@@ -75,12 +75,24 @@ def make_target(fn: Any, inputs: Any) -> Target:
     return Target(call, is_async, inputs, label)
 
 
-def is_sync_stream(value: Any) -> bool:
-    return isinstance(value, Iterator) and not isinstance(value, (str, bytes, bytearray))
+PLAIN, SYNC_STREAM, ASYNC_STREAM = 0, 1, 2
+_KINDS: dict[type, int] = {}
 
 
-def is_async_stream(value: Any) -> bool:
-    return isinstance(value, AsyncIterator)
+def stream_kind(value: Any) -> int:
+    """PLAIN, SYNC_STREAM (an iterator) or ASYNC_STREAM (an async iterator); cached per type."""
+    cls = type(value)
+    kind = _KINDS.get(cls)
+    if kind is None:
+        if isinstance(value, AsyncIterator):
+            kind = ASYNC_STREAM
+        elif isinstance(value, Iterator) and not isinstance(value, (str, bytes, bytearray)):
+            kind = SYNC_STREAM
+        else:
+            kind = PLAIN
+        if len(_KINDS) < 1024:
+            _KINDS[cls] = kind
+    return kind
 
 
 def returned_awaitable(label: str) -> UsageError:

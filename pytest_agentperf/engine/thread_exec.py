@@ -16,10 +16,10 @@ from typing import Any
 from ..usage import CallScope, _current, extract_usage
 from .log import ERROR, OK, TIMEOUT, CallLog
 from .monitor import Monitor
-from .observer import TICK, ProgressSink, RunObserver
+from .observer import TICK, ProgressSink, RunObserver, tick_for
 from .plan import Plan, RunState
 from .streams import consume_sync
-from .target import is_async_stream, is_sync_stream, returned_awaitable
+from .target import ASYNC_STREAM, SYNC_STREAM, returned_awaitable, stream_kind
 
 _NAN = float("nan")
 MAX_OPEN_LOOP_THREADS = 1024
@@ -134,11 +134,12 @@ class _Pool:
             worker.call_t_int = t_int
         try:
             value = target.call(target.input_for(i))
-            if inspect.isawaitable(value) or is_async_stream(value):
+            kind = stream_kind(value)
+            if kind == ASYNC_STREAM or inspect.isawaitable(value):
                 if inspect.iscoroutine(value):
                     value.close()
                 return self._fatal(returned_awaitable(target.label))
-            if is_sync_stream(value):
+            if kind == SYNC_STREAM:
                 ttft = consume_sync(value, t_int, t0, log)
         except Exception as exc:
             status = ERROR
@@ -264,7 +265,8 @@ def execute_threads(
         else:
             for _ in range(plan.workers):
                 pool.spawn()
-        while not pool.done.wait(TICK):
+        tick = tick_for(plan.settings.timeout)
+        while not pool.done.wait(tick):
             pool.check_timeouts(time.perf_counter())
             monitor.tick()
     except BaseException:

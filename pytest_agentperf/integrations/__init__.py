@@ -1,0 +1,1 @@
+"""Optional integrations with LLM libraries; each imports its library only when used."""

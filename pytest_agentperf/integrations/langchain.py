@@ -1,0 +1,128 @@
+"""LangChain with no wiring: a callback handler injected through langchain_core's configure hook.
+
+``install()`` registers, once per process, a context variable with
+``langchain_core.tracers.context.register_configure_hook``; while ``activate()`` has it set,
+every LangChain callback manager (every chat model, LLM and tool run, sync or async, streaming
+included) gets the handler, which records
+
+- the token usage of each chat model / LLM call (``on_llm_end``: the generations'
+  ``message.usage_metadata``, else ``llm_output["token_usage"]``) with ``record_usage``, and
+- each tool call's name, duration and outcome (``on_tool_start`` / ``on_tool_end`` /
+  ``on_tool_error``) with ``record_tool``,
+
+into the ``CallScope`` of the measured call in progress. Outside a measured call (warmup, or
+no run) it records nothing. The engine activates it once around a whole run:
+``with activate(): ...``; the contexts of the run's tasks and worker threads must be copied
+from inside that block (``contextvars.copy_context()``), as they are for the call scope.
+
+Usage the callback recorded wins over usage read from the call's return value (the engine
+uses ``CallScope.records`` when it is non-empty), so a chain that returns an ``AIMessage``
+is not counted twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from ..usage import CallScope, _current, extract_usage
+
+_handler_var: ContextVar[Any] = ContextVar("agentperf_langchain_handler", default=None)
+_install_lock = threading.Lock()
+_state: dict[str, Any] = {"installed": False, "handler": None}
+
+
+def available() -> bool:
+    """True when ``langchain_core`` can be imported."""
+    try:
+        import langchain_core  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _make_handler() -> Any:
+    """Build the handler instance; its class is defined only here, so langchain_core is
+    imported only when the integration is used."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class AgentPerfCallbackHandler(BaseCallbackHandler):
+        """Records LLM usage and tool calls into the current measured call."""
+
+        run_inline = True  # run in the caller's context, never in an executor
+        raise_error = False
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._tools: dict[Any, tuple[str, float, CallScope]] = {}
+
+        def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+            scope = _current.get()
+            if scope is None:
+                return
+            records = extract_usage(response)
+            if records:
+                scope.records.extend(records)
+
+        def on_tool_start(
+            self, serialized: Any, input_str: Any, *, run_id: Any = None, **kwargs: Any
+        ) -> None:
+            scope = _current.get()
+            if scope is None:
+                return
+            name = kwargs.get("name")
+            if not isinstance(name, str) and isinstance(serialized, dict):
+                name = serialized.get("name")
+            self._tools[run_id] = (str(name or "tool"), time.perf_counter(), scope)
+
+        def on_tool_end(self, output: Any, *, run_id: Any = None, **kwargs: Any) -> None:
+            self._finish(run_id, ok=True)
+
+        def on_tool_error(self, error: BaseException, *, run_id: Any = None, **kwargs: Any) -> None:
+            self._finish(run_id, ok=False)
+
+        def _finish(self, run_id: Any, *, ok: bool) -> None:
+            started = self._tools.pop(run_id, None)
+            if started is not None:
+                name, t0, scope = started
+                scope.tools.append((name, time.perf_counter() - t0, ok))
+
+    return AgentPerfCallbackHandler()
+
+
+def install() -> bool:
+    """Register the configure hook once per process; False when langchain_core is missing."""
+    if _state["installed"]:
+        return True
+    with _install_lock:
+        if _state["installed"]:
+            return True
+        try:
+            from langchain_core.tracers.context import register_configure_hook
+        except ImportError:
+            return False
+        _state["handler"] = _make_handler()
+        register_configure_hook(_handler_var, True)
+        _state["installed"] = True
+    return True
+
+
+@contextmanager
+def activate() -> Iterator[bool]:
+    """Inject the handler into every LangChain run started inside this block.
+
+    Yields whether LangChain is available; a no-op block when it is not. Cheap enough to wrap
+    each call, but meant to wrap a whole run.
+    """
+    if not install():
+        yield False
+        return
+    token = _handler_var.set(_state["handler"])
+    try:
+        yield True
+    finally:
+        _handler_var.reset(token)
