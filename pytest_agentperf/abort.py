@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from statistics import NormalDist
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -256,6 +256,10 @@ class AbortMonitor:
 
     def on_stop(self) -> None:
         return None
+
+    def result_fields(self, log: object = None, duration: float = 0.0) -> dict[str, Any]:
+        """Nothing: the engine itself reports the abort reason (``PerfResult.aborted``)."""
+        return {}
 
     def on_tick(self, view: _View) -> str | None:
         if self.reason is not None or not self.names:

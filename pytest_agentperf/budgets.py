@@ -185,8 +185,12 @@ def raise_if_broken(result: PerfResult) -> None:
     """Raise BudgetExceeded listing every broken budget of ``result``."""
     __tracebackhide__ = True
     broken = tuple(b.message for b in result.budgets if not b.passed)
-    if broken:
-        head = (
-            f"{len(broken)} budget{'s' if len(broken) > 1 else ''} exceeded in run {result.name!r}"
-        )
+    if broken or result.aborted:
+        n = len(broken)
+        if n:
+            head = f"{n} budget{'s' if n > 1 else ''} exceeded in run {result.name!r}"
+        else:
+            head = f"run {result.name!r} stopped early"
+        if result.aborted:
+            broken = (result.aborted, *broken)
         raise BudgetExceeded(head + ":\n  " + "\n  ".join(broken), broken)

@@ -16,6 +16,7 @@ timed calls because tracing slows every allocation.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import inspect
 import os
@@ -24,14 +25,16 @@ import time
 import tracemalloc
 from array import array
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import psutil
 
+from .engine.target import ASYNC_STREAM, PLAIN, SYNC_STREAM, make_target, stream_kind
 from .results import Allocation, FloatArray, Memory
+from .windows import compute_windows
 
 MB = 1e6
 MIN_INTERVAL = 0.005
@@ -48,6 +51,19 @@ class _Progress(Protocol):
 
     @property
     def elapsed(self) -> float: ...
+
+
+class _Log(Protocol):
+    """The part of the engine's merged call log the sampler reads."""
+
+    @property
+    def start(self) -> FloatArray: ...
+
+    @property
+    def end(self) -> FloatArray: ...
+
+    @property
+    def status(self) -> npt.NDArray[Any]: ...
 
 
 class _Series:
@@ -95,17 +111,20 @@ class MemorySampler:
 
     ``rss`` (bytes) and ``clock`` can be injected for tests; ``interval`` fixes the interval
     instead of the adaptive one. Also records (elapsed, calls done) at each engine tick, to fit
-    the leak slope when the call log is not at hand.
+    the leak slope when the call log is not at hand. Given the call log at the end, it also cuts
+    the run into windows (``window`` seconds, or chosen from the run length), each with its RSS.
     """
 
     def __init__(
         self,
         *,
+        window: float | None = None,
         interval: float | None = None,
         max_stored: int = MAX_STORED,
         rss: Callable[[], int] | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        self._window = window
         self._fixed_interval = interval
         self._rss = rss or _rss_reader()
         self._clock = clock
@@ -117,6 +136,7 @@ class MemorySampler:
         self.count = 0
         self.start_bytes: int | None = None
         self.peak_bytes: int | None = None
+        self.last_bytes: int | None = None
 
     # RunObserver -----------------------------------------------------------------------------
     def on_start(self, t0: float) -> None:
@@ -150,6 +170,7 @@ class MemorySampler:
             self.start_bytes = value
         if self.peak_bytes is None or value > self.peak_bytes:
             self.peak_bytes = value
+        self.last_bytes = value
         self.count += 1
         self._samples.append(now, float(value))
 
@@ -162,6 +183,12 @@ class MemorySampler:
             if self._stop.wait(wait):
                 return
             self.sample()
+
+    @property
+    def current_mb(self) -> float | None:
+        """The latest RSS read, in MB."""
+        last = self.last_bytes
+        return None if last is None else last / MB
 
     @property
     def growth_mb(self) -> float | None:
@@ -193,9 +220,16 @@ class MemorySampler:
             samples=self.count,
         )
 
-    def result_fields(self, end: Sequence[float] | FloatArray | None = None) -> dict[str, Any]:
-        """Fields of ``PerfResult`` this observer fills: ``memory``."""
-        return {"memory": self.memory(end)}
+    def result_fields(self, log: _Log | None = None, duration: float = 0.0) -> dict[str, Any]:
+        """Fields of ``PerfResult`` this observer fills: ``memory``, and ``windows`` when the
+        run's merged call ``log`` is given (``duration``: the run's measured duration)."""
+        if log is None:
+            return {"memory": self.memory()}
+        t, rss = self.series()
+        windows = compute_windows(
+            log.start, log.end, log.status, duration=duration, window=self._window, rss=(t, rss)
+        )
+        return {"memory": self.memory(log.end), "windows": windows}
 
     def _done_at(
         self, t: FloatArray, end: Sequence[float] | FloatArray | None
@@ -317,8 +351,87 @@ async def aprofile_allocations(
     """``profile_allocations`` for an async ``call_once``, awaited ``calls`` times in sequence."""
     with _tracing() as snaps:
         for _ in range(calls):
-            try:
+            with suppress(Exception):
                 await call_once()
-            except Exception:
-                pass
     return _top(snaps, top)
+
+
+# Allocation view of an agent (used by the runner for memory_profile=True) ----------------------
+
+PROFILE_CALLS = 20
+"""Calls made by the allocation pass (fewer when the run itself had fewer)."""
+
+
+def _drain_sync(value: Any) -> None:
+    if stream_kind(value) == SYNC_STREAM:
+        for _ in value:
+            pass
+
+
+def profile_agent(fn: Any, inputs: Any, calls: int, *, top: int = 10) -> tuple[Allocation, ...]:
+    """The allocation pass for an agent as ``agentperf.run`` takes it (sync or async, streaming
+    or not), its calls made one after another; for sync code with no running event loop."""
+    target = make_target(fn, inputs)
+    if target.is_async:
+        return asyncio.run(aprofile_agent(fn, inputs, calls, top=top))
+    counter = iter(range(calls))
+
+    def once() -> None:
+        value = target.call(target.input_for(next(counter)))
+        if inspect.isawaitable(value):
+            if inspect.iscoroutine(value):
+                value.close()
+            return
+        _drain_sync(value)
+
+    return profile_allocations(once, calls, top=top)
+
+
+async def aprofile_agent(
+    fn: Any, inputs: Any, calls: int, *, top: int = 10, timeout: float | None = None
+) -> tuple[Allocation, ...]:
+    """``profile_agent`` from a coroutine; a sync agent runs on a daemon thread meanwhile, so an
+    agent calling a server on this same loop does not deadlock. ``timeout`` bounds each async
+    call (a call that exceeds it is cancelled and counted as any other failure)."""
+    target = make_target(fn, inputs)
+    if not target.is_async:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Allocation, ...]] = loop.create_future()
+
+        def settle(value: tuple[Allocation, ...] | BaseException) -> None:
+            if future.done():
+                return
+            if isinstance(value, BaseException):
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+
+        def body() -> None:
+            try:
+                rows: tuple[Allocation, ...] | BaseException = profile_agent(
+                    fn, inputs, calls, top=top
+                )
+            except BaseException as exc:  # handed to the awaiting coroutine
+                rows = exc
+            loop.call_soon_threadsafe(settle, rows)
+
+        threading.Thread(target=body, daemon=True, name="agentperf-profile").start()
+        return await future
+    counter = iter(range(calls))
+
+    async def consume() -> None:
+        value = target.call(target.input_for(next(counter)))
+        kind = stream_kind(value)
+        if kind == PLAIN:
+            value = await value
+            kind = stream_kind(value)
+        if kind == ASYNC_STREAM:
+            async for _ in value:
+                pass
+        elif kind == SYNC_STREAM:
+            _drain_sync(value)
+
+    async def once() -> None:
+        await asyncio.wait_for(consume(), timeout)
+
+    return await aprofile_allocations(once, calls, top=top)

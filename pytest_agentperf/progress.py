@@ -18,6 +18,8 @@ class ProgressLine:
         self._label = label
         self._write = write
         self._shown = 0
+        self.detail: Callable[[], str | None] | None = None
+        """Extra figures for the line (the last completed window's), when the runner sets it."""
 
     def __call__(self, p: Progress) -> None:
         if p.finished:
@@ -33,7 +35,9 @@ class ProgressLine:
         else:
             when = format_seconds(p.elapsed)
         errors = f", {p.errors} errors" if p.errors else ""
-        text = f"  agentperf {self._label}: {done}, {when}{errors}"
+        extra = self.detail() if self.detail is not None else None
+        window = f" | {extra}" if extra else ""
+        text = f"  agentperf {self._label}: {done}, {when}{errors}{window}"
         pad = max(0, self._shown - len(text))
         self._write("\r" + text + " " * pad)
         self._shown = len(text)

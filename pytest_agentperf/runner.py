@@ -6,15 +6,19 @@ No pytest here: plugin.py builds one ``Session`` per process and an ``AgentPerf`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from .abort import AbortMonitor
 from .budgets import raise_if_broken, small_sample_warnings
 from .collect import build_result
 from .engine import ProgressSink, RawRun, RunObserver, arun_load, run_load
+from .memory import PROFILE_CALLS, MemorySampler, aprofile_agent, profile_agent
 from .pricing import PriceTable
-from .results import PerfResult
+from .progress import ProgressLine
+from .results import Allocation, PerfResult
 from .settings import Settings, parse_settings
+from .windows import LiveWindow
 
 SCHEMA_VERSION = 1
 MAX_REPORTED_SAMPLES = 100_000
@@ -24,6 +28,36 @@ class ObserverFactory(Protocol):
     """Builds the observers of one run (memory sampler, early abort, ...)."""
 
     def __call__(self, settings: Settings) -> Sequence[RunObserver]: ...
+
+
+def soak_observers(settings: Settings) -> list[RunObserver]:
+    """Observers of every run: the RSS sampler (which also cuts the run into windows), the live
+    window figures for the progress line, and early abort when ``abort_on`` is set."""
+    sampler = MemorySampler(window=settings.window)
+    live = LiveWindow(
+        window=settings.window,
+        duration=settings.duration,
+        total=settings.requests,
+        rss_mb=lambda: sampler.current_mb,
+    )
+    observers: list[RunObserver] = [sampler, live]
+    if settings.abort_on:
+        observers.append(AbortMonitor(settings.abort_on, settings.budgets, memory=sampler))
+    return observers
+
+
+def _profile_calls(settings: Settings, raw: RawRun) -> int:
+    """Calls of the memory_profile pass; 0 (no pass) after an abort or a timeout, since an
+    agent that hangs would hang the untimed pass too."""
+    if not settings.memory_profile or raw.aborted is not None or raw.timeouts:
+        return 0
+    return min(PROFILE_CALLS, settings.requests or PROFILE_CALLS)
+
+
+def _with_live_window(sink: ProgressSink | None, observers: Sequence[RunObserver]) -> None:
+    live = next((o for o in observers if isinstance(o, LiveWindow)), None)
+    if live is not None and isinstance(sink, ProgressLine):
+        sink.detail = live.describe
 
 
 class AfterRun(Protocol):
@@ -45,7 +79,7 @@ class Session:
     scale: float = 1.0
     prices: PriceTable | None = None
     progress: Callable[[str], ProgressSink | None] | None = None
-    observer_factories: list[ObserverFactory] = field(default_factory=list)
+    observer_factories: list[ObserverFactory] = field(default_factory=lambda: [soak_observers])
     after_run: list[AfterRun] = field(default_factory=list)
     gates: list[Gate] = field(default_factory=list)
 
@@ -128,8 +162,12 @@ class AgentPerf:
         parsed = self.settings(**settings)
         run_name = self._name(name, fn)
         observers = self._observers(parsed)
-        raw = run_load(fn, inputs, parsed, observers=observers, progress=self._progress(run_name))
-        return self._finish(run_name, parsed, raw, observers, check)
+        sink = self._progress(run_name)
+        _with_live_window(sink, observers)
+        raw = run_load(fn, inputs, parsed, observers=observers, progress=sink)
+        calls = _profile_calls(parsed, raw)
+        allocations = profile_agent(fn, inputs, calls) if calls else ()
+        return self._finish(run_name, parsed, raw, observers, check, allocations)
 
     async def arun(
         self,
@@ -145,10 +183,14 @@ class AgentPerf:
         parsed = self.settings(**settings)
         run_name = self._name(name, fn)
         observers = self._observers(parsed)
-        raw = await arun_load(
-            fn, inputs, parsed, observers=observers, progress=self._progress(run_name)
+        sink = self._progress(run_name)
+        _with_live_window(sink, observers)
+        raw = await arun_load(fn, inputs, parsed, observers=observers, progress=sink)
+        calls = _profile_calls(parsed, raw)
+        allocations = (
+            await aprofile_agent(fn, inputs, calls, timeout=parsed.timeout) if calls else ()
         )
-        return self._finish(run_name, parsed, raw, observers, check)
+        return self._finish(run_name, parsed, raw, observers, check, allocations)
 
     def _finish(
         self,
@@ -157,10 +199,14 @@ class AgentPerf:
         raw: RawRun,
         observers: Sequence[RunObserver],
         check: bool,
+        allocations: tuple[Allocation, ...] = (),
     ) -> PerfResult:
         __tracebackhide__ = True
-        extra = [obs.result_fields() for obs in observers]
+        extra = [obs.result_fields(raw.log, raw.duration) for obs in observers]
         result = build_result(name, settings, raw, prices=self._session.prices, extra_fields=extra)
+        if allocations:
+            memory = replace(result.memory, top_allocations=allocations)
+            result = replace(result, memory=memory)
         for hook in self._session.after_run:
             result = hook(self._test_id, result)
         warnings = small_sample_warnings(settings.budgets, result)

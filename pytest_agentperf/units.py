@@ -21,7 +21,7 @@ class Unit(Enum):
     COUNT = "count"
 
 
-_NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+_NUMBER = r"(-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 _DURATION_FACTORS = {
     "us": 1e-6,
     "µs": 1e-6,

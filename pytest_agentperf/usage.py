@@ -164,6 +164,9 @@ def _from_usage_block(usage: Any, model: str | None) -> UsageRecord | None:
             output_tokens=out or 0,
             model=model,
             cached_input_tokens=_int0(_get(idet, "cached_tokens")) if idet is not None else 0,
+            cache_creation_input_tokens=(
+                _int0(_get(idet, "cache_write_tokens")) if idet is not None else 0
+            ),
             reasoning_tokens=_int0(_get(odet, "reasoning_tokens")) if odet is not None else 0,
         )
     inp = _as_int(_get(usage, "inputTokens"))
@@ -254,7 +257,13 @@ def _from_generations(obj: Any) -> list[UsageRecord] | None:
 def _from_event(obj: Any, kind: str) -> list[UsageRecord] | None:
     """Streaming events that carry usage: Anthropic message events, OpenAI Responses events."""
     if kind == "message_start":
-        return extract_usage(_get(obj, "message"))
+        # Anthropic: input counts here; its output count is a placeholder that the final
+        # message_delta's cumulative count replaces.
+        found = extract_usage(_get(obj, "message"))
+        for rec in found or ():
+            rec.output_tokens = 0
+            rec.reasoning_tokens = 0
+        return found
     if kind == "message_delta":
         # Anthropic's final delta: cumulative output tokens; input was in message_start.
         usage = _get(obj, "usage")

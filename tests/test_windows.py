@@ -42,7 +42,7 @@ def test_calls_are_assigned_by_completion_time() -> None:
         (1.5, 1.9, 2),  # timeout
         (2.0, 2.2, 0),
     ]
-    start, end, status = (np.array(c) for c in zip(*log))
+    start, end, status = (np.array(c) for c in zip(*log, strict=True))
     w = compute_windows(start, end, status, duration=3.0, window=1.0)
     assert [(x.start, x.end) for x in w] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
     assert [x.calls for x in w] == [1, 3, 2]

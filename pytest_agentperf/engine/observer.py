@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..results import FloatArray
-from .log import CallLog, snapshot
+from .log import CallLog, MergedLog, snapshot
 
 
 class LiveView:
@@ -45,8 +45,9 @@ class RunObserver(Protocol):
 
     def on_stop(self) -> None: ...
 
-    def result_fields(self) -> dict[str, Any]:
-        """Fields of PerfResult this observer fills in (e.g. ``memory``, ``windows``)."""
+    def result_fields(self, log: MergedLog, duration: float) -> dict[str, Any]:
+        """Fields of PerfResult this observer fills in (e.g. ``memory``, ``windows``), given the
+        run's merged call log and measured duration."""
         ...
 
 

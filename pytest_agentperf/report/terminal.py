@@ -34,6 +34,10 @@ def _money(value: float | None) -> str:
     return f"${value:.3g}" if value < 1 else f"${value:,.2f}"
 
 
+def _rate(value: float) -> str:
+    return f"{value:,.0f}/s" if value >= 100 else f"{value:.3g}/s"
+
+
 def _tokens(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
@@ -92,7 +96,7 @@ def render(records: Sequence[dict[str, Any]]) -> str:
         if streaming:
             row.append(format_seconds(res["ttft"]["p95"]))
         row += [
-            f"{res['throughput']:.3g}/s",
+            _rate(res["throughput"]),
             _pct(res["error_rate"]),
             _tokens(res["usage"]["per_call"]["total_tokens"]),
             _money(res["cost"]["per_call"]),

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_agentperf.budgets import BUDGETS, evaluate, raise_if_broken, small_sample_warnings
+from pytest_agentperf.errors import BudgetExceeded
+from pytest_agentperf.results import Cost, LoadShape, PerCallUsage, PerfResult, Usage
+from pytest_agentperf.settings import VALID_KEYS, parse_settings
+from pytest_agentperf.stats import summarize
+
+SHAPE = LoadShape(20, 1, None, "closed", None, 1, 30.0)
+
+
+def _result(latencies: list[float], **kw: Any) -> PerfResult:
+    base: dict[str, Any] = dict(
+        name="r",
+        shape=SHAPE,
+        requests=len(latencies),
+        errors=0,
+        timeouts=0,
+        error_rate=0.0,
+        error_types={},
+        error_messages=(),
+        throughput=10.0,
+        duration=1.0,
+        latency=summarize(latencies),
+        ttft=summarize([]),
+        itl=summarize([]),
+    )
+    base.update(kw)
+    return PerfResult(**base)
+
+
+def test_every_budget_is_a_valid_setting() -> None:
+    assert set(BUDGETS) <= set(VALID_KEYS)
+
+
+def test_broken_budgets_are_all_listed_with_limit_value_and_n() -> None:
+    r = _result([0.1] * 50 + [2.0] * 50, errors=10, error_rate=0.1)
+    budgets = parse_settings({"p95": "800ms", "mean_latency": "5s", "error_rate": "1%"}).budgets
+    r = PerfResult(**{**r.__dict__, "budgets": evaluate(budgets, r)})
+    with pytest.raises(BudgetExceeded) as info:
+        raise_if_broken(r)
+    text = str(info.value)
+    assert "p95 latency 2 s > budget 800 ms (n=100)" in text
+    assert "error rate 10% > budget 1% (n=100)" in text
+    assert "mean latency" not in text
+    assert len(info.value.failures) == 2
+    assert isinstance(info.value, AssertionError)
+
+
+def test_minimum_budgets_and_unknown_values() -> None:
+    r = _result([0.1] * 10, throughput=5.0)
+    checks = {c.name: c for c in evaluate({"min_throughput": 20.0, "total_cost": 1.0}, r)}
+    assert not checks["min_throughput"].passed
+    assert "throughput 5/s < budget 20/s" in checks["min_throughput"].message
+    assert not checks["total_cost"].passed and checks["total_cost"].value is None
+
+
+def test_cost_budget_on_unknown_model_names_the_model() -> None:
+    usage = Usage(
+        input_tokens=10,
+        output_tokens=5,
+        total_tokens=15,
+        calls_with_usage=1,
+        per_call=PerCallUsage(10, 5, 15),
+    )
+    r = _result([0.1], usage=usage, cost=Cost(unknown_models=("my-model",)))
+    (check,) = evaluate({"cost_per_call": 0.01}, r)
+    assert not check.passed
+    assert "my-model" in check.message and "agentperf_prices" in check.message
+
+
+def test_no_successful_call_breaks_a_latency_budget() -> None:
+    r = _result([], requests=5, errors=5, error_rate=1.0)
+    (check,) = evaluate({"p95": 1.0}, r)
+    assert not check.passed and check.value is None
+
+
+def test_small_samples_warn_for_high_percentiles_only() -> None:
+    r = _result([0.1] * 40)
+    warnings = small_sample_warnings({"p95": 1.0, "p50": 1.0, "p99": 2.0}, r)
+    assert len(warnings) == 2
+    assert "59" in warnings[0] and "299" in warnings[1]
+    assert small_sample_warnings({"p95": 1.0}, _result([0.1] * 59)) == []

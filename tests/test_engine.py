@@ -1,0 +1,322 @@
+"""The load engine with fake agents; timing asserted only with generous bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pytest_agentperf import record_usage
+from pytest_agentperf.engine import RawRun, arun_load, run_load
+from pytest_agentperf.errors import UsageError
+from pytest_agentperf.settings import parse_settings
+
+
+def _run(fn: Any, inputs: Any = None, **settings: Any) -> RawRun:
+    return run_load(fn, inputs, parse_settings({"warmup": 0, **settings}))
+
+
+class Counter:
+    """A thread-safe call counter that also tracks the peak number of calls in flight."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls = 0
+        self.in_flight = 0
+        self.peak = 0
+
+    def enter(self) -> None:
+        with self.lock:
+            self.calls += 1
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+
+def test_sync_closed_loop_counts_and_concurrency() -> None:
+    c = Counter()
+
+    def agent(x: int) -> int:
+        c.enter()
+        time.sleep(0.01)
+        c.leave()
+        return x
+
+    raw = _run(agent, [1, 2, 3], requests=40, concurrency=4)
+    assert len(raw.log) == 40 and c.calls == 40
+    assert c.peak == 4
+    assert np.all(raw.log.status == 0)
+    assert np.all(raw.log.latency >= 0.009)
+
+
+@pytest.mark.asyncio
+async def test_async_closed_loop_from_a_coroutine() -> None:
+    c = Counter()
+
+    async def agent() -> None:
+        c.enter()
+        await asyncio.sleep(0.005)
+        c.leave()
+
+    raw = await arun_load(agent, None, parse_settings({"requests": 30, "concurrency": 5}))
+    assert len(raw.log) == 30
+    assert c.calls == 31  # one warmup call, not measured
+    assert c.peak == 5
+
+
+def test_inputs_are_cycled() -> None:
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def agent(x: str) -> None:
+        with lock:
+            seen.append(x)
+
+    _run(agent, ["a", "b", "c"], requests=7)
+    assert seen == ["a", "b", "c", "a", "b", "c", "a"]
+    single: list[object] = []
+    _run(single.append, "one prompt", requests=2)
+    assert single == ["one prompt", "one prompt"]
+
+
+def test_warmup_is_not_measured() -> None:
+    c = Counter()
+
+    def agent() -> None:
+        c.enter()
+        c.leave()
+
+    raw = run_load(agent, None, parse_settings({"requests": 5, "warmup": 3}))
+    assert c.calls == 8 and len(raw.log) == 5
+
+
+def test_errors_counted_by_type_with_first_messages() -> None:
+    def agent(x: int) -> int:
+        if x % 3 == 0:
+            raise ValueError(f"bad {x}")
+        if x % 3 == 1:
+            raise KeyError("missing")
+        return x
+
+    raw = _run(agent, list(range(9)), requests=9, concurrency=3)
+    assert raw.error_types == {"ValueError": 3, "KeyError": 3}
+    assert len(raw.error_messages) <= 5
+    assert any(m.startswith("ValueError: bad") for m in raw.error_messages)
+    assert int(np.count_nonzero(raw.log.status == 0)) == 3
+
+
+def test_hung_sync_call_is_abandoned_and_run_does_not_wait() -> None:
+    release = threading.Event()
+
+    def agent(x: int) -> int:
+        if x == 1:
+            release.wait(30)
+        return x
+
+    t0 = time.perf_counter()
+    raw = _run(agent, [0, 1, 0, 0], requests=8, concurrency=2, timeout="0.3s")
+    elapsed = time.perf_counter() - t0
+    release.set()
+    assert raw.error_types == {"Timeout": 2}
+    assert raw.timeouts == 2
+    assert len(raw.log) == 8
+    assert elapsed < 10  # generous: the hung calls would have held the run for 30 s
+
+
+def test_async_timeout_cancels_the_call() -> None:
+    cancelled = []
+
+    async def agent(x: int) -> int:
+        try:
+            await asyncio.sleep(30 if x else 0)
+        except asyncio.CancelledError:
+            cancelled.append(x)
+            raise
+        # asyncio's own timeouts still work inside later calls
+        await asyncio.wait_for(asyncio.sleep(0), 1)
+        return x
+
+    raw = _run(agent, [0, 1], requests=6, concurrency=2, timeout="0.2s")
+    assert raw.error_types == {"Timeout": 3}
+    assert cancelled == [1, 1, 1]
+    assert int(np.count_nonzero(raw.log.status == 0)) == 3
+
+
+def test_agent_raising_timeout_error_is_an_error_not_a_timeout() -> None:
+    async def agent() -> None:
+        raise TimeoutError("the provider timed out")
+
+    raw = _run(agent, requests=3)
+    assert raw.error_types == {"TimeoutError": 3}
+    assert raw.timeouts == 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_keyboard_interrupt_stops_the_run_and_propagates(mode: str) -> None:
+    calls = Counter()
+
+    def sync_agent(x: int) -> None:
+        calls.enter()
+        if x == 3:
+            raise KeyboardInterrupt
+        time.sleep(0.001)
+
+    async def async_agent(x: int) -> None:
+        calls.enter()
+        if x == 3:
+            raise KeyboardInterrupt
+        await asyncio.sleep(0.001)
+
+    agent = sync_agent if mode == "sync" else async_agent
+    with pytest.raises(KeyboardInterrupt):
+        _run(agent, list(range(1000)), requests=1000)
+    assert calls.calls < 1000
+
+
+def test_sync_function_returning_a_coroutine_is_a_clear_error() -> None:
+    async def real() -> None:
+        return None
+
+    with pytest.raises(UsageError, match="async def"):
+        _run(lambda: real(), requests=2)
+
+
+def test_run_inside_a_running_loop_points_to_arun() -> None:
+    async def main() -> None:
+        run_load(lambda: None, None, parse_settings())
+
+    with pytest.raises(UsageError, match="arun"):
+        asyncio.run(main())
+
+
+def test_runnable_like_objects_use_ainvoke() -> None:
+    class Runnable:
+        def __init__(self) -> None:
+            self.seen: list[Any] = []
+
+        def invoke(self, x: Any) -> Any:
+            raise AssertionError("sync invoke must not be used")
+
+        async def ainvoke(self, x: Any) -> Any:
+            self.seen.append(x)
+            return {"usage": {"input_tokens": 2, "output_tokens": 3}}
+
+    r = Runnable()
+    raw = _run(r, [{"q": 1}], requests=4)
+    assert r.seen == [{"q": 1}] * 4
+    assert raw.usage.usage(4).total_tokens == 20
+    with pytest.raises(UsageError, match="inputs="):
+        _run(r, requests=1)
+
+
+def test_callable_objects_and_partials_are_classified() -> None:
+    class AsyncAgent:
+        async def __call__(self, x: int) -> int:
+            return x
+
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    assert len(_run(AsyncAgent(), [1], requests=3).log) == 3
+    assert len(_run(functools.partial(add, 1), [1], requests=3).log) == 3
+
+
+def test_streams_record_ttft_and_gaps() -> None:
+    def sync_stream() -> Iterator[int]:
+        time.sleep(0.03)
+        for i in range(4):
+            time.sleep(0.01)
+            yield i
+
+    async def async_stream() -> AsyncIterator[dict[str, Any]]:
+        await asyncio.sleep(0.03)
+        for i in range(4):
+            await asyncio.sleep(0.01)
+            yield {"usage": None, "i": i}
+        yield {"usage": {"prompt_tokens": 5, "completion_tokens": 4}}
+
+    for agent, gaps_per_call in ((sync_stream, 3), (async_stream, 4)):
+        raw = _run(agent, requests=5)
+        ttft = raw.log.ttft
+        assert np.all(ttft >= 0.035) and np.all(ttft <= raw.log.latency)
+        assert raw.log.itl.size == 5 * gaps_per_call
+        assert np.all(raw.log.latency >= 0.07)
+    assert raw.usage.usage(5).output_tokens == 20
+
+
+def test_record_usage_wins_over_the_return_value() -> None:
+    async def agent() -> dict[str, Any]:
+        record_usage(input_tokens=10, output_tokens=1, model="m1")
+        await asyncio.gather(
+            asyncio.to_thread(record_usage, input_tokens=10, output_tokens=1, model="m1"),
+            asyncio.create_task(_nested()),
+        )
+        return {"usage": {"prompt_tokens": 999, "completion_tokens": 999}}
+
+    async def _nested() -> None:
+        record_usage(input_tokens=10, output_tokens=1, model="m2")
+
+    raw = _run(agent, requests=50, concurrency=25)
+    usage = raw.usage.usage(50)
+    assert usage.input_tokens == 1500 and usage.output_tokens == 150
+    assert usage.by_model["m1"].input_tokens == 1000
+    assert usage.by_model["m2"].calls == 50
+
+
+def test_no_usage_means_unknown_not_zero() -> None:
+    raw = _run(lambda: "plain text", requests=3)
+    assert raw.usage.usage(3).total_tokens is None
+
+
+def test_duration_bounds_the_run() -> None:
+    async def agent() -> None:
+        await asyncio.sleep(0.01)
+
+    t0 = time.perf_counter()
+    raw = _run(agent, duration="0.5s", concurrency=2)
+    assert 0.4 < time.perf_counter() - t0 < 5
+    assert 10 < len(raw.log) < 200
+    both = _run(agent, duration="10s", requests=5)
+    assert len(both.log) == 5  # the request count came first
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_open_loop_times_from_the_intended_start(kind: str) -> None:
+    """A stalled agent cannot hide its stall: queued calls carry their waiting time."""
+
+    def slow_sync() -> None:
+        time.sleep(0.1)
+
+    async def slow_async() -> None:
+        await asyncio.sleep(0.1)
+
+    agent = slow_sync if kind == "sync" else slow_async
+    # 20 arrivals per second, but only one call in flight: each call waits for the one before
+    raw = _run(agent, requests=10, rate=20, arrival="constant", concurrency=1)
+    starts = raw.log.start
+    assert np.allclose(starts, np.arange(10) / 20)
+    lat = np.sort(raw.log.latency)
+    assert lat[-1] > 0.4  # the last call waited about 0.5 s behind the others
+    assert raw.late_starts >= 5
+
+
+def test_open_loop_poisson_is_seeded() -> None:
+    a = _run(lambda: None, requests=30, rate=200)
+    b = _run(lambda: None, requests=30, rate=200)
+    assert np.array_equal(a.log.start, b.log.start)
+    c = _run(lambda: None, requests=30, rate=200, seed=7)
+    assert not np.array_equal(a.log.start, c.log.start)
+
+
+def test_one_million_calls_fit_in_flat_arrays() -> None:
+    raw = _run(lambda: None, requests=20_000, concurrency=4)
+    assert raw.log.start.dtype == np.float64 and len(raw.log) == 20_000

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_agentperf.collect import build_result
+from pytest_agentperf.engine import run_load
+from pytest_agentperf.report import json as json_report
+from pytest_agentperf.report import terminal
+from pytest_agentperf.runner import record_of
+from pytest_agentperf.settings import parse_settings
+
+
+def _record(test: str, name: str, **settings: object) -> dict[str, object]:
+    s = parse_settings({"requests": 10, "warmup": 0, **settings})
+    raw = run_load(lambda: {"usage": {"prompt_tokens": 3, "completion_tokens": 4}}, None, s)
+    return record_of(test, build_result(name, s, raw))
+
+
+def test_table_has_one_row_per_run_and_human_units() -> None:
+    records = [
+        _record("tests/test_a.py::test_one", "agent"),
+        _record("tests/test_a.py::test_two", "first", rate=500),
+        _record("tests/test_a.py::test_two", "second", p95="1us"),
+    ]
+    text = terminal.render(records)
+    lines = text.splitlines()
+    assert lines[0].split()[:6] == ["test", "n", "load", "p50", "p95", "p99"]
+    assert "test_a.py::test_one " in text
+    assert "test_a.py::test_two [first]" in text and "test_a.py::test_two [second]" in text
+    assert "500/s" in text and "c=1" in text
+    assert "FAIL p95" in text
+    assert " 7 " in text  # tokens per call
+    assert "µs" in text or "ms" in text
+    failures = terminal.failure_lines(records)
+    assert any("p95 latency" in line and "budget 1 µs" in line for line in failures)
+
+
+def test_nothing_rendered_without_runs() -> None:
+    assert terminal.render([]) == ""
+
+
+def test_json_report_is_valid_and_versioned(tmp_path: Path) -> None:
+    records = [_record("t::x", "agent")]
+    path = json_report.write(tmp_path / "sub" / "perf.json", records, "9.9")
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == 1 and data["plugin_version"] == "9.9"
+    assert data["machine"]["cores"] >= 1
+    (run,) = data["runs"]
+    assert run["test"] == "t::x" and run["result"]["requests"] == 10
+    assert len(run["result"]["latency"]["samples"]) == 10
+    assert run["result"]["usage"]["total_tokens"] == 70
+
+
+def test_json_report_never_leaves_a_partial_file(tmp_path: Path) -> None:
+    target = tmp_path / "perf.json"
+    target.write_text("old")
+    with pytest.raises(ValueError):
+        json_report.write(target, [{"bad": float("nan")}], "1")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["perf.json"]
