@@ -48,7 +48,7 @@ def test_parse_accepts_units(text: object, unit: Unit, expected: float) -> None:
     ],
 )
 def test_parse_rejects_with_the_key_named(value: object, unit: Unit, fragment: str) -> None:
-    with pytest.raises(SettingsError, match="^mykey") as info:
+    with pytest.raises(SettingsError, match=r"^mykey") as info:
         parse(value, unit, key="mykey")
     assert fragment in str(info.value)
     assert info.value.key == "mykey"
