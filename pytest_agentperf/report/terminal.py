@@ -42,17 +42,30 @@ def _tokens(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _memory(memory: dict[str, Any]) -> tuple[str, str]:
+    """Peak RSS growth during the run and the leak slope (MB per 1,000 calls)."""
+    delta, slope = memory.get("rss_delta_mb"), memory.get("per_1k_calls")
+    growth = "-" if delta is None else f"{_mb(delta)} MB"
+    return growth, "-" if slope is None else _mb(slope)
+
+
+def _mb(value: float) -> str:
+    if abs(value) < 0.005:
+        return "0"
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
 def _label(record: dict[str, Any], multi: set[str]) -> str:
     test = str(record["test"])
     short = test.rsplit("/", 1)[-1]
     return f"{short} [{record['name']}]" if test in multi else short
 
 
-def _change(record: dict[str, Any]) -> str:
+def _change(record: dict[str, Any], key: str = "p95_change_text") -> str:
     comp = record["result"].get("comparison")
     if not isinstance(comp, dict):
         return "-"
-    text = comp.get("p95_change_text")
+    text = comp.get(key)
     return str(text) if text else "-"
 
 
@@ -60,8 +73,16 @@ def _status(record: dict[str, Any]) -> str:
     comp = record["result"].get("comparison")
     status = str(record["status"])
     if status == "PASS" and isinstance(comp, dict) and comp.get("status"):
-        return str(comp["status"])
+        return "PASS" if comp["status"] == "UNCHANGED" else str(comp["status"])
     return status
+
+
+def _usage_compared(records: Sequence[dict[str, Any]]) -> bool:
+    for r in records:
+        comp = r["result"].get("comparison")
+        if isinstance(comp, dict) and (comp.get("tokens") or comp.get("cost")):
+            return True
+    return False
 
 
 def render(records: Sequence[dict[str, Any]]) -> str:
@@ -70,6 +91,7 @@ def render(records: Sequence[dict[str, Any]]) -> str:
         return ""
     streaming = any(r["result"]["ttft"]["n"] for r in records)
     compared = any(isinstance(r["result"].get("comparison"), dict) for r in records)
+    usage_compared = compared and _usage_compared(records)
     counts: dict[str, int] = {}
     for r in records:
         counts[str(r["test"])] = counts.get(str(r["test"]), 0) + 1
@@ -77,9 +99,11 @@ def render(records: Sequence[dict[str, Any]]) -> str:
     headers = ["test", "n", "load", "p50", "p95", "p99"]
     if streaming:
         headers.append("TTFT p95")
-    headers += ["thru", "err", "tok/call", "$/call"]
+    headers += ["thru", "err", "tok/call", "$/call", "RSS+", "MB/1k"]
     if compared:
-        headers.append("Δp95")
+        headers += ["Δp50 (95% CI)", "Δp95 (95% CI)"]
+    if usage_compared:
+        headers += ["Δtok", "Δ$"]
     headers.append("status")
     rows = []
     for r in records:
@@ -100,9 +124,12 @@ def render(records: Sequence[dict[str, Any]]) -> str:
             _pct(res["error_rate"]),
             _tokens(res["usage"]["per_call"]["total_tokens"]),
             _money(res["cost"]["per_call"]),
+            *_memory(res.get("memory") or {}),
         ]
         if compared:
-            row.append(_change(r))
+            row += [_change(r, "p50_change_text"), _change(r, "p95_change_text")]
+        if usage_compared:
+            row += [_change(r, "tokens_change_text"), _change(r, "cost_change_text")]
         row.append(_status(r))
         rows.append(row)
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)

@@ -1,0 +1,183 @@
+"""The baseline gate of a session: compare each run, fail the regressed test, save at the end.
+
+One ``BaselineGate`` per process (the controller and each xdist worker). Every process loads
+the baseline itself (reading is safe in parallel) and compares its own runs, so a regression
+fails the test that regressed, in its call phase. Only the controlling process saves, once,
+at the end of a session that was not interrupted, from the run records every test report
+carried to it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .baseline import (
+    Baseline,
+    Environment,
+    Machine,
+    SaveResult,
+    current_environment,
+    load,
+    machine_info,
+    run_from_record,
+    save,
+)
+from .compare import DEFAULT_TOLERANCE, Comparison, Status, compare
+from .errors import BaselineError, RegressionDetected
+from .results import PerfResult
+from .settings import Settings
+
+MODES = ("fail", "warn")
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """Command-line choices: where the baseline is, save or compare, tolerance, fail or warn."""
+
+    path: Path
+    save: bool = False
+    compare: bool = True
+    tolerance: float = DEFAULT_TOLERANCE
+    mode: str = "fail"
+
+
+class BaselineGate:
+    """Compares runs with the baseline (an after-run hook) and fails regressions (a gate)."""
+
+    def __init__(self, options: GateOptions) -> None:
+        self.options = options
+        self.baseline: Baseline | None = None
+        self.problem: str | None = None
+        """Why the baseline file could not be used (a warning for the summary), or None."""
+        self._machine: Machine | None = None
+        if options.compare and not options.save:
+            try:
+                self.baseline = load(options.path)
+            except BaselineError as exc:
+                self.problem = str(exc)
+
+    @property
+    def machine(self) -> Machine:
+        if self._machine is None:
+            self._machine = machine_info()
+        return self._machine
+
+    def after_run(self, test_id: str, result: PerfResult, settings: Settings) -> PerfResult:
+        """Attach the comparison with the baseline run (same test id and run name)."""
+        if self.baseline is None:
+            return result
+        tolerance = settings.tolerance if settings.tolerance is not None else self.options.tolerance
+        comparison = compare(
+            result,
+            self.baseline.get(test_id, result.name),
+            tolerance=tolerance,
+            machine=self.machine,
+        )
+        return replace(result, comparison=comparison)
+
+    def check(self, test_id: str, result: PerfResult) -> None:
+        """Raise RegressionDetected for a regressed run, unless the mode is "warn"."""
+        __tracebackhide__ = True
+        comparison = result.comparison
+        if self.options.mode != "fail" or not isinstance(comparison, Comparison):
+            return
+        if comparison.regressed:
+            details = tuple(
+                m.describe() for m in comparison.metrics if m.status is Status.REGRESSED
+            )
+            raise RegressionDetected(comparison.failure_message(result.name), details)
+
+    def save(
+        self, records: Sequence[Mapping[str, Any]], *, cwd: str | os.PathLike[str] | None = None
+    ) -> SaveResult:
+        """Write the completed runs of ``records`` to the baseline, keeping the other tests.
+
+        Aborted runs are not saved: a baseline is a full run of the load shape.
+        """
+        env: Environment = current_environment(cwd)
+        entries = [
+            run_from_record(r, env)
+            for r in records
+            if isinstance(r.get("result"), Mapping) and not r["result"].get("aborted")
+        ]
+        return save(self.options.path, entries, keep_existing=True)
+
+    def missing(self, records: Iterable[Mapping[str, Any]], executed: Iterable[str]) -> list[str]:
+        """Baseline runs of tests executed this session that produced no such run."""
+        if self.baseline is None:
+            return []
+        seen = {(str(r.get("test")), str(r.get("name"))) for r in records}
+        ran = set(executed)
+        return sorted(
+            f"{test} [{name}]"
+            for test, name in self.baseline.runs
+            if test in ran and (test, name) not in seen
+        )
+
+
+_COUNTED = (
+    ("REGRESSED", "regressed"),
+    ("IMPROVED", "improved"),
+    ("INCONCLUSIVE", "inconclusive"),
+    ("NEW", "new"),
+    ("NOT COMPARABLE", "not comparable"),
+)
+
+
+def _comparison(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    comp = record.get("result", {}).get("comparison")
+    return comp if isinstance(comp, Mapping) else None
+
+
+def summary_lines(
+    gate: BaselineGate,
+    records: Sequence[Mapping[str, Any]],
+    executed: Iterable[str],
+) -> list[str]:
+    """Lines under the table: baseline problems, what changed and why, and the counts."""
+    lines: list[str] = []
+    if gate.problem:
+        lines.append(f"WARNING: {gate.problem}")
+    if gate.baseline is None:
+        return lines
+    flagged: set[str] = set()
+    counts = dict.fromkeys((label for _, label in _COUNTED), 0)
+    for r in records:
+        comp = _comparison(r)
+        if comp is None:
+            continue
+        status = str(comp.get("status"))
+        for key, label in _COUNTED:
+            if status == key:
+                counts[label] += 1
+        where = f"{r.get('test')} [{r.get('name')}]"
+        if status in ("REGRESSED", "INCONCLUSIVE", "NOT COMPARABLE", "IMPROVED"):
+            for m in ("p50", "p95", "error_rate", "tokens", "cost"):
+                metric = comp.get(m)
+                if isinstance(metric, Mapping) and metric.get("status") == status:
+                    lines.append(f"{where}: {metric.get('text')}")
+            if status == "NOT COMPARABLE":
+                lines += [f"{where}: {msg}" for msg in comp.get("messages", [])]
+        for flag in comp.get("flags", []):
+            if str(flag).startswith("baseline from another machine"):
+                if flag not in flagged:
+                    flagged.add(str(flag))
+                    lines.append(f"note: {flag}")
+            elif status != "NEW":
+                lines.append(f"{where}: note: {flag}")
+    missing = gate.missing(records, executed)
+    for name in missing:
+        lines.append(f"{name}: in the baseline but not run this session")
+    parts = [
+        f"{counts[label]} {label}"
+        for _, label in _COUNTED
+        if counts[label] or label != "not comparable"
+    ]
+    parts.append(f"{len(missing)} missing")
+    mode = " (warn mode: regressions do not fail)" if gate.options.mode == "warn" else ""
+    lines.append(f"baseline {gate.options.path}: " + ", ".join(parts) + mode)
+    return lines
