@@ -85,4 +85,3 @@ async def test_error_and_timeout_budgets(agentperf):
     assert result.errors > 0
     assert result.error_types["SimulatedError"] == result.errors - result.timeouts
     assert result.latency.n == result.requests - result.errors  # latency: successful calls only
-

@@ -21,8 +21,9 @@ Other budgets (throughput, tokens, cost, TTFT/ITL, memory slope, drift) are not 
 partial run is no evidence about them; they are checked when the run ends as usual.
 
 Looking again and again at a growing sample inflates the chance of a false alarm, so checks are
-spaced geometrically: the statistical rules are evaluated each time the number of completed calls
-has grown by 10 %, not at every tick.
+spaced geometrically (each time the number of completed calls has grown by 10 %, not at every
+tick) and use 99 % confidence: with the true error rate at half its budget, about 0.4 % of runs
+of 200-5000 calls abort (about 3 % at 95 %); see docs/memory-and-soak.md.
 """
 
 from __future__ import annotations

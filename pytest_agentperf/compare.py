@@ -169,10 +169,10 @@ def _json_float(value: float | None) -> float | None:
 
 def _fmt(kind: str, value: float) -> str:
     if kind == "difference":
-        return f"{value * 100:+.1f} pp"
+        return f"{round(value * 100, 1) + 0.0:+.1f} pp"
     if not math.isfinite(value):
         return "+inf%"
-    return f"{(value - 1) * 100:+.0f}%" if abs(value - 1) < 10 else f"x{value:.3g}"
+    return f"{round((value - 1) * 100):+d}%" if value < 2 else f"x{value:.3g}"
 
 
 def _tolerance_text(m: MetricChange) -> str:

@@ -119,6 +119,15 @@ class BaselineGate:
         )
 
 
+def display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the current directory when it is inside it, else as given."""
+    p = Path(path)
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
 _COUNTED = (
     ("REGRESSED", "regressed"),
     ("IMPROVED", "improved"),
@@ -167,7 +176,7 @@ def summary_lines(
                 if flag not in flagged:
                     flagged.add(str(flag))
                     lines.append(f"note: {flag}")
-            elif status != "NEW":
+            elif status in ("REGRESSED", "INCONCLUSIVE"):
                 lines.append(f"{where}: note: {flag}")
     missing = gate.missing(records, executed)
     for name in missing:
@@ -179,5 +188,5 @@ def summary_lines(
     ]
     parts.append(f"{len(missing)} missing")
     mode = " (warn mode: regressions do not fail)" if gate.options.mode == "warn" else ""
-    lines.append(f"baseline {gate.options.path}: " + ", ".join(parts) + mode)
+    lines.append(f"baseline {display_path(gate.options.path)}: " + ", ".join(parts) + mode)
     return lines

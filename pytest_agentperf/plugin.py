@@ -10,8 +10,9 @@ import pytest
 
 from . import __version__
 from .baseline import DEFAULT_PATH
-from .errors import AgentPerfWarning, BaselineError, SettingsError
-from .gate import MODES, BaselineGate, GateOptions, summary_lines
+from .errors import AgentPerfWarning, BaselineError, PricingError, SettingsError
+from .gate import MODES, BaselineGate, GateOptions, display_path, summary_lines
+from .pricing import load_prices, parse_monthly_calls, parse_whatif
 from .progress import ProgressLine
 from .report import json as json_report
 from .report import terminal
@@ -71,6 +72,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="fail",
         help="a regression fails its test (fail, default) or is only reported (warn)",
     )
+    group.addoption(
+        "--agentperf-cost-whatif",
+        metavar="MODEL[,MODEL...]",
+        default=None,
+        help="also show what each run would cost with the same tokens on these models",
+    )
+    parser.addini(
+        "agentperf_prices",
+        "JSON price file (LiteLLM's schema) merged over the bundled prices; relative to rootdir",
+        default="",
+    )
+    parser.addini(
+        "agentperf_monthly_calls",
+        "calls per month: adds the projected monthly cost of each run to the summary",
+        default="",
+    )
     parser.addini(
         "agentperf_baseline_path",
         f"baseline file, relative to the rootdir (default {DEFAULT_PATH})",
@@ -88,6 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not scale > 0:
         raise pytest.UsageError(f"--agentperf-scale={scale}: must be a number greater than 0")
     session = Session(scale=scale)
+    _configure_prices(config, session)
     if _is_controller_terminal(config):
         session.progress = _progress_factory(config)
     config.stash[session_key] = session
@@ -97,6 +115,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[gate_key] = gate
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(_Collector(config), "agentperf-collector")
+
+
+def _configure_prices(config: pytest.Config, session: Session) -> None:
+    """Load the price table once per process, and the what-if / monthly cost options."""
+    name = str(config.getini("agentperf_prices") or "").strip()
+    try:
+        session.prices = load_prices(config.rootpath / name if name else None)
+        session.whatif_models = parse_whatif(
+            config.getoption("agentperf_cost_whatif"), session.prices
+        )
+        session.monthly_calls = parse_monthly_calls(config.getini("agentperf_monthly_calls"))
+    except PricingError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _gate_options(config: pytest.Config) -> GateOptions:
@@ -172,10 +203,13 @@ def _marker_layers(item: pytest.Item) -> list[dict[str, Any]]:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker(MARKER) is None:
         return
+    problem = None
     try:
         parse_settings(*_marker_layers(item))
     except SettingsError as exc:
-        pytest.fail(f"{item.nodeid}: invalid @pytest.mark.{MARKER}: {exc}", pytrace=False)
+        problem = str(exc)
+    if problem is not None:  # failed outside the except block: no chained traceback
+        pytest.fail(f"{item.nodeid}: invalid @pytest.mark.{MARKER}: {problem}", pytrace=False)
     if "agentperf" not in getattr(item, "fixturenames", ()):
         item.warn(
             AgentPerfWarning(
@@ -197,6 +231,16 @@ def agentperf(request: pytest.FixtureRequest) -> AgentPerf:
     )
     item.stash[fixture_key] = fixture
     return fixture
+
+
+@pytest.fixture
+def agentperf_openai_server() -> Generator[Any, None, None]:
+    """A started ``pytest_agentperf.testing.OpenAIServer`` (OpenAI-compatible, 127.0.0.1);
+    point the client at ``.base_url``. Needs the ``server`` extra (aiohttp)."""
+    from .testing import OpenAIServer
+
+    with OpenAIServer() as server:
+        yield server
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -243,7 +287,8 @@ class _Collector:
         except BaselineError as exc:
             self.saved = f"WARNING: {exc}"
             return
-        self.saved = f"baseline saved to {done.path}: {done.written} runs written, {done.kept} kept"
+        where = display_path(done.path)
+        self.saved = f"baseline saved to {where}: {done.written} runs written, {done.kept} kept"
         if done.replaced_problem:
             self.saved += f" (replaced an unusable file: {done.replaced_problem})"
 
@@ -265,6 +310,10 @@ class _Collector:
             return
         terminalreporter.write_sep("=", "agent performance")
         terminalreporter.write_line(terminal.render(self.records))
+        whatif = terminal.render_whatif(self.records)
+        if whatif:
+            terminalreporter.write_line("")
+            terminalreporter.write_line(whatif)
         for line in terminal.failure_lines(self.records):
             terminalreporter.write_line(line)
         for line in summary_lines(gate, self.records, self.executed):
@@ -273,4 +322,4 @@ class _Collector:
             terminalreporter.write_line(f"agentperf: {self.saved}")
 
 
-__all__ = ["agentperf"]
+__all__ = ["agentperf", "agentperf_openai_server"]

@@ -11,6 +11,7 @@ import difflib
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -300,3 +301,65 @@ def whatif_cost(usage: Usage, requests: int, model: str, table: PriceTable | Non
     if price is None:
         return None
     return sum(_model_cost(price, m) for m in usage.by_model.values()) / requests
+
+
+def suggest(table: PriceTable, model: str, n: int = 3) -> list[str]:
+    """Priced model names closest to ``model`` (for "did you mean" messages)."""
+    names = list(table.rows) + list(table.aliases)
+    bare = {name.rsplit("/", 1)[-1]: name for name in names}
+    near = difflib.get_close_matches(model, list(bare), n=n, cutoff=0.6)
+    return [bare[b] for b in near]
+
+
+def parse_whatif(value: str | None, table: PriceTable) -> tuple[str, ...]:
+    """The models of ``--agentperf-cost-whatif=MODEL[,MODEL...]``; each must have a price."""
+    if not value:
+        return ()
+    models = tuple(dict.fromkeys(m.strip() for m in value.split(",") if m.strip()))
+    for model in models:
+        if table.lookup(model) is None:
+            near = suggest(table, model)
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            raise PricingError(
+                f"--agentperf-cost-whatif: no price for model {model!r}{hint}; add it to the "
+                "JSON file named by the ini option agentperf_prices"
+            )
+    return models
+
+
+def parse_monthly_calls(value: str | int | None) -> int | None:
+    """The ini option ``agentperf_monthly_calls``: a positive whole number (``_`` and ``,``
+    allowed as separators), or empty for none."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip().replace("_", "").replace(",", "")
+    try:
+        calls = int(text)
+    except ValueError:
+        calls = 0
+    if calls <= 0:
+        raise PricingError(
+            f"agentperf_monthly_calls = {value!r}: must be a positive whole number of calls "
+            "per month, e.g. agentperf_monthly_calls = 1000000"
+        )
+    return calls
+
+
+def cost_projection(
+    usage: Usage,
+    requests: int,
+    cost: Cost,
+    table: PriceTable | None,
+    *,
+    whatif: Sequence[str] = (),
+    monthly_calls: int | None = None,
+) -> dict[str, Any]:
+    """What-if costs per call on other models, and the projected monthly cost (None where a
+    price or the usage is unknown); empty when neither was asked for."""
+    out: dict[str, Any] = {}
+    if whatif:
+        out["whatif"] = {m: whatif_cost(usage, requests, m, table) for m in whatif}
+    if monthly_calls:
+        out["monthly_calls"] = monthly_calls
+        out["monthly_cost"] = None if cost.per_call is None else cost.per_call * monthly_calls
+    return out

@@ -212,6 +212,8 @@ class PerfResult:
 
 
 def _to_jsonable(value: Any, *, samples: bool) -> Any:
+    if not isinstance(value, PerfResult) and callable(getattr(value, "to_dict", None)):
+        return value.to_dict()  # e.g. the baseline Comparison: its own JSON form
     if is_dataclass(value) and not isinstance(value, type):
         out: dict[str, Any] = {}
         for f in fields(value):
@@ -224,8 +226,6 @@ def _to_jsonable(value: Any, *, samples: bool) -> Any:
         if isinstance(value, ModelUsage):
             out["total_tokens"] = value.total_tokens
         return out
-    if hasattr(value, "to_dict") and callable(value.to_dict):
-        return value.to_dict()
     if isinstance(value, Mapping):
         return {str(k): _to_jsonable(v, samples=samples) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -13,8 +13,9 @@ from .abort import AbortMonitor
 from .budgets import raise_if_broken, small_sample_warnings
 from .collect import build_result
 from .engine import ProgressSink, RawRun, RunObserver, arun_load, run_load
+from .integrations.langchain import activate as langchain_hook
 from .memory import PROFILE_CALLS, MemorySampler, aprofile_agent, profile_agent
-from .pricing import PriceTable
+from .pricing import PriceTable, cost_projection
 from .progress import ProgressLine
 from .results import Allocation, PerfResult
 from .settings import Settings, parse_settings
@@ -78,6 +79,8 @@ class Session:
 
     scale: float = 1.0
     prices: PriceTable | None = None
+    whatif_models: tuple[str, ...] = ()
+    monthly_calls: int | None = None
     progress: Callable[[str], ProgressSink | None] | None = None
     observer_factories: list[ObserverFactory] = field(default_factory=lambda: [soak_observers])
     after_run: list[AfterRun] = field(default_factory=list)
@@ -164,7 +167,8 @@ class AgentPerf:
         observers = self._observers(parsed)
         sink = self._progress(run_name)
         _with_live_window(sink, observers)
-        raw = run_load(fn, inputs, parsed, observers=observers, progress=sink)
+        with langchain_hook():
+            raw = run_load(fn, inputs, parsed, observers=observers, progress=sink)
         calls = _profile_calls(parsed, raw)
         allocations = profile_agent(fn, inputs, calls) if calls else ()
         return self._finish(run_name, parsed, raw, observers, check, allocations)
@@ -185,7 +189,8 @@ class AgentPerf:
         observers = self._observers(parsed)
         sink = self._progress(run_name)
         _with_live_window(sink, observers)
-        raw = await arun_load(fn, inputs, parsed, observers=observers, progress=sink)
+        with langchain_hook():
+            raw = await arun_load(fn, inputs, parsed, observers=observers, progress=sink)
         calls = _profile_calls(parsed, raw)
         allocations = (
             await aprofile_agent(fn, inputs, calls, timeout=parsed.timeout) if calls else ()
@@ -214,6 +219,16 @@ class AgentPerf:
             if self._warn is not None:
                 self._warn(f"{self._test_id} [{name}]: {message}")
         record = record_of(self._test_id, result, warnings)
+        projection = cost_projection(
+            result.usage,
+            result.requests,
+            result.cost,
+            self._session.prices,
+            whatif=self._session.whatif_models,
+            monthly_calls=self._session.monthly_calls,
+        )
+        if projection:
+            record["cost_projection"] = projection
         self.results.append(result)
         self.records.append(record)
         if check:

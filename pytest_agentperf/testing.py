@@ -29,37 +29,11 @@ from typing import Any
 
 from .errors import UsageError
 
-_WORDS = tuple(
-    [
-        "The",
-        "quick",
-        "brown",
-        "fox",
-        "jumps",
-        "over",
-        "the",
-        "lazy",
-        "dog",
-        "while",
-        "the",
-        "agent",
-        "plans",
-        "its",
-        "next",
-        "step",
-        "and",
-        "checks",
-        "the",
-        "weather",
-        "before",
-        "it",
-        "answers",
-        "the",
-        "question",
-        "with",
-        "care",
-    ]
+_TEXT = (
+    "The quick brown fox jumps over the lazy dog while the agent plans its next step and "
+    "checks the weather before it answers the question with care"
 )
+_WORDS = tuple(_TEXT.split())
 
 _ERROR_BODIES = {
     429: ("Rate limit reached for requests (simulated).", "rate_limit_exceeded", "requests"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -275,3 +276,89 @@ def test_no_abort_on_means_no_checks() -> None:
 
 def test_default_confidence_is_documented_value() -> None:
     assert CONFIDENCE == 0.99
+
+
+# end to end ----------------------------------------------------------------------------------
+
+ABORT_TESTS = """
+import asyncio, threading, time
+import pytest
+
+CALLS = {"n": 0}
+
+def failing_half_way(x=None):
+    CALLS["n"] += 1
+    time.sleep(0.002)
+    if CALLS["n"] > 40:
+        raise RuntimeError("backend down")
+
+@pytest.mark.agent_perf(requests=2000, error_rate="5%", abort_on=["error_rate"])
+def test_stops_early(agentperf):
+    agentperf.run(failing_half_way)
+
+def test_result_says_why(agentperf):
+    CALLS["n"] = 0
+    r = agentperf.run(
+        failing_half_way, requests=2000, error_rate="5%", abort_on="any", check=False
+    )
+    assert r.aborted.startswith(f"aborted after {r.requests} calls: error rate ")
+    assert r.requests < 500 and CALLS["n"] < 500
+
+STUCK = threading.Event()
+
+def hangs_then_fails(x=None):
+    CALLS["n"] += 1
+    k = CALLS["n"]
+    time.sleep(0.002)
+    if k in (25, 26):
+        STUCK.wait()  # in flight forever (30 s default timeout)
+    if k > 20:
+        raise RuntimeError("down")
+
+@pytest.mark.agent_perf(requests=5000, concurrency=4, error_rate="5%", abort_on="any")
+def test_sync_in_flight(agentperf):
+    CALLS["n"] = 0
+    try:
+        agentperf.run(hangs_then_fails)
+    finally:
+        STUCK.set()
+
+@pytest.mark.asyncio
+@pytest.mark.agent_perf(requests=5000, concurrency=4, error_rate="5%", abort_on="any")
+async def test_async_in_flight(agentperf):
+    stuck = asyncio.Event()
+    k = 0
+
+    async def agent(x=None):
+        nonlocal k
+        k += 1
+        mine = k
+        await asyncio.sleep(0.002)
+        if mine in (25, 26):
+            await stuck.wait()
+        if mine > 20:
+            raise RuntimeError("down")
+
+    await agentperf.arun(agent)
+"""
+
+
+def test_abort_on_stops_the_run_and_says_why(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_abort_e2e=ABORT_TESTS)
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    began = time.perf_counter()
+    result = pytester.runpytest("-p", "no:randomly")
+    took = time.perf_counter() - began
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*BudgetExceeded: 1 budget exceeded in run 'failing_half_way':",
+            "*aborted after * calls: error rate * > budget 5% (99% lower bound *)",
+            "*error rate * > budget 5% (n=*)",
+            "*test_stops_early *ABORTED*",
+            "*test_sync_in_flight *ABORTED*",
+            "*test_async_in_flight *ABORTED*",
+            "*test_result_says_why *ABORTED*",
+        ]
+    )
+    assert took < 20.0  # no in-flight call (30 s timeout) held the runs up

@@ -486,3 +486,22 @@ def test_current_environment() -> None:
     assert env.plugin_version
     assert isinstance(env.machine, Machine)
     assert env.commit is None or len(env.commit) == 40
+
+
+def test_a_run_record_gives_the_same_entry_as_the_result() -> None:
+    """The controller saves from run records (also those xdist workers send)."""
+    from pytest_agentperf.runner import record_of
+
+    result = make_result(n=3000)
+    from_result = run_from_result("t::x", result, ENV)
+    from_record = bl.run_from_record(json.loads(json.dumps(record_of("t::x", result))), ENV)
+    assert replace(from_record, created="") == replace(from_result, created="")
+    # Records carry samples already rounded to microseconds: quantiles agree within 1 µs.
+    stored, direct = from_record.latency.samples, from_result.latency.samples
+    np.testing.assert_allclose(stored, direct, atol=1.5e-6)
+    assert from_record.latency.samples.size == MAX_SAMPLES
+
+
+def test_a_malformed_record_is_a_baseline_error() -> None:
+    with pytest.raises(BaselineError, match="malformed run record"):
+        bl.run_from_record({"test": "t::x", "name": "main", "result": {"shape": None}}, ENV)

@@ -433,5 +433,5 @@ def test_format_change() -> None:
     assert format_change(c.p50) == "+50%"
     assert format_change(c.p50, interval=True).startswith("+50% [+")
     assert format_change(None) == "-"
-    c = compare(make_result(lognormal(300, 1) * 20), base)
-    assert format_change(c.p50) == "x20"
+    c = compare(make_result(lognormal(300, 1) * 2.5), base)
+    assert format_change(c.p50) == "x2.5"

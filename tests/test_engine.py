@@ -320,3 +320,50 @@ def test_open_loop_poisson_is_seeded() -> None:
 def test_one_million_calls_fit_in_flat_arrays() -> None:
     raw = _run(lambda: None, requests=20_000, concurrency=4)
     assert raw.log.start.dtype == np.float64 and len(raw.log) == 20_000
+
+
+class _Snapshotter:
+    """An observer that reads the live arrays as often as it can, as abort and windows do."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def on_start(self, t0: float) -> None:
+        pass
+
+    def on_tick(self, view: Any) -> None:
+        for _ in range(20):
+            view.arrays()
+            self.reads += 1
+
+    def on_stop(self) -> None:
+        pass
+
+    def result_fields(self, log: Any, duration: float) -> dict[str, Any]:
+        return {}
+
+
+def test_live_reads_never_break_appending_workers() -> None:
+    """Regression: numpy views of the live arrays made appends fail with BufferError."""
+    observer = _Snapshotter()
+    raw = run_load(
+        lambda: None,
+        None,
+        parse_settings({"requests": 200_000, "concurrency": 4, "warmup": 0}),
+        observers=[observer],
+    )
+    assert len(raw.log) == 200_000
+    assert observer.reads > 0
+
+
+def test_gaps_of_failed_streams_are_not_kept() -> None:
+    def stream(x: int) -> Iterator[int]:
+        for i in range(5):
+            if x and i == 3:
+                raise ConnectionError("stream cut")
+            yield i
+
+    raw = _run(stream, [0, 1], requests=4)
+    assert raw.error_types == {"ConnectionError": 2}
+    assert raw.log.itl.size == 2 * 4  # only the two complete streams, 4 gaps each
+    assert int(np.count_nonzero(~np.isnan(raw.log.ttft))) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from pytest_agentperf.memory import (
     MIN_INTERVAL,
     MemorySampler,
     _Series,
+    aprofile_agent,
     aprofile_allocations,
     interval_for,
+    profile_agent,
     profile_allocations,
     theil_sen_slope,
 )
@@ -360,8 +363,62 @@ def test_leaking_agent_fails_its_memory_budget_end_to_end(pytester: pytest.Pytes
     assert 50.0 < leak["per_1k_calls"] < 500.0  # 200 MB per 1k calls leaked
     assert leak["rss_delta_mb"] > 15.0
     top = leak["top_allocations"][0]
-    line = 1 + LEAKY_TEST.splitlines().index('    LEAK.append(b"x" * 200_000)  # the leaking line')
+    line = 1 + LEAKY_TEST.strip("\n").splitlines().index(
+        '    LEAK.append(b"x" * 200_000)  # the leaking line'
+    )
     assert top["location"].endswith(f"test_leaky.py:{line}")
     assert top["count"] >= 20
     assert abs(runs["clean"]["memory"]["per_1k_calls"]) < 50.0
     assert sum(w["calls"] for w in runs["clean"]["windows"]) == 200
+
+
+def test_profile_agent_drains_streams_and_cycles_inputs() -> None:
+    seen: list[str] = []
+
+    def streaming(x: str):  # type: ignore[no-untyped-def]
+        seen.append(x)
+        for _ in range(3):
+            yield _leaky_call()
+
+    _LEAK.clear()
+    rows = profile_agent(streaming, ["a", "b"], 4)
+    assert seen == ["a", "b", "a", "b"]
+    assert len(_LEAK) == 12
+    assert rows[0].location.endswith(_leak_line())
+    _LEAK.clear()
+
+
+@pytest.mark.asyncio
+async def test_aprofile_agent_runs_sync_agents_off_the_loop_and_async_streams() -> None:
+    loop_thread = threading.get_ident()
+    threads: set[int] = set()
+
+    def sync_agent() -> None:
+        threads.add(threading.get_ident())
+        _leaky_call()
+
+    async def async_stream():  # type: ignore[no-untyped-def]
+        for _ in range(2):
+            await asyncio.sleep(0)
+            _leaky_call()
+            yield "chunk"
+
+    _LEAK.clear()
+    rows = await aprofile_agent(sync_agent, None, 5)
+    assert threads and loop_thread not in threads
+    assert rows[0].location.endswith(_leak_line())
+    rows = await aprofile_agent(async_stream, None, 5, timeout=5.0)
+    assert len(_LEAK) == 5 + 10
+    assert rows[0].location.endswith(_leak_line())
+    _LEAK.clear()
+
+
+@pytest.mark.asyncio
+async def test_aprofile_agent_gives_up_on_a_hung_call() -> None:
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    began = time.perf_counter()
+    rows = await aprofile_agent(hangs, None, 3, timeout=0.05)
+    assert all(r.size_mb < 0.1 for r in rows)  # asyncio's own bookkeeping at most
+    assert time.perf_counter() - began < 5.0

@@ -116,7 +116,7 @@ def test_instrument_is_idempotent_and_rejects_other_objects(server: OpenAIServer
     scope = scoped(lambda: c.chat.completions.create(model="m", messages=MESSAGES))  # type: ignore[arg-type]
     assert len(scope.records) == 1  # wrapped once, recorded once
     c.close()
-    with pytest.raises(TypeError, match="openai.OpenAI or openai.AsyncOpenAI"):
+    with pytest.raises(TypeError, match=r"openai\.OpenAI or openai\.AsyncOpenAI"):
         instrument(object())
 
 

@@ -245,5 +245,41 @@ def test_malformed_override_names_the_file_and_the_problem(
 
 
 def test_missing_override_file(tmp_path: Path) -> None:
-    with pytest.raises(PricingError, match="file not found .*agentperf_prices"):
+    with pytest.raises(PricingError, match=r"file not found .*agentperf_prices"):
         load_prices(tmp_path / "nope.json")
+
+
+def test_update_script_regenerates_the_table_from_a_litellm_copy(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    bundled = json.loads((root / "pytest_agentperf/data/prices.json").read_text())
+    source = {
+        k: {**v, "max_tokens": 8192, "supports_vision": True}
+        for k, v in bundled.items()
+        if not k.startswith("_")
+    }
+    source["gpt-4o"]["output_cost_per_token"] = 9e-06
+    del source["o1"]
+    source["acme-9"] = {"input_cost_per_token": 1e-07, "output_cost_per_token": 2e-07}
+    litellm = write(tmp_path, source, "litellm.json")
+    out = tmp_path / "out.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(root / "scripts/update_prices.py"),
+            str(litellm),
+            *("--commit", "abc", "--add", "acme-9", "--output", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "changed: gpt-4o" in done.stdout and "kept the old row): o1" in done.stdout
+    table = json.loads(out.read_text())
+    assert table["_meta"]["source_commit"] == "abc" and table["_aliases"] == bundled["_aliases"]
+    assert table["gpt-4o"]["output_cost_per_token"] == 9e-06
+    assert "max_tokens" not in table["gpt-4o"]
+    assert table["o1"] == bundled["o1"] and "acme-9" in table
+    assert load_prices(out).lookup("acme-9") is not None

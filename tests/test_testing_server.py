@@ -114,7 +114,9 @@ async def test_async_client_plain_and_streaming_concurrently(server: OpenAIServe
             usage = [ch.usage async for ch in s if ch.usage is not None]
             return usage[0].completion_tokens
 
-        results = await asyncio.gather(*[plain() for _ in range(10)], *[streamed() for _ in range(10)])
+        results = await asyncio.gather(
+            *[plain() for _ in range(10)], *[streamed() for _ in range(10)]
+        )
     assert results == [12] * 20
 
 
@@ -125,7 +127,9 @@ def test_ttft_and_token_rate_shape_the_stream() -> None:
     ):
         t0 = time.perf_counter()
         stream = c.chat.completions.create(model="m", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
-        arrivals = [time.perf_counter() - t0 for ch in stream if ch.choices and ch.choices[0].delta.content]
+        arrivals = [
+            time.perf_counter() - t0 for ch in stream if ch.choices and ch.choices[0].delta.content
+        ]
     assert len(arrivals) == 11
     assert arrivals[0] >= 0.2  # no token before the configured ttft
     assert arrivals[-1] - arrivals[0] >= 10 / 50 * 0.9  # ten gaps of 20 ms
@@ -164,9 +168,12 @@ def test_error_injection_is_seeded_and_uses_the_real_error_types() -> None:
 
 
 def test_every_request_fails_at_rate_one() -> None:
-    with OpenAIServer(error_rate=1.0, error_statuses=(429,)) as srv, client(srv) as c:
-        with pytest.raises(openai.RateLimitError, match="Rate limit"):
-            c.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+    with (
+        OpenAIServer(error_rate=1.0, error_statuses=(429,)) as srv,
+        client(srv) as c,
+        pytest.raises(openai.RateLimitError, match="Rate limit"),
+    ):
+        c.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
 
 
 def test_bad_request_is_a_400(server: OpenAIServer) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 
 from pytest_agentperf.budgets import BUDGETS, evaluate
+from pytest_agentperf.engine import Progress
+from pytest_agentperf.progress import ProgressLine
 from pytest_agentperf.results import LoadShape, PerfResult, Stats, Window
-from pytest_agentperf.windows import choose_window, compute_windows
+from pytest_agentperf.windows import LiveWindow, choose_window, compute_windows
 
 
 @pytest.mark.parametrize(
@@ -156,3 +161,101 @@ def test_steady_agent_keeps_the_drift_budget() -> None:
     w = compute_windows(ends - latency, ends, np.zeros(n, dtype=np.int8), duration=20.0)
     (check,) = evaluate({"p95_drift": 1.5}, _result(w))
     assert check.passed, check.message
+
+
+# live window for the progress line -----------------------------------------------------------
+
+
+@dataclass
+class _View:
+    start: np.ndarray
+    end: np.ndarray
+    status: np.ndarray
+    elapsed: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return int(np.count_nonzero(self.end <= self.elapsed))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        seen = self.end <= self.elapsed
+        return self.start[seen], self.end[seen], self.status[seen]
+
+
+def test_live_window_summarises_the_last_completed_window() -> None:
+    ends = np.arange(1, 601) * 0.05  # 20 calls/s for 30 s
+    status = np.where(np.arange(600) % 10 == 0, 1, 0).astype(np.int8)
+    view = _View(ends - 0.1, ends, status)
+    live = LiveWindow(duration=30.0, rss_mb=lambda: 152.4)
+    live.on_start(0.0)
+    for t in np.arange(0.1, 3.0, 0.1):
+        view.elapsed = float(t)
+        assert live.on_tick(view) is None
+    assert live.length == 2.0  # 30 s / 15
+    # window [0 s, 2 s): 39 calls ended, 4 of them failed; 35 / 2 s
+    assert live.describe() == "last 2 s: 17.5/s, p95 100 ms, 4 errors, RSS 152 MB"
+
+
+def test_live_window_picks_a_length_for_count_bound_runs_from_their_pace() -> None:
+    ends = np.arange(1, 201) * 0.1
+    view = _View(ends - 0.01, ends, np.zeros(200, dtype=np.int8))
+    live = LiveWindow(total=6000)  # at 10 calls/s: a 600 s run, so 60 s windows
+    live.on_start(0.0)
+    view.elapsed = 1.0
+    live.on_tick(view)
+    assert live.length is None and live.describe() is None  # too early to tell
+    view.elapsed = 2.05
+    live.on_tick(view)
+    assert live.length == 60.0
+
+
+def test_progress_line_shows_the_window_figures() -> None:
+    out: list[str] = []
+    line = ProgressLine("t[run]", out.append)
+    line.detail = lambda: "last 1 s: 10/s"
+    line(Progress(done=50, total=None, elapsed=5.0, duration=10.0, errors=0))
+    assert out[-1].endswith("agentperf t[run]: 50 calls, 5 s of 10 s | last 1 s: 10/s")
+
+
+# end to end ----------------------------------------------------------------------------------
+
+SLOWING_TEST = """
+import time
+import pytest
+
+CALLS = {"n": 0}
+
+def slowing(x=None):
+    CALLS["n"] += 1
+    time.sleep(0.002 * (1 + 4 * CALLS["n"] / 150))  # 5x slower by the end
+
+@pytest.mark.agent_perf(requests=150, window="0.2s", p95_drift="1.5x")
+def test_drift(agentperf):
+    agentperf.run(slowing)
+"""
+
+
+def test_slowing_agent_fails_drift_and_json_has_windows(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_slowing=SLOWING_TEST)
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    out = pytester.path / "perf.json"
+    result = pytester.runpytest("-p", "no:randomly", f"--agentperf-json={out}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*p95 drift (last window / first) *x > budget 1.5x*"])
+    (run,) = json.loads(out.read_text())["runs"]
+    windows = run["result"]["windows"]
+    assert len(windows) >= 3
+    assert sum(w["calls"] for w in windows) == 150
+    assert windows[0]["start"] == 0.0 and windows[1]["start"] == pytest.approx(0.2)
+    assert windows[-1]["p95"] > 2 * windows[0]["p95"]
+    assert all(w["rss_mb"] > 0 for w in windows)
+    assert set(windows[0]) == {
+        "start",
+        "end",
+        "calls",
+        "errors",
+        "throughput",
+        "p50",
+        "p95",
+        "rss_mb",
+    }

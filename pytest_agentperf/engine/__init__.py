@@ -7,6 +7,7 @@ measured calls, and return a ``RawRun``: every call's timing in flat arrays plus
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -105,7 +106,8 @@ async def _in_thread(fn: Callable[[], T]) -> T:
         else:
             loop.call_soon_threadsafe(set_result, value)
 
-    threading.Thread(target=body, daemon=True, name="agentperf-controller").start()
+    ctx = contextvars.copy_context()  # the test's context variables reach the workers
+    threading.Thread(target=ctx.run, args=(body,), daemon=True, name="agentperf-controller").start()
     return await future
 
 

@@ -13,7 +13,7 @@ from .log import ERROR, OK, TIMEOUT, CallLog
 from .monitor import Monitor
 from .observer import ProgressSink, RunObserver, tick_for
 from .plan import Plan, RunState
-from .streams import consume_async, consume_sync
+from .streams import StreamTimes, consume_async, consume_sync
 from .target import ASYNC_STREAM, PLAIN, SYNC_STREAM, stream_kind
 
 _NAN = float("nan")
@@ -48,7 +48,7 @@ async def _one_call(
     scope = CallScope()
     token = _current.set(scope)
     status = OK
-    ttft = _NAN
+    stream: StreamTimes | None = None
     slot.start = time.perf_counter()
     try:
         value = target.call(target.input_for(i))
@@ -57,9 +57,9 @@ async def _one_call(
             value = await value
             kind = stream_kind(value)
         if kind == ASYNC_STREAM:
-            ttft = await consume_async(value, t_int, t0, log)
+            stream = await consume_async(value, t0 + t_int)
         elif kind == SYNC_STREAM:
-            ttft = consume_sync(value, t_int, t0, log)
+            stream = consume_sync(value, t0 + t_int)
     except asyncio.CancelledError:
         if not slot.timed_out:
             if state.stopping:
@@ -85,8 +85,10 @@ async def _one_call(
     log.start.append(t_int)
     log.end.append(end)
     log.status.append(status)
-    log.ttft.append(ttft)
+    log.ttft.append(stream.first if stream is not None and status == OK else _NAN)
     if status == OK:
+        if stream is not None:
+            log.itl.extend(stream.gaps)
         log.usage.add_call(scope.records or extract_usage(value) or (), plan.settings.model)
     if scope.tools:
         log.usage.add_tools(scope.tools)
@@ -127,6 +129,8 @@ async def _open_dispatch(plan: Plan, state: RunState, log: CallLog, slots: set[_
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(i: int, t_int: float) -> None:
+        if perf() - state.t0 - t_int > plan.late_after:
+            state.late += 1
         slot = _Slot(asyncio.current_task())
         slots.add(slot)
         try:
@@ -147,8 +151,6 @@ async def _open_dispatch(plan: Plan, state: RunState, log: CallLog, slots: set[_
                 await sem.acquire()
             if state.stopping:
                 break
-            if perf() - state.t0 - t_int > plan.late_after:
-                state.late += 1
             task = loop.create_task(one(i, t_int))
             tasks.add(task)
             task.add_done_callback(tasks.discard)

@@ -6,6 +6,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -52,18 +53,25 @@ class MergedLog:
         return int(self.start.size)
 
 
-def _floats(values: array[float], n: int) -> FloatArray:
-    return np.array(values, dtype=np.float64)[:n]
+def _copy(values: array[Any], n: int, dtype: type[np.generic]) -> np.ndarray:
+    """The first ``n`` values as a numpy array.
+
+    The slice is copied under the GIL first: a numpy view of the live array would export its
+    buffer, and a worker appending to it at that moment would fail with BufferError.
+    """
+    if n == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.frombuffer(values[:n], dtype=dtype)
 
 
 def snapshot(logs: Iterable[CallLog]) -> tuple[FloatArray, FloatArray, np.ndarray]:
     """start, end and status of the calls completed so far (safe while workers append)."""
     starts, ends, statuses = [], [], []
     for log in list(logs):
-        n = len(log.ttft)
-        starts.append(np.frombuffer(log.start, dtype=np.float64, count=n).copy() if n else _EMPTY)
-        ends.append(np.frombuffer(log.end, dtype=np.float64, count=n).copy() if n else _EMPTY)
-        statuses.append(np.frombuffer(log.status, dtype=np.int8, count=n).copy() if n else _EMPTY_B)
+        n = len(log.ttft)  # the last column appended: every other column has at least n rows
+        starts.append(_copy(log.start, n, np.float64))
+        ends.append(_copy(log.end, n, np.float64))
+        statuses.append(_copy(log.status, n, np.int8))
     if not starts:
         return _EMPTY, _EMPTY, _EMPTY_B
     return np.concatenate(starts), np.concatenate(ends), np.concatenate(statuses)
@@ -76,9 +84,13 @@ _EMPTY_B = np.zeros(0, dtype=np.int8)
 def merge(logs: Sequence[CallLog]) -> MergedLog:
     """One sorted log of every worker's calls."""
     start, end, status = snapshot(logs)
-    ttft = np.concatenate([_floats(log.ttft, len(log)) for log in logs]) if logs else _EMPTY
+    ttft = (
+        np.concatenate([_copy(log.ttft, len(log), np.float64) for log in logs]) if logs else _EMPTY
+    )
     itl = (
-        np.concatenate([np.asarray(log.itl, dtype=np.float64) for log in logs]) if logs else _EMPTY
+        np.concatenate([_copy(log.itl, len(log.itl), np.float64) for log in logs])
+        if logs
+        else _EMPTY
     )
     order = np.argsort(start, kind="stable")
     return MergedLog(start[order], end[order], status[order], ttft[order], itl)

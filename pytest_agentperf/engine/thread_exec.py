@@ -6,6 +6,7 @@ that outlives its timeout is abandoned (counted as a timeout) and its thread is 
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import queue
 import threading
@@ -18,7 +19,7 @@ from .log import ERROR, OK, TIMEOUT, CallLog
 from .monitor import Monitor
 from .observer import TICK, ProgressSink, RunObserver, tick_for
 from .plan import Plan, RunState
-from .streams import consume_sync
+from .streams import StreamTimes, consume_sync
 from .target import ASYNC_STREAM, SYNC_STREAM, returned_awaitable, stream_kind
 
 _NAN = float("nan")
@@ -54,6 +55,9 @@ class _Pool:
         self.done = threading.Event()
         self.queue: queue.SimpleQueue[tuple[int, float] | None] | None = None
         self.dispatching = False
+        # Workers run in copies of the caller's context, as asyncio.to_thread does: the test's
+        # context variables (e.g. the LangChain usage hook) reach sync agents too.
+        self.context = contextvars.copy_context()
 
     def spawn(self) -> None:
         log = CallLog()
@@ -64,7 +68,10 @@ class _Pool:
             self.active += 1
         target = self._closed_loop if self.queue is None else self._open_loop
         threading.Thread(
-            target=target, args=(worker,), daemon=True, name="agentperf-worker"
+            target=self.context.copy().run,
+            args=(target, worker),
+            daemon=True,
+            name="agentperf-worker",
         ).start()
 
     def _retire(self, worker: _Worker) -> None:
@@ -125,7 +132,7 @@ class _Pool:
         scope = CallScope()
         token = _current.set(scope)
         status = OK
-        ttft = _NAN
+        stream: StreamTimes | None = None
         error: str | None = None
         value: Any = None
         log = worker.log
@@ -140,7 +147,7 @@ class _Pool:
                     value.close()
                 return self._fatal(returned_awaitable(target.label))
             if kind == SYNC_STREAM:
-                ttft = consume_sync(value, t_int, t0, log)
+                stream = consume_sync(value, t0 + t_int)
         except Exception as exc:
             status = ERROR
             error = f"{type(exc).__name__}: {exc}"
@@ -159,11 +166,13 @@ class _Pool:
             log.start.append(t_int)
             log.end.append(end)
             log.status.append(status)
-            log.ttft.append(ttft)
+            log.ttft.append(stream.first if stream is not None and status == OK else _NAN)
             if error is not None:
                 log.error_types[error.split(":", 1)[0]] += 1
                 state.note_error(error)
             elif status == OK:
+                if stream is not None:
+                    log.itl.extend(stream.gaps)
                 log.usage.add_call(
                     scope.records or extract_usage(value) or (), self.plan.settings.model
                 )

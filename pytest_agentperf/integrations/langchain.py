@@ -11,9 +11,9 @@ included) gets the handler, which records
   ``on_tool_error``) with ``record_tool``,
 
 into the ``CallScope`` of the measured call in progress. Outside a measured call (warmup, or
-no run) it records nothing. The engine activates it once around a whole run:
-``with activate(): ...``; the contexts of the run's tasks and worker threads must be copied
-from inside that block (``contextvars.copy_context()``), as they are for the call scope.
+no run) it records nothing. The runner activates it once around a whole run
+(``with activate(): run_load(...)``); the run's tasks and worker threads run in copies of
+the context of that block, so they all see it.
 
 Usage the callback recorded wins over usage read from the call's return value (the engine
 uses ``CallScope.records`` when it is non-empty), so a chain that returns an ``AIMessage``
@@ -22,6 +22,8 @@ is not counted twice.
 
 from __future__ import annotations
 
+import importlib
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -95,18 +97,26 @@ def _make_handler() -> Any:
 
 
 def install() -> bool:
-    """Register the configure hook once per process; False when langchain_core is missing."""
-    if _state["installed"]:
+    """Register the configure hook (once per process, and again if langchain_core's module was
+    reloaded); False when langchain_core is missing."""
+    try:
+        # by module name, as langchain_core's own _configure does (not the package attribute)
+        context = importlib.import_module("langchain_core.tracers.context")
+    except ImportError:
+        return False
+    hooks = getattr(context, "_configure_hooks", None)
+    if _state["installed"] and (
+        not isinstance(hooks, list) or any(entry[0] is _handler_var for entry in hooks)
+    ):
         return True
     with _install_lock:
-        if _state["installed"]:
+        hooks = getattr(context, "_configure_hooks", None)
+        if isinstance(hooks, list) and any(entry[0] is _handler_var for entry in hooks):
+            _state["installed"] = True
             return True
-        try:
-            from langchain_core.tracers.context import register_configure_hook
-        except ImportError:
-            return False
-        _state["handler"] = _make_handler()
-        register_configure_hook(_handler_var, True)
+        if _state["handler"] is None:
+            _state["handler"] = _make_handler()
+        context.register_configure_hook(_handler_var, True)
         _state["installed"] = True
     return True
 
@@ -115,10 +125,11 @@ def install() -> bool:
 def activate() -> Iterator[bool]:
     """Inject the handler into every LangChain run started inside this block.
 
-    Yields whether LangChain is available; a no-op block when it is not. Cheap enough to wrap
-    each call, but meant to wrap a whole run.
+    Yields whether the handler is active: it is when ``langchain_core`` has been imported
+    (by the agent's module; a process that merely has LangChain installed pays nothing).
+    Cheap enough to wrap each call, but meant to wrap a whole run.
     """
-    if not install():
+    if "langchain_core" not in sys.modules or not install():
         yield False
         return
     token = _handler_var.set(_state["handler"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +32,11 @@ def _money(value: float | None) -> str:
         return "-"
     if value == 0:
         return "$0"
-    return f"${value:.3g}" if value < 1 else f"${value:,.2f}"
+    if value >= 1:
+        return f"${value:,.2f}"
+    decimals = max(2, 2 - math.floor(math.log10(value)))  # three significant digits, no 1e-05
+    whole, _, frac = f"{value:.{decimals}f}".partition(".")
+    return f"${whole}.{frac.rstrip('0').ljust(2, '0')}"
 
 
 def _rate(value: float) -> str:
@@ -57,7 +62,8 @@ def _mb(value: float) -> str:
 
 def _label(record: dict[str, Any], multi: set[str]) -> str:
     test = str(record["test"])
-    short = test.rsplit("/", 1)[-1]
+    path, sep, rest = test.partition("::")
+    short = path.rsplit("/", 1)[-1] + sep + rest  # parameters may hold slashes: keep them
     return f"{short} [{record['name']}]" if test in multi else short
 
 
@@ -99,7 +105,11 @@ def render(records: Sequence[dict[str, Any]]) -> str:
     headers = ["test", "n", "load", "p50", "p95", "p99"]
     if streaming:
         headers.append("TTFT p95")
-    headers += ["thru", "err", "tok/call", "$/call", "RSS+", "MB/1k"]
+    headers += ["thru", "err", "tok/call", "$/call"]
+    monthly = _monthly_calls(records)
+    if monthly:
+        headers.append(f"$/month @{_count(monthly)}")
+    headers += ["RSS+", "MB/1k"]
     if compared:
         headers += ["Δp50 (95% CI)", "Δp95 (95% CI)"]
     if usage_compared:
@@ -124,14 +134,66 @@ def render(records: Sequence[dict[str, Any]]) -> str:
             _pct(res["error_rate"]),
             _tokens(res["usage"]["per_call"]["total_tokens"]),
             _money(res["cost"]["per_call"]),
-            *_memory(res.get("memory") or {}),
         ]
+        if monthly:
+            row.append(_money((r.get("cost_projection") or {}).get("monthly_cost")))
+        row += [*_memory(res.get("memory") or {})]
         if compared:
             row += [_change(r, "p50_change_text"), _change(r, "p95_change_text")]
         if usage_compared:
             row += [_change(r, "tokens_change_text"), _change(r, "cost_change_text")]
         row.append(_status(r))
         rows.append(row)
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def _monthly_calls(records: Sequence[dict[str, Any]]) -> int | None:
+    for r in records:
+        calls = (r.get("cost_projection") or {}).get("monthly_calls")
+        if calls:
+            return int(calls)
+    return None
+
+
+def _count(n: int) -> str:
+    for size, suffix in ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "k")):
+        if n >= size and n % (size // 10) == 0:
+            return f"{n / size:g}{suffix}"
+    return f"{n:,}"
+
+
+def render_whatif(records: Sequence[dict[str, Any]]) -> str:
+    """The cost what-if table (``--agentperf-cost-whatif``): each run's cost per call (and per
+    month with ``agentperf_monthly_calls``) had the same tokens gone to other models."""
+    models: list[str] = []
+    for r in records:
+        for m in (r.get("cost_projection") or {}).get("whatif") or {}:
+            if m not in models:
+                models.append(m)
+    if not models:
+        return ""
+    monthly = _monthly_calls(records)
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[str(r["test"])] = counts.get(str(r["test"]), 0) + 1
+    multi = {t for t, c in counts.items() if c > 1}
+
+    def cell(per_call: float | None) -> str:
+        if per_call is None or not monthly:
+            return _money(per_call)
+        return f"{_money(per_call)} ({_money(per_call * monthly)}/mo)"
+
+    headers = ["cost what-if (same tokens)", "now $/call", *[f"{m} $/call" for m in models]]
+    rows = []
+    for r in records:
+        whatif = (r.get("cost_projection") or {}).get("whatif") or {}
+        rows.append(
+            [
+                _label(r, multi),
+                cell(r["result"]["cost"]["per_call"]),
+                *[cell(whatif.get(m)) for m in models],
+            ]
+        )
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
