@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from tabulate import tabulate
 
@@ -67,84 +67,105 @@ def _label(record: dict[str, Any], multi: set[str]) -> str:
     return f"{short} [{record['name']}]" if test in multi else short
 
 
-def _change(record: dict[str, Any], key: str = "p95_change_text") -> str:
-    comp = record["result"].get("comparison")
-    if not isinstance(comp, dict):
-        return "-"
-    text = comp.get(key)
+def _change(record: dict[str, Any], key: str) -> str:
+    comp = _comparison(record)
+    text = comp.get(key) if comp else None
     return str(text) if text else "-"
 
 
 def _status(record: dict[str, Any]) -> str:
-    comp = record["result"].get("comparison")
+    comp = _comparison(record)
     status = str(record["status"])
-    if status == "PASS" and isinstance(comp, dict) and comp.get("status"):
+    if status == "PASS" and comp and comp.get("status"):
         return "PASS" if comp["status"] == "UNCHANGED" else str(comp["status"])
     return status
 
 
-def _usage_compared(records: Sequence[dict[str, Any]]) -> bool:
-    for r in records:
-        comp = r["result"].get("comparison")
-        if isinstance(comp, dict) and (comp.get("tokens") or comp.get("cost")):
-            return True
-    return False
+def _comparison(record: dict[str, Any]) -> dict[str, Any] | None:
+    comp = record["result"].get("comparison")
+    return comp if isinstance(comp, dict) else None
+
+
+def _usage_compared(record: dict[str, Any]) -> bool:
+    comp = _comparison(record)
+    return comp is not None and bool(comp.get("tokens") or comp.get("cost"))
+
+
+def _has_memory_budget(record: dict[str, Any]) -> bool:
+    return any(b["name"].startswith("memory") for b in record["result"]["budgets"])
+
+
+Cell = Callable[[dict[str, Any]], str]
+
+
+def _columns(records: Sequence[dict[str, Any]]) -> list[tuple[str, Cell]]:
+    """The table's columns; optional ones only when some run has something to show in them."""
+
+    def res(r: dict[str, Any]) -> dict[str, Any]:
+        return cast(dict[str, Any], r["result"])
+
+    def any_(pred: Callable[[dict[str, Any]], bool]) -> bool:
+        return any(pred(r) for r in records)
+
+    monthly = _monthly_calls(records)
+    cols: list[tuple[str, Cell]] = [
+        ("n", lambda r: str(res(r)["requests"])),
+        ("load", lambda r: _load(res(r)["shape"])),
+        ("p50", lambda r: format_seconds(res(r)["latency"]["p50"])),
+        ("p95", lambda r: format_seconds(res(r)["latency"]["p95"])),
+        ("p99", lambda r: format_seconds(res(r)["latency"]["p99"])),
+    ]
+    if any_(lambda r: bool(res(r)["ttft"]["n"])):
+        cols.append(("TTFT p95", lambda r: format_seconds(res(r)["ttft"]["p95"])))
+    cols += [
+        ("thru", lambda r: _rate(res(r)["throughput"])),
+        ("err", lambda r: _pct(res(r)["error_rate"])),
+    ]
+    if any_(lambda r: res(r)["usage"]["total_tokens"] is not None):
+        cols += [
+            ("tok/call", lambda r: _tokens(res(r)["usage"]["per_call"]["total_tokens"])),
+            ("$/call", lambda r: _money(res(r)["cost"]["per_call"])),
+        ]
+    if monthly:
+        cols.append(
+            (
+                f"$/month @{_count(monthly)}",
+                lambda r: _money((r.get("cost_projection") or {}).get("monthly_cost")),
+            )
+        )
+    cols.append(("RSS+", lambda r: _memory(res(r).get("memory") or {})[0]))
+    if any_(_has_memory_budget):
+        cols.append(("MB/1k", lambda r: _memory(res(r).get("memory") or {})[1]))
+    if any_(lambda r: _comparison(r) is not None):
+        cols += [
+            ("Δp50 (95% CI)", lambda r: _change(r, "p50_change_text")),
+            ("Δp95 (95% CI)", lambda r: _change(r, "p95_change_text")),
+        ]
+    if any_(_usage_compared):
+        cols += [
+            ("Δtok", lambda r: _change(r, "tokens_change_text")),
+            ("Δ$", lambda r: _change(r, "cost_change_text")),
+        ]
+    cols.append(("status", _status))
+    return cols
 
 
 def render(records: Sequence[dict[str, Any]]) -> str:
     """The summary table; empty when no perf test ran."""
     if not records:
         return ""
-    streaming = any(r["result"]["ttft"]["n"] for r in records)
-    compared = any(isinstance(r["result"].get("comparison"), dict) for r in records)
-    usage_compared = compared and _usage_compared(records)
+    multi = _multi_run_tests(records)
+    cols = _columns(records)
+    headers = ["test", *(name for name, _ in cols)]
+    rows = [[_label(r, multi), *(cell(r) for _, cell in cols)] for r in records]
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def _multi_run_tests(records: Sequence[dict[str, Any]]) -> set[str]:
     counts: dict[str, int] = {}
     for r in records:
         counts[str(r["test"])] = counts.get(str(r["test"]), 0) + 1
-    multi = {t for t, c in counts.items() if c > 1}
-    headers = ["test", "n", "load", "p50", "p95", "p99"]
-    if streaming:
-        headers.append("TTFT p95")
-    headers += ["thru", "err", "tok/call", "$/call"]
-    monthly = _monthly_calls(records)
-    if monthly:
-        headers.append(f"$/month @{_count(monthly)}")
-    headers += ["RSS+", "MB/1k"]
-    if compared:
-        headers += ["Δp50 (95% CI)", "Δp95 (95% CI)"]
-    if usage_compared:
-        headers += ["Δtok", "Δ$"]
-    headers.append("status")
-    rows = []
-    for r in records:
-        res = r["result"]
-        lat = res["latency"]
-        row: list[str] = [
-            _label(r, multi),
-            str(res["requests"]),
-            _load(res["shape"]),
-            format_seconds(lat["p50"]),
-            format_seconds(lat["p95"]),
-            format_seconds(lat["p99"]),
-        ]
-        if streaming:
-            row.append(format_seconds(res["ttft"]["p95"]))
-        row += [
-            _rate(res["throughput"]),
-            _pct(res["error_rate"]),
-            _tokens(res["usage"]["per_call"]["total_tokens"]),
-            _money(res["cost"]["per_call"]),
-        ]
-        if monthly:
-            row.append(_money((r.get("cost_projection") or {}).get("monthly_cost")))
-        row += [*_memory(res.get("memory") or {})]
-        if compared:
-            row += [_change(r, "p50_change_text"), _change(r, "p95_change_text")]
-        if usage_compared:
-            row += [_change(r, "tokens_change_text"), _change(r, "cost_change_text")]
-        row.append(_status(r))
-        rows.append(row)
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    return {t for t, c in counts.items() if c > 1}
 
 
 def _monthly_calls(records: Sequence[dict[str, Any]]) -> int | None:
@@ -173,10 +194,7 @@ def render_whatif(records: Sequence[dict[str, Any]]) -> str:
     if not models:
         return ""
     monthly = _monthly_calls(records)
-    counts: dict[str, int] = {}
-    for r in records:
-        counts[str(r["test"])] = counts.get(str(r["test"]), 0) + 1
-    multi = {t for t, c in counts.items() if c > 1}
+    multi = _multi_run_tests(records)
 
     def cell(per_call: float | None) -> str:
         if per_call is None or not monthly:
