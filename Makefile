@@ -1,6 +1,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+EXAMPLES := $(BIN)/python -m pytest examples -p no:cacheprovider -q -o addopts="" -o testpaths=examples
 
 .PHONY: demo test lint typecheck bench clean
 
@@ -17,7 +18,7 @@ $(VENV)/.installed-dev: $(BIN)/python pyproject.toml
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/python -m pytest examples -p no:cacheprovider -q -o addopts="" -o testpaths=examples
+	$(EXAMPLES)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -28,6 +29,7 @@ typecheck: $(VENV)/.installed-dev
 
 test: lint typecheck
 	$(BIN)/python -m pytest -n 2 -q
+	$(EXAMPLES)
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/engine_overhead.py

@@ -15,7 +15,6 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import write_atomic
 from .errors import BaselineError
 from .results import FloatArray, LoadShape, PerfResult, Stats
 
@@ -435,28 +435,6 @@ def dumps(runs: Iterable[BaselineRun]) -> str:
     return text + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # Make the rename itself durable where the platform allows it.
-    with contextlib.suppress(OSError, AttributeError):
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
 def save(
     path: str | os.PathLike[str], entries: Iterable[BaselineRun], *, keep_existing: bool = True
 ) -> SaveResult:
@@ -484,7 +462,7 @@ def save(
                     kept += 1
     merged.update(new)
     try:
-        _write_atomic(target, dumps(merged.values()))
+        write_atomic(target, dumps(merged.values()))
     except OSError as exc:
         raise BaselineError(
             f"could not write the baseline file {target}: {exc.strerror or exc}; "

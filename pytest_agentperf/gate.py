@@ -106,6 +106,33 @@ class BaselineGate:
         ]
         return save(self.options.path, entries, keep_existing=True)
 
+    def save_at_end(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        interrupted: bool,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> str | None:
+        """Save the baseline at the end of a session when asked to; the line saying what
+        happened (None when no save was asked for). An interrupted session saves nothing."""
+        if not self.options.save:
+            return None
+        if interrupted:
+            return "baseline NOT saved: the session was interrupted"
+        if not records:
+            return "baseline not saved: no perf test ran"
+        try:
+            done = self.save(records, cwd=cwd)
+        except BaselineError as exc:
+            return f"WARNING: {exc}"
+        line = (
+            f"baseline saved to {display_path(done.path)}: "
+            f"{done.written} runs written, {done.kept} kept"
+        )
+        if done.replaced_problem:
+            line += f" (replaced an unusable file: {done.replaced_problem})"
+        return line
+
     def missing(self, records: Iterable[Mapping[str, Any]], executed: Iterable[str]) -> list[str]:
         """Baseline runs of tests executed this session that produced no such run."""
         if self.baseline is None:

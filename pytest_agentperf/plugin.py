@@ -10,8 +10,8 @@ import pytest
 
 from . import __version__
 from .baseline import DEFAULT_PATH
-from .errors import AgentPerfWarning, BaselineError, PricingError, SettingsError
-from .gate import MODES, BaselineGate, GateOptions, display_path, summary_lines
+from .errors import AgentPerfWarning, PricingError, SettingsError
+from .gate import MODES, BaselineGate, GateOptions, summary_lines
 from .pricing import load_prices, parse_monthly_calls, parse_whatif
 from .progress import ProgressLine
 from .report import json as json_report
@@ -273,24 +273,10 @@ class _Collector:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Save the baseline once, here in the controlling process, unless interrupted."""
-        gate = self.config.stash[gate_key]
-        if not gate.options.save:
-            return
-        if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
-            self.saved = f"baseline NOT saved: the session was interrupted ({exitstatus!s})"
-            return
-        if not self.records:
-            self.saved = "baseline not saved: no perf test ran"
-            return
-        try:
-            done = gate.save(self.records, cwd=self.config.rootpath)
-        except BaselineError as exc:
-            self.saved = f"WARNING: {exc}"
-            return
-        where = display_path(done.path)
-        self.saved = f"baseline saved to {where}: {done.written} runs written, {done.kept} kept"
-        if done.replaced_problem:
-            self.saved += f" (replaced an unusable file: {done.replaced_problem})"
+        interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+        self.saved = self.config.stash[gate_key].save_at_end(
+            self.records, interrupted=interrupted, cwd=self.config.rootpath
+        )
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         path = self.config.getoption("agentperf_json")

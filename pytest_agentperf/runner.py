@@ -61,6 +61,16 @@ def _with_live_window(sink: ProgressSink | None, observers: Sequence[RunObserver
         sink.detail = live.describe
 
 
+@dataclass(frozen=True)
+class _RunSetup:
+    """What one run needs before it starts: its name, settings, observers and progress line."""
+
+    name: str
+    settings: Settings
+    observers: list[RunObserver]
+    progress: ProgressSink | None
+
+
 class AfterRun(Protocol):
     """Runs after a result is built and before it is recorded (e.g. baseline comparison)."""
 
@@ -151,6 +161,14 @@ class AgentPerf:
         factory = self._session.progress
         return factory(f"{self._test_id}[{name}]") if factory else None
 
+    def _prepare(self, fn: Any, name: str | None, overrides: dict[str, Any]) -> _RunSetup:
+        settings = self.settings(**overrides)
+        run_name = self._name(name, fn)
+        observers = self._observers(settings)
+        sink = self._progress(run_name)
+        _with_live_window(sink, observers)
+        return _RunSetup(run_name, settings, observers, sink)
+
     def run(
         self,
         fn: Any,
@@ -162,16 +180,14 @@ class AgentPerf:
     ) -> PerfResult:
         """Run ``fn`` under load from a sync test and check its budgets."""
         __tracebackhide__ = True
-        parsed = self.settings(**settings)
-        run_name = self._name(name, fn)
-        observers = self._observers(parsed)
-        sink = self._progress(run_name)
-        _with_live_window(sink, observers)
+        setup = self._prepare(fn, name, settings)
         with langchain_hook():
-            raw = run_load(fn, inputs, parsed, observers=observers, progress=sink)
-        calls = _profile_calls(parsed, raw)
+            raw = run_load(
+                fn, inputs, setup.settings, observers=setup.observers, progress=setup.progress
+            )
+        calls = _profile_calls(setup.settings, raw)
         allocations = profile_agent(fn, inputs, calls) if calls else ()
-        return self._finish(run_name, parsed, raw, observers, check, allocations)
+        return self._finish(setup, raw, check, allocations)
 
     async def arun(
         self,
@@ -184,28 +200,25 @@ class AgentPerf:
     ) -> PerfResult:
         """Run ``fn`` under load from an async test and check its budgets."""
         __tracebackhide__ = True
-        parsed = self.settings(**settings)
-        run_name = self._name(name, fn)
-        observers = self._observers(parsed)
-        sink = self._progress(run_name)
-        _with_live_window(sink, observers)
+        setup = self._prepare(fn, name, settings)
         with langchain_hook():
-            raw = await arun_load(fn, inputs, parsed, observers=observers, progress=sink)
-        calls = _profile_calls(parsed, raw)
+            raw = await arun_load(
+                fn, inputs, setup.settings, observers=setup.observers, progress=setup.progress
+            )
+        calls = _profile_calls(setup.settings, raw)
         allocations = (
-            await aprofile_agent(fn, inputs, calls, timeout=parsed.timeout) if calls else ()
+            await aprofile_agent(fn, inputs, calls, timeout=setup.settings.timeout) if calls else ()
         )
-        return self._finish(run_name, parsed, raw, observers, check, allocations)
+        return self._finish(setup, raw, check, allocations)
 
     def _finish(
         self,
-        name: str,
-        settings: Settings,
+        setup: _RunSetup,
         raw: RawRun,
-        observers: Sequence[RunObserver],
         check: bool,
         allocations: tuple[Allocation, ...] = (),
     ) -> PerfResult:
+        name, settings, observers = setup.name, setup.settings, setup.observers
         __tracebackhide__ = True
         extra = [obs.result_fields(raw.log, raw.duration) for obs in observers]
         result = build_result(name, settings, raw, prices=self._session.prices, extra_fields=extra)

@@ -90,6 +90,7 @@ _EVENT_KINDS = frozenset(
 
 
 def _get(obj: Any, name: str) -> Any:
+    """``obj[name]`` or ``obj.name``; None when missing (also when ``obj`` is None)."""
     if isinstance(obj, dict):
         return obj.get(name)
     return getattr(obj, name, None)
@@ -135,11 +136,9 @@ def _from_usage_block(usage: Any, model: str | None) -> UsageRecord | None:
             input_tokens=prompt or 0,
             output_tokens=completion or 0,
             model=model,
-            cached_input_tokens=_int0(_get(pdet, "cached_tokens")) if pdet is not None else 0,
-            cache_creation_input_tokens=(
-                _int0(_get(pdet, "cache_write_tokens")) if pdet is not None else 0
-            ),
-            reasoning_tokens=_int0(_get(cdet, "reasoning_tokens")) if cdet is not None else 0,
+            cached_input_tokens=_int0(_get(pdet, "cached_tokens")),
+            cache_creation_input_tokens=_int0(_get(pdet, "cache_write_tokens")),
+            reasoning_tokens=_int0(_get(cdet, "reasoning_tokens")),
         )
     inp = _as_int(_get(usage, "input_tokens"))
     out = _as_int(_get(usage, "output_tokens"))
@@ -155,7 +154,7 @@ def _from_usage_block(usage: Any, model: str | None) -> UsageRecord | None:
                 model=model,
                 cached_input_tokens=read,
                 cache_creation_input_tokens=write,
-                reasoning_tokens=_int0(_get(odet, "thinking_tokens")) if odet is not None else 0,
+                reasoning_tokens=_int0(_get(odet, "thinking_tokens")),
             )
         # OpenAI Responses API.
         idet = _get(usage, "input_tokens_details")
@@ -163,11 +162,9 @@ def _from_usage_block(usage: Any, model: str | None) -> UsageRecord | None:
             input_tokens=inp or 0,
             output_tokens=out or 0,
             model=model,
-            cached_input_tokens=_int0(_get(idet, "cached_tokens")) if idet is not None else 0,
-            cache_creation_input_tokens=(
-                _int0(_get(idet, "cache_write_tokens")) if idet is not None else 0
-            ),
-            reasoning_tokens=_int0(_get(odet, "reasoning_tokens")) if odet is not None else 0,
+            cached_input_tokens=_int0(_get(idet, "cached_tokens")),
+            cache_creation_input_tokens=_int0(_get(idet, "cache_write_tokens")),
+            reasoning_tokens=_int0(_get(odet, "reasoning_tokens")),
         )
     inp = _as_int(_get(usage, "inputTokens"))
     out = _as_int(_get(usage, "outputTokens"))
@@ -196,11 +193,9 @@ def _from_usage_metadata(meta: Any, model: str | None) -> UsageRecord | None:
             input_tokens=inp or 0,
             output_tokens=out or 0,
             model=model,
-            cached_input_tokens=_int0(_get(idet, "cache_read")) if idet is not None else 0,
-            cache_creation_input_tokens=(
-                _int0(_get(idet, "cache_creation")) if idet is not None else 0
-            ),
-            reasoning_tokens=_int0(_get(odet, "reasoning")) if odet is not None else 0,
+            cached_input_tokens=_int0(_get(idet, "cache_read")),
+            cache_creation_input_tokens=_int0(_get(idet, "cache_creation")),
+            reasoning_tokens=_int0(_get(odet, "reasoning")),
         )
     prompt = _as_int(_get(meta, "prompt_token_count"))
     cand = _as_int(_get(meta, "candidates_token_count"))
