@@ -17,7 +17,7 @@ import pytest
 openai = pytest.importorskip("openai")
 pytest.importorskip("aiohttp")
 
-from pytest_agentperf.integrations.openai import instrument  # noqa: E402
+from pytest_agentperf import instrument_openai  # noqa: E402
 from pytest_agentperf.testing import OpenAIServer  # noqa: E402
 
 QUESTIONS = ["What is the capital of France?", "Summarise: the build is red.", "Say hi."]
@@ -91,9 +91,11 @@ def test_sync_client_on_threads(agentperf, server):
 @pytest.mark.asyncio
 @pytest.mark.agent_perf(requests=50, concurrency=10, tokens_per_call=150)
 async def test_agent_that_hides_its_llm_calls(agentperf, server):
-    """An agent that calls the model twice and returns only text: ``instrument(client)``
+    """An agent that calls the model twice and returns only text: ``instrument_openai(client)``
     records every call the client makes, wherever it is made."""
-    client = instrument(openai.AsyncOpenAI(base_url=server.base_url, api_key="test", max_retries=0))
+    client = instrument_openai(
+        openai.AsyncOpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+    )
 
     async def plan_then_answer(question: str) -> str:
         plan = await client.chat.completions.create(
