@@ -265,11 +265,12 @@ def test_record_usage_wins_over_the_return_value() -> None:
     async def _nested() -> None:
         record_usage(input_tokens=10, output_tokens=1, model="m2")
 
-    raw = _run(agent, requests=50, concurrency=25)
-    usage = raw.usage.usage(50)
-    assert usage.input_tokens == 1500 and usage.output_tokens == 150
-    assert usage.by_model["m1"].input_tokens == 1000
-    assert usage.by_model["m2"].calls == 50
+    raw = _run(agent, requests=300, concurrency=100)
+    usage = raw.usage.usage(300)
+    assert usage.input_tokens == 9000 and usage.output_tokens == 900
+    assert usage.by_model["m1"].input_tokens == 6000
+    assert usage.by_model["m2"].calls == 300
+    assert usage.calls_with_usage == 300
 
 
 def test_no_usage_means_unknown_not_zero() -> None:
