@@ -242,8 +242,8 @@ def cap_samples(samples: FloatArray, cap: int = MAX_SAMPLES) -> FloatArray:
     arr = np.sort(np.asarray(samples, dtype=np.float64))
     arr = arr[np.isfinite(arr)]
     if arr.size > cap:
-        arr = np.quantile(arr, np.linspace(0.0, 1.0, cap))
-    out = np.round(arr, 6)
+        arr = np.asarray(np.quantile(arr, np.linspace(0.0, 1.0, cap)), dtype=np.float64)
+    out: FloatArray = np.round(arr, 6)
     out.flags.writeable = False
     return out
 

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+StatusArray = npt.NDArray[np.int8]
 
 
 def _empty_samples() -> FloatArray:

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from ..results import FloatArray
+from ..results import FloatArray, StatusArray
 from ..usage import UsageAccumulator
 
 OK, ERROR, TIMEOUT = 0, 1, 2
@@ -41,7 +42,7 @@ class MergedLog:
 
     start: FloatArray
     end: FloatArray
-    status: np.ndarray
+    status: StatusArray
     ttft: FloatArray
     itl: FloatArray
 
@@ -53,7 +54,7 @@ class MergedLog:
         return int(self.start.size)
 
 
-def _copy(values: array[Any], n: int, dtype: type[np.generic]) -> np.ndarray:
+def _copy(values: array[Any], n: int, dtype: type[np.generic]) -> npt.NDArray[Any]:
     """The first ``n`` values as a numpy array.
 
     The slice is copied under the GIL first: a numpy view of the live array would export its
@@ -64,7 +65,7 @@ def _copy(values: array[Any], n: int, dtype: type[np.generic]) -> np.ndarray:
     return np.frombuffer(values[:n], dtype=dtype)
 
 
-def snapshot(logs: Iterable[CallLog]) -> tuple[FloatArray, FloatArray, np.ndarray]:
+def snapshot(logs: Iterable[CallLog]) -> tuple[FloatArray, FloatArray, StatusArray]:
     """start, end and status of the calls completed so far (safe while workers append)."""
     starts, ends, statuses = [], [], []
     for log in list(logs):

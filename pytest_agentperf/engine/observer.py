@@ -6,9 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
-
-from ..results import FloatArray
+from ..results import FloatArray, StatusArray
 from .log import CallLog, MergedLog, snapshot
 
 
@@ -29,7 +27,7 @@ class LiveView:
     def errors(self) -> int:
         return sum(sum(log.error_types.values()) for log in [*list(self._logs), self._extra])
 
-    def arrays(self) -> tuple[FloatArray, FloatArray, np.ndarray]:
+    def arrays(self) -> tuple[FloatArray, FloatArray, StatusArray]:
         """start, end, status of the calls completed so far (a copy; O(n), call sparingly)."""
         return snapshot([*list(self._logs), self._extra])
 
