@@ -368,3 +368,106 @@ def test_gaps_of_failed_streams_are_not_kept() -> None:
     assert raw.error_types == {"ConnectionError": 2}
     assert raw.log.itl.size == 2 * 4  # only the two complete streams, 4 gaps each
     assert int(np.count_nonzero(~np.isnan(raw.log.ttft))) == 2
+
+
+def test_a_swallowed_cancellation_is_still_a_timeout_and_later_timeouts_work() -> None:
+    """An agent that catches the timeout's CancelledError must not disarm later timeouts."""
+
+    async def agent(x: str) -> str:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            if x == "swallow":
+                return "partial answer"
+            raise RuntimeError("connection aborted") from None
+        return "done"
+
+    t0 = time.perf_counter()
+    raw = _run(agent, ["swallow", "convert"], requests=4, concurrency=1, timeout="0.2s")
+    assert raw.error_types == {"Timeout": 4}
+    assert time.perf_counter() - t0 < 10  # four 30 s calls would take two minutes
+
+
+def test_cancelling_arun_stops_a_sync_run() -> None:
+    calls: list[float] = []
+
+    def agent() -> None:
+        calls.append(time.perf_counter())
+        time.sleep(0.02)
+
+    async def main() -> int:
+        settings = parse_settings({"requests": 10_000, "warmup": 0})
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(arun_load(agent, None, settings), 0.3)
+        at_cancel = len(calls)
+        await asyncio.sleep(0.5)
+        return len(calls) - at_cancel
+
+    assert asyncio.run(main()) <= 2  # at most the call in flight, and one started meanwhile
+
+
+def test_run_returns_promptly_when_to_thread_work_hangs() -> None:
+    release = threading.Event()
+
+    async def agent() -> None:
+        await asyncio.to_thread(release.wait, 30)
+
+    t0 = time.perf_counter()
+    raw = _run(agent, requests=2, timeout="0.2s")
+    elapsed = time.perf_counter() - t0
+    release.set()
+    assert raw.error_types == {"Timeout": 2}
+    assert elapsed < 10
+
+
+def test_sync_runnable_runs_at_the_requested_concurrency() -> None:
+    """ainvoke of a sync Runnable goes to the loop's default executor: it must not cap the run."""
+    c = Counter()
+
+    def work(x: Any) -> Any:
+        c.enter()
+        time.sleep(0.05)
+        c.leave()
+        return x
+
+    class SyncRunnable:
+        def invoke(self, x: Any) -> Any:
+            return work(x)
+
+        async def ainvoke(self, x: Any) -> Any:
+            return await asyncio.get_running_loop().run_in_executor(None, work, x)
+
+    _run(SyncRunnable(), ["q"], requests=120, concurrency=40)
+    assert c.peak > 12  # the stock default executor has min(32, cores + 4) threads: 6 here
+
+
+def test_usage_recorded_before_a_failure_is_counted() -> None:
+    def agent(x: int) -> str:
+        record_usage(input_tokens=100, output_tokens=10, model="m")
+        if x:
+            raise RuntimeError("tool failed after the LLM call")
+        return "ok"
+
+    raw = _run(agent, [0, 1], requests=10)
+    usage = raw.usage.usage(10)
+    assert usage.by_model["m"].calls == 10
+    assert usage.total_tokens == 1100
+
+
+def test_base_exception_in_an_async_agent_stops_the_run_at_once() -> None:
+    class Stop(BaseException):
+        pass
+
+    calls = Counter()
+
+    async def agent(x: int) -> None:
+        calls.enter()
+        if x == 3:
+            raise Stop
+        await asyncio.sleep(0.01)
+
+    t0 = time.perf_counter()
+    with pytest.raises(Stop):
+        _run(agent, list(range(500)), requests=500, concurrency=2)
+    assert calls.calls < 50
+    assert time.perf_counter() - t0 < 3

@@ -7,6 +7,7 @@ measured calls, and return a ``RawRun``: every call's timing in flat arrays plus
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from ..settings import Settings
 from ..usage import UsageAccumulator
 from .async_exec import execute_async
 from .log import TIMEOUT, CallLog, MergedLog, merge, merge_counters, merge_usage
+from .loop import run_coroutine
 from .observer import LiveView, Progress, ProgressSink, RunObserver
 from .plan import Plan, RunState
 from .target import Target, make_target
@@ -78,37 +80,49 @@ def _threads(
     settings: Settings,
     observers: Sequence[RunObserver],
     progress: ProgressSink | None,
+    cancel: threading.Event | None = None,
 ) -> RawRun:
     if settings.warmup:
-        execute_threads(Plan.warmup(target, settings), measured=False)
-    state, logs = execute_threads(Plan.measured(target, settings), observers, progress)
+        execute_threads(Plan.warmup(target, settings), measured=False, cancel=cancel)
+    plan = Plan.measured(target, settings)
+    state, logs = execute_threads(plan, observers, progress, cancel=cancel)
     return _raw(target, state, logs)
 
 
-async def _in_thread(fn: Callable[[], T]) -> T:
-    """Await ``fn()`` run on a fresh daemon thread (never the loop's default executor)."""
+async def _in_thread(fn: Callable[[threading.Event], T]) -> T:
+    """Await ``fn(cancel)`` run on a fresh daemon thread (never the loop's default executor).
+
+    When the awaiting task is cancelled, ``cancel`` is set so that the run stops too.
+    """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
+    cancel = threading.Event()
 
-    def set_result(value: T) -> None:
-        if not future.done():
-            future.set_result(value)
-
-    def set_exception(exc: BaseException) -> None:
-        if not future.done():
+    def settle(value: T | None, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is not None:
             future.set_exception(exc)
+        else:
+            future.set_result(value)  # type: ignore[arg-type]
 
     def body() -> None:
+        value: T | None = None
+        error: BaseException | None = None
         try:
-            value = fn()
+            value = fn(cancel)
         except BaseException as exc:
-            loop.call_soon_threadsafe(set_exception, exc)
-        else:
-            loop.call_soon_threadsafe(set_result, value)
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop may be closed by now
+            loop.call_soon_threadsafe(settle, value, error)
 
     ctx = contextvars.copy_context()  # the test's context variables reach the workers
     threading.Thread(target=ctx.run, args=(body,), daemon=True, name="agentperf-controller").start()
-    return await future
+    try:
+        return await future
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
 
 
 async def arun_load(
@@ -122,7 +136,9 @@ async def arun_load(
     """Run ``fn`` under the load ``settings`` describe, from a coroutine."""
     target = make_target(fn, inputs)
     if not target.is_async:
-        return await _in_thread(lambda: _threads(target, settings, observers, progress))
+        return await _in_thread(
+            lambda cancel: _threads(target, settings, observers, progress, cancel)
+        )
     if settings.warmup:
         await execute_async(Plan.warmup(target, settings), measured=False)
     state, logs = await execute_async(Plan.measured(target, settings), observers, progress)
@@ -151,4 +167,5 @@ def run_load(
     target = make_target(fn, inputs)
     if not target.is_async:
         return _threads(target, settings, observers, progress)
-    return asyncio.run(arun_load(fn, inputs, settings, observers=observers, progress=progress))
+    run = arun_load(fn, inputs, settings, observers=observers, progress=progress)
+    return run_coroutine(run, settings.max_in_flight or 1)

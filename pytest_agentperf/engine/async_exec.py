@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..usage import CallScope, _current, extract_usage
+from ..usage import CallScope, _current
 from .log import ERROR, OK, TIMEOUT, CallLog
 from .monitor import Monitor
 from .observer import ProgressSink, RunObserver, tick_for
@@ -47,8 +47,9 @@ async def _one_call(
     t0 = state.t0
     scope = CallScope()
     token = _current.set(scope)
-    status = OK
+    error: str | None = None
     stream: StreamTimes | None = None
+    value: Any = None
     slot.start = time.perf_counter()
     try:
         value = target.call(target.input_for(i))
@@ -65,33 +66,34 @@ async def _one_call(
             if state.stopping:
                 return
             raise
-        slot.timed_out = False
-        _uncancel(slot.task)
-        status = TIMEOUT
-        log.error_types["Timeout"] += 1
-        value = None
     except Exception as exc:  # the agent's failure is a measurement, not a crash
-        status = ERROR
-        name = type(exc).__name__
-        log.error_types[name] += 1
-        state.note_error(f"{name}: {exc}")
-        value = None
+        error = type(exc).__name__
+        state.note_error(f"{error}: {exc}")
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit...: stop the run, propagate
+        state.fail(exc)
+        raise
     finally:
         slot.start = None
         _current.reset(token)
-    end = time.perf_counter() - t0
-    if not measured:
-        return
-    log.start.append(t_int)
-    log.end.append(end)
-    log.status.append(status)
-    log.ttft.append(stream.first if stream is not None and status == OK else _NAN)
-    if status == OK:
-        if stream is not None:
-            log.itl.extend(stream.gaps)
-        log.usage.add_call(scope.records or extract_usage(value) or (), plan.settings.model)
-    if scope.tools:
-        log.usage.add_tools(scope.tools)
+    if slot.timed_out:
+        # The deadline fired. The agent may have swallowed or converted the cancellation;
+        # either way the call outlived its timeout, and the task must stay usable.
+        slot.timed_out = False
+        _uncancel(slot.task)
+        status = TIMEOUT
+    else:
+        status = OK if error is None else ERROR
+    if measured:
+        log.record(
+            t_int,
+            time.perf_counter() - t0,
+            status,
+            error,
+            stream,
+            scope,
+            value,
+            plan.settings.model,
+        )
 
 
 def _uncancel(task: asyncio.Task[Any] | None) -> None:
@@ -154,15 +156,15 @@ async def _open_dispatch(plan: Plan, state: RunState, log: CallLog, slots: set[_
             task = loop.create_task(one(i, t_int))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
     except asyncio.CancelledError:
         for t in list(tasks):
             t.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
         if not state.stopping:
             raise
+    finally:
+        # every call's outcome is retrieved here; a fatal one is raised by execute_async
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _monitor_loop(monitor: Monitor, slots: Iterable[_Slot], timeout: float) -> None:
@@ -197,8 +199,12 @@ async def execute_async(
     tasks: list[asyncio.Task[None]] = []
 
     def cancel_workers() -> None:
+        current = asyncio.current_task()
         for t in tasks:
-            t.cancel()
+            if t is not current:
+                t.cancel()
+
+    state.on_fatal = cancel_workers
 
     monitor = Monitor(plan, state, logs, observers, progress, cancel_workers)
     state.start()
@@ -219,6 +225,8 @@ async def execute_async(
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
         monitor.stop()
+    if state.fatal is not None:
+        raise state.fatal
     for r in results:
         if isinstance(r, BaseException) and not (
             isinstance(r, asyncio.CancelledError) and state.stopping

@@ -12,9 +12,11 @@ import numpy as np
 import numpy.typing as npt
 
 from ..results import FloatArray, StatusArray
-from ..usage import UsageAccumulator
+from ..usage import CallScope, UsageAccumulator, extract_usage
+from .streams import StreamTimes
 
 OK, ERROR, TIMEOUT = 0, 1, 2
+_NAN = float("nan")
 MAX_ERROR_MESSAGES = 5
 
 
@@ -34,6 +36,37 @@ class CallLog:
 
     def __len__(self) -> int:
         return len(self.ttft)
+
+    def record(
+        self,
+        t_int: float,
+        end: float,
+        status: int,
+        error: str | None,
+        stream: StreamTimes | None,
+        scope: CallScope,
+        value: Any,
+        model: str | None,
+    ) -> None:
+        """Append one measured call.
+
+        Usage recorded during a failed call still counts (those tokens were billed); usage is
+        read from the return value only for a successful call that recorded none.
+        """
+        self.start.append(t_int)
+        self.end.append(end)
+        self.status.append(status)
+        ok = status == OK
+        self.ttft.append(stream.first if stream is not None and ok else _NAN)
+        if ok:
+            if stream is not None:
+                self.itl.extend(stream.gaps)
+            self.usage.add_call(scope.records or extract_usage(value) or (), model)
+        else:
+            self.error_types["Timeout" if status == TIMEOUT else error or "Error"] += 1
+            self.usage.add_call(scope.records, model)
+        if scope.tools:
+            self.usage.add_tools(scope.tools)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +74,8 @@ class RunState:
         self.fatal: BaseException | None = None
         self.late = 0
         self.messages: list[str] = []
+        self.on_fatal: Callable[[], None] = lambda: None
+        """How the executor stops its other workers when one call raised a BaseException."""
         self.extra = CallLog()
         """Calls recorded by the monitor itself: abandoned (timed-out) sync calls."""
 
@@ -95,6 +97,13 @@ class RunState:
         if time.perf_counter() >= self.deadline:
             return None
         return i
+
+    def fail(self, exc: BaseException) -> None:
+        """A BaseException that is not an agent error (KeyboardInterrupt...): stop the run."""
+        if self.fatal is None:
+            self.fatal = exc
+        self.stopping = True
+        self.on_fatal()
 
     def note_error(self, message: str) -> None:
         """Keep the first few distinct error messages for the report."""

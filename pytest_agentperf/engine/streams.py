@@ -20,6 +20,48 @@ def _keep_usage(found: list[UsageRecord]) -> None:
         scope.records.extend(combine_records(found))
 
 
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def carries_output(chunk: Any) -> bool:
+    """Whether a chunk carries generated output, so that it counts for TTFT and ITL.
+
+    Providers also stream bookkeeping: OpenAI Responses and Anthropic lifecycle events
+    (``response.created``, ``message_start``...), an OpenAI chat chunk with an empty delta or
+    only usage, a LangChain chunk with no content. Those would make the first "token" arrive
+    before the model produced anything. Anything not recognised counts as output.
+    """
+    kind = _get(chunk, "type")
+    if isinstance(kind, str) and (kind.startswith("response.") or kind in _ANTHROPIC_EVENTS):
+        return kind.endswith(".delta") or kind == "content_block_delta"
+    choices = _get(chunk, "choices")
+    if isinstance(choices, (list, tuple)) and _get(chunk, "object") != "text_completion":
+        return any(_delta_has_output(_get(c, "delta")) for c in choices)
+    if hasattr(chunk, "tool_call_chunks") and hasattr(chunk, "content"):  # LangChain chunk
+        return bool(chunk.content) or bool(chunk.tool_call_chunks)
+    return True
+
+
+_ANTHROPIC_EVENTS = frozenset(
+    {
+        "message_start",
+        "message_delta",
+        "message_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "ping",
+    }
+)
+
+
+def _delta_has_output(delta: Any) -> bool:
+    if delta is None:
+        return False
+    return any(_get(delta, key) for key in ("content", "tool_calls", "refusal", "function_call"))
+
+
 class StreamTimes:
     """Time to first chunk and the gaps between chunks of one streamed response."""
 
@@ -34,15 +76,17 @@ class StreamTimes:
         self.gaps = array("d")
 
     def chunk(self, chunk: Any) -> None:
+        usage = extract_usage(chunk)
+        if usage:
+            self._found.extend(usage)
+        if not carries_output(chunk):
+            return
         now = time.perf_counter()
         if self.first != self.first:  # NaN: this is the first chunk
             self.first = now - self._start
         else:
             self.gaps.append(now - self._last)
         self._last = now
-        usage = extract_usage(chunk)
-        if usage:
-            self._found.extend(usage)
 
     def close(self) -> StreamTimes:
         _keep_usage(self._found)

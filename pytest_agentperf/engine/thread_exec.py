@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..usage import CallScope, _current, extract_usage
+from ..usage import CallScope, _current
 from .log import ERROR, OK, TIMEOUT, CallLog
 from .monitor import Monitor
 from .observer import TICK, ProgressSink, RunObserver, tick_for
@@ -22,7 +22,6 @@ from .plan import Plan, RunState
 from .streams import StreamTimes, consume_sync
 from .target import ASYNC_STREAM, SYNC_STREAM, returned_awaitable, stream_kind
 
-_NAN = float("nan")
 MAX_OPEN_LOOP_THREADS = 1024
 """Threads an uncapped sync open-loop run may grow to; give concurrency= to cap it lower."""
 
@@ -131,11 +130,9 @@ class _Pool:
         t0 = state.t0
         scope = CallScope()
         token = _current.set(scope)
-        status = OK
         stream: StreamTimes | None = None
         error: str | None = None
         value: Any = None
-        log = worker.log
         with worker.lock:
             worker.call_start = time.perf_counter()
             worker.call_t_int = t_int
@@ -145,15 +142,16 @@ class _Pool:
             if kind == ASYNC_STREAM or inspect.isawaitable(value):
                 if inspect.iscoroutine(value):
                     value.close()
-                return self._fatal(returned_awaitable(target.label))
+                state.fail(returned_awaitable(target.label))
+                return False
             if kind == SYNC_STREAM:
                 stream = consume_sync(value, t0 + t_int)
         except Exception as exc:
-            status = ERROR
-            error = f"{type(exc).__name__}: {exc}"
-            value = None
+            error = type(exc).__name__
+            message = f"{error}: {exc}"
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop the run, propagate
-            return self._fatal(exc)
+            state.fail(exc)
+            return False
         finally:
             _current.reset(token)
         end = time.perf_counter() - t0
@@ -161,32 +159,14 @@ class _Pool:
             if worker.abandoned:
                 return False
             worker.call_start = None
-            if not self.measured:
-                return True
-            log.start.append(t_int)
-            log.end.append(end)
-            log.status.append(status)
-            log.ttft.append(stream.first if stream is not None and status == OK else _NAN)
-            if error is not None:
-                log.error_types[error.split(":", 1)[0]] += 1
-                state.note_error(error)
-            elif status == OK:
-                if stream is not None:
-                    log.itl.extend(stream.gaps)
-                log.usage.add_call(
-                    scope.records or extract_usage(value) or (), self.plan.settings.model
+            if self.measured:
+                if error is not None:
+                    state.note_error(message)
+                status = OK if error is None else ERROR
+                worker.log.record(
+                    t_int, end, status, error, stream, scope, value, self.plan.settings.model
                 )
-            if scope.tools:
-                log.usage.add_tools(scope.tools)
         return True
-
-    def _fatal(self, exc: BaseException) -> bool:
-        state = self.state
-        if state.fatal is None:
-            state.fatal = exc
-        state.stopping = True
-        self.done.set()
-        return False
 
     def check_timeouts(self, now: float) -> None:
         """Abandon calls that outlived the timeout; count them and replace their threads."""
@@ -201,13 +181,9 @@ class _Pool:
             with self.lock:
                 self.active -= 1
                 self.workers.remove(worker)
-            if self.measured:
-                extra = self.state.extra
-                extra.start.append(t_int)
-                extra.end.append(now - self.state.t0)
-                extra.status.append(TIMEOUT)
-                extra.ttft.append(_NAN)
-                extra.error_types["Timeout"] += 1
+            if self.measured:  # the abandoned thread's own scope is out of reach: no usage
+                end = now - self.state.t0
+                self.state.extra.record(t_int, end, TIMEOUT, None, None, CallScope(), None, None)
             if not self.state.stopping:
                 self.spawn()
             elif self.active == 0:
@@ -250,10 +226,15 @@ def execute_threads(
     progress: ProgressSink | None = None,
     *,
     measured: bool = True,
+    cancel: threading.Event | None = None,
 ) -> tuple[RunState, list[CallLog]]:
-    """Run ``plan`` on daemon threads, monitoring from the calling thread."""
+    """Run ``plan`` on daemon threads, monitoring from the calling thread.
+
+    Setting ``cancel`` stops the run as an abort does: in-flight calls are left behind.
+    """
     state = RunState(plan)
     pool = _Pool(plan, state, measured)
+    state.on_fatal = pool.done.set
     open_loop = plan.settings.rate is not None and measured
     if open_loop:
         pool.queue = queue.SimpleQueue()
@@ -276,6 +257,9 @@ def execute_threads(
                 pool.spawn()
         tick = tick_for(plan.settings.timeout)
         while not pool.done.wait(tick):
+            if cancel is not None and cancel.is_set():
+                stop()
+                break
             pool.check_timeouts(time.perf_counter())
             monitor.tick()
     except BaseException:
