@@ -36,23 +36,11 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from .budgets import BUDGETS
+from .budgets import BUDGETS, JUDGED_EARLY
 from .stats import min_samples_for
 from .units import format_value
 
-EARLY = frozenset(
-    (
-        "error_rate",
-        "timeout_rate",
-        "p50",
-        "p90",
-        "p95",
-        "p99",
-        "mean_latency",
-        "max_latency",
-        "memory",
-    )
-)
+EARLY = JUDGED_EARLY
 MIN_CALLS = 20
 CONFIDENCE = 0.99
 GROWTH = 1.1

@@ -10,6 +10,7 @@ from .errors import BudgetExceeded
 from .results import BudgetCheck, PerfResult, Stats
 from .stats import min_samples_for
 from .units import Unit, format_value
+from .usage import UNNAMED_MODEL
 
 Measure = Callable[[PerfResult], "tuple[float | None, int]"]
 
@@ -42,11 +43,19 @@ def _drift(r: PerfResult) -> tuple[float | None, int]:
     return w[-1].p95 / w[0].p95, len(w)
 
 
-_COST_HINT = (
+_PRICE_HINT = (
     "add its price to the JSON file named by the ini option agentperf_prices "
-    '(e.g. {"MODEL": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}}) '
-    "or set model= in the marker"
+    '(e.g. {"MODEL": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}})'
 )
+_UNNAMED_HINT = (
+    "some calls reported tokens but no model name: set model= in the marker to the model "
+    "whose price applies"
+)
+_DRIFT_HINT = (
+    "the run had fewer than two time windows with calls; lengthen it (duration=) or set a "
+    "shorter window="
+)
+_SLOPE_HINT = "too few calls or memory samples for a leak slope; run more calls"
 _USAGE_HINT = (
     "no call reported token usage; return the client's response, or call "
     "pytest_agentperf.record_usage() inside the agent"
@@ -95,10 +104,10 @@ BUDGETS: Mapping[str, BudgetSpec] = {
         unknown_hint=_USAGE_HINT,
     ),
     "cost_per_call": BudgetSpec(
-        "cost per call", Unit.USD, lambda r: (r.cost.per_call, r.requests), unknown_hint=_COST_HINT
+        "cost per call", Unit.USD, lambda r: (r.cost.per_call, r.requests), unknown_hint=_PRICE_HINT
     ),
     "total_cost": BudgetSpec(
-        "total cost", Unit.USD, lambda r: (r.cost.total, r.requests), unknown_hint=_COST_HINT
+        "total cost", Unit.USD, lambda r: (r.cost.total, r.requests), unknown_hint=_PRICE_HINT
     ),
     "memory": BudgetSpec(
         "peak RSS growth", Unit.MEGABYTES, lambda r: (r.memory.rss_delta_mb, r.memory.samples)
@@ -107,35 +116,54 @@ BUDGETS: Mapping[str, BudgetSpec] = {
         "RSS growth per 1k calls",
         Unit.MEGABYTES,
         lambda r: (r.memory.per_1k_calls, r.requests),
+        unknown_hint=_SLOPE_HINT,
     ),
-    "p95_drift": BudgetSpec("p95 drift (last window / first)", Unit.RATIO, _drift),
+    "p95_drift": BudgetSpec(
+        "p95 drift (last window / first)", Unit.RATIO, _drift, unknown_hint=_DRIFT_HINT
+    ),
 }
 
-# Pairs (lower, higher) whose limits must not be inverted.
-ORDERED = (
-    ("p50", "p90"),
-    ("p50", "p95"),
-    ("p50", "p99"),
-    ("p90", "p95"),
-    ("p90", "p99"),
-    ("p95", "p99"),
-    ("p99", "max_latency"),
-    ("p95", "max_latency"),
-    ("p50", "max_latency"),
-    ("ttft_p50", "ttft_p95"),
-    ("ttft_p50", "ttft_p99"),
-    ("ttft_p95", "ttft_p99"),
+_CHAINS = (
+    ("p50", "p90", "p95", "p99", "max_latency"),
+    ("ttft_p50", "ttft_p95", "ttft_p99"),
     ("timeout_rate", "error_rate"),
     ("cost_per_call", "total_cost"),
     ("output_tokens_per_call", "tokens_per_call"),
 )
+# Pairs (lower, higher) whose limits must not be inverted: every ordered pair of each chain.
+ORDERED = tuple(
+    (chain[i], chain[j])
+    for chain in _CHAINS
+    for i in range(len(chain))
+    for j in range(i + 1, len(chain))
+)
+
+JUDGED_EARLY = frozenset(
+    (
+        "error_rate",
+        "timeout_rate",
+        "p50",
+        "p90",
+        "p95",
+        "p99",
+        "mean_latency",
+        "max_latency",
+        "memory",
+    )
+)
+"""Budgets ``abort_on`` can judge before a run ends; the others need the whole run."""
 
 
 def _unknown_message(spec: BudgetSpec, name: str, limit: float, r: PerfResult) -> str:
     lim = format_value(limit, spec.unit)
     if name in ("cost_per_call", "total_cost") and r.usage.known and r.cost.unknown_models:
-        models = ", ".join(r.cost.unknown_models)
-        return f"{spec.label} unknown: no price for model {models} (budget {lim}); {_COST_HINT}"
+        named = [m for m in r.cost.unknown_models if m != UNNAMED_MODEL]
+        hints = []
+        if named:
+            hints.append(f"no price for model {', '.join(named)}: {_PRICE_HINT}")
+        if len(named) < len(r.cost.unknown_models):
+            hints.append(_UNNAMED_HINT)
+        return f"{spec.label} unknown (budget {lim}): " + "; ".join(hints)
     if spec.unknown_hint:
         return f"{spec.label} unknown (budget {lim}): {spec.unknown_hint}"
     return f"{spec.label} unknown (budget {lim}): no measurement (n={r.requests})"

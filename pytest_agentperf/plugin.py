@@ -17,7 +17,7 @@ from .progress import ProgressLine
 from .report import json as json_report
 from .report import terminal
 from .runner import AgentPerf, Session
-from .settings import parse_settings
+from .settings import parse_scale, parse_settings
 from .units import Unit, parse
 
 MARKER = "agent_perf"
@@ -101,9 +101,10 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{MARKER}(**settings): run the test's agent under load and check budgets "
         "(see pytest-agentperf docs)",
     )
-    scale = config.getoption("agentperf_scale")
-    if not scale > 0:
-        raise pytest.UsageError(f"--agentperf-scale={scale}: must be a number greater than 0")
+    try:
+        scale = parse_scale(config.getoption("agentperf_scale"))
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
     session = Session(scale=scale)
     _configure_prices(config, session)
     if _is_controller_terminal(config):
@@ -248,11 +249,11 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, Any, None]:
     outcome = yield
-    if call.when != "call":
-        return
     fixture = item.stash.get(fixture_key, None)
-    if fixture is not None and fixture.records:
-        outcome.get_result().agentperf_runs = list(fixture.records)
+    if fixture is not None:  # runs made in this phase (a fixture's setup or teardown too)
+        runs = fixture.take_new_records()
+        if runs:
+            outcome.get_result().agentperf_runs = runs
 
 
 class _Collector:
@@ -266,9 +267,9 @@ class _Collector:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         runs = getattr(report, "agentperf_runs", None)
-        if report.when == "call":
+        if report.when == "call" and not report.skipped:
             self.executed.add(report.nodeid)
-        if runs and report.when == "call":
+        if runs:
             self.records.extend(runs)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

@@ -141,6 +141,13 @@ class AgentPerf:
         self.results: list[PerfResult] = []
         """Every result of this test, in run order."""
         self.records: list[dict[str, Any]] = []
+        self._reported = 0
+
+    def take_new_records(self) -> list[dict[str, Any]]:
+        """The records of runs made since the last call (each test phase reports its own)."""
+        new = self.records[self._reported :]
+        self._reported = len(self.records)
+        return new
 
     def settings(self, **overrides: Any) -> Settings:
         """The settings a run would use: marker, then ``overrides``, scaled by the session."""

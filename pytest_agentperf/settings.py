@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from .budgets import BUDGETS, ORDERED
+from .budgets import BUDGETS, JUDGED_EARLY, ORDERED
 from .errors import SettingsError
 from .results import LoadShape
 from .units import Unit, format_value, parse
@@ -77,6 +78,13 @@ class Settings:
         requests = None if self.requests is None else max(1, round(self.requests * factor))
         duration = None if self.duration is None else self.duration * factor
         return replace(self, requests=requests, duration=duration)
+
+
+def parse_scale(value: float) -> float:
+    """The ``--agentperf-scale`` factor: a finite number above zero."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise SettingsError(f"--agentperf-scale={value}: must be a finite number greater than 0")
+    return float(value)
 
 
 def _suggest(key: str) -> str:
@@ -187,14 +195,32 @@ def _abort_on(value: Any, budgets: Mapping[str, float]) -> tuple[str, ...]:
             f'abort_on={value!r}: expected "any" or a list of budget names', key="abort_on"
         )
     if list(names) == ["any"]:
-        return tuple(budgets)
+        judged = tuple(name for name in budgets if name in JUDGED_EARLY)
+        if not judged:
+            raise SettingsError(
+                'abort_on="any" but none of this test\'s budgets can be judged before the run '
+                f"ends; set one of {', '.join(sorted(JUDGED_EARLY))}",
+                key="abort_on",
+            )
+        return judged
     for name in names:
         if name not in BUDGETS:
+            near = difflib.get_close_matches(name, list(BUDGETS), n=1, cutoff=0.5)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
             raise SettingsError(
-                f"abort_on: unknown budget {name!r}{_suggest(name)}", key="abort_on"
+                f'abort_on: {name!r} is not a budget{hint} ("any" stands alone, not in a list)'
+                if name == "any"
+                else f"abort_on: unknown budget {name!r}{hint}",
+                key="abort_on",
             )
         if name not in budgets:
             raise SettingsError(
                 f"abort_on: {name!r} has no budget in this test; set {name}= too", key="abort_on"
+            )
+        if name not in JUDGED_EARLY:
+            raise SettingsError(
+                f"abort_on: {name!r} can only be judged on the whole run, not early; "
+                f"early abort works for {', '.join(sorted(JUDGED_EARLY))}",
+                key="abort_on",
             )
     return tuple(names)

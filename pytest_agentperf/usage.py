@@ -30,6 +30,9 @@ class CallScope:
     tools: list[tuple[str, float, bool]] = field(default_factory=list)
 
 
+UNNAMED_MODEL = "unknown"
+"""The model key of usage that named no model, when the marker gives no ``model=`` either."""
+
 _current: ContextVar[CallScope | None] = ContextVar("agentperf_call_scope", default=None)
 
 
@@ -369,7 +372,7 @@ class UsageAccumulator:
         seen = False
         for r in records:
             seen = True
-            key = r.model or default_model or "unknown"
+            key = r.model or default_model or UNNAMED_MODEL
             row = self._by_model.setdefault(key, [0, 0, 0, 0, 0, 0])
             row[0] += 1
             row[1] += r.input_tokens

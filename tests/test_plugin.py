@@ -215,9 +215,10 @@ def test_skip_scale_and_json_options(agents: pytest.Pytester) -> None:
     (run,) = data["runs"]
     assert run["test"].endswith("test_agent") and run["result"]["requests"] == 10
 
-    bad = agents.runpytest("--agentperf-scale=0")
-    assert bad.ret == pytest.ExitCode.USAGE_ERROR
-    bad.stderr.fnmatch_lines(["*--agentperf-scale=0.0: must be a number greater than 0*"])
+    for value in ("0", "inf", "nan"):
+        bad = agents.runpytest(f"--agentperf-scale={value}")
+        assert bad.ret == pytest.ExitCode.USAGE_ERROR
+        bad.stderr.fnmatch_lines(["*--agentperf-scale=*: must be a finite number greater than 0*"])
 
 
 def test_no_table_when_no_perf_test_ran(pytester: pytest.Pytester) -> None:
@@ -272,3 +273,25 @@ def test_xdist_controller_prints_one_merged_table(agents: pytest.Pytester) -> No
     assert result.stdout.str().count("= agent performance =") == 1
     data = json.loads((agents.path / "perf.json").read_text())
     assert sorted(r["test"].split("[")[1] for r in data["runs"]) == ["0]", "1]", "2]", "3]"]
+
+
+def test_runs_in_fixture_setup_and_teardown_are_reported(agents: pytest.Pytester) -> None:
+    agents.makepyfile(
+        """
+        import pytest
+        from agents import fast_sync
+
+        @pytest.fixture
+        def warm(agentperf):
+            agentperf.run(fast_sync, name="in_setup", requests=3)
+            yield
+            agentperf.run(fast_sync, name="in_teardown", requests=3)
+
+        def test_phases(warm, agentperf):
+            agentperf.run(fast_sync, name="in_call", requests=3)
+        """
+    )
+    result = agents.runpytest("--agentperf-json=perf.json")
+    result.assert_outcomes(passed=1)
+    data = json.loads((agents.path / "perf.json").read_text())
+    assert [r["name"] for r in data["runs"]] == ["in_setup", "in_call", "in_teardown"]

@@ -58,6 +58,10 @@ def test_open_loop_concurrency_is_a_cap() -> None:
         ({"abort_on": ["p95"]}, "abort_on", "no budget"),
         ({"abort_on": ["p96"], "p95": 1}, "abort_on", "unknown budget"),
         ({"memory_profile": "yes"}, "memory_profile", "True or False"),
+        ({"p90": "2s", "max_latency": "1s"}, "p90", "contradict"),
+        ({"abort_on": "any"}, "abort_on", "none of this test's budgets"),
+        ({"abort_on": ["p95", "any"], "p95": 1}, "abort_on", "stands alone"),
+        ({"abort_on": ["tokens_per_call"], "tokens_per_call": 9}, "abort_on", "whole run"),
     ],
 )
 def test_bad_settings_name_the_key(layer: dict[str, object], key: str, fragment: str) -> None:
