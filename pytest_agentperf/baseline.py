@@ -440,9 +440,11 @@ def save(
 ) -> SaveResult:
     """Write ``entries`` to ``path`` atomically (temp file in the same folder, fsync, rename).
 
-    With ``keep_existing``, runs of the old file that ``entries`` do not replace are kept, so
-    saving from a subset of tests updates those and keeps the rest. A corrupt old file cannot be
-    merged: it is replaced and the problem is returned in ``SaveResult.replaced_problem``.
+    With ``keep_existing``, the old file's runs of tests that ``entries`` do not cover are kept,
+    so saving from a subset of tests updates those and keeps the rest; a covered test's old runs
+    are all replaced, so a renamed or removed run does not linger as "missing". A corrupt old
+    file cannot be merged: it is replaced and the problem is returned in
+    ``SaveResult.replaced_problem``.
     A write failure leaves the old file intact and raises ``BaselineError``.
     """
     target = Path(path)
@@ -456,8 +458,9 @@ def save(
         except BaselineError as exc:
             old, problem = None, exc.problem or str(exc)
         if old is not None:
+            covered = {test for test, _ in new}
             for key, run in old.runs.items():
-                if key not in new:
+                if key[0] not in covered:
                     merged[key] = run
                     kept += 1
     merged.update(new)

@@ -228,8 +228,9 @@ def _latency(
     resamples: int,
     seed: int,
 ) -> MetricChange:
-    cur = np.maximum(current, RESOLUTION)
-    base = np.maximum(baseline, RESOLUTION)
+    # both sides at the baseline file's resolution, or µs-fast agents would differ by rounding
+    cur = np.maximum(np.round(current, 6), RESOLUTION)
+    base = np.maximum(np.round(baseline, 6), RESOLUTION)
     estimate, low, high = ratio_ci(
         cur, base, q, confidence=confidence, resamples=resamples, seed=seed
     )

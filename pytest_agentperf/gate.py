@@ -112,26 +112,30 @@ class BaselineGate:
         *,
         interrupted: bool,
         cwd: str | os.PathLike[str] | None = None,
-    ) -> str | None:
-        """Save the baseline at the end of a session when asked to; the line saying what
-        happened (None when no save was asked for). An interrupted session saves nothing."""
+    ) -> tuple[str | None, bool]:
+        """Save the baseline at the end of a session when asked to.
+
+        Returns the line saying what happened (None when no save was asked for) and whether
+        the save failed, which must fail the session: a CI job that records the baseline must
+        not go green without one. An interrupted session saves nothing.
+        """
         if not self.options.save:
-            return None
+            return None, False
         if interrupted:
-            return "baseline NOT saved: the session was interrupted"
+            return "baseline NOT saved: the session was interrupted", False
         if not records:
-            return "baseline not saved: no perf test ran"
+            return "baseline not saved: no perf test ran", False
         try:
             done = self.save(records, cwd=cwd)
         except BaselineError as exc:
-            return f"WARNING: {exc}"
+            return f"ERROR: {exc}", True
         line = (
             f"baseline saved to {display_path(done.path)}: "
             f"{done.written} runs written, {done.kept} kept"
         )
         if done.replaced_problem:
             line += f" (replaced an unusable file: {done.replaced_problem})"
-        return line
+        return line, False
 
     def missing(self, records: Iterable[Mapping[str, Any]], executed: Iterable[str]) -> list[str]:
         """Baseline runs of tests executed this session that produced no such run."""
@@ -203,7 +207,10 @@ def summary_lines(
                 if flag not in flagged:
                     flagged.add(str(flag))
                     lines.append(f"note: {flag}")
-            elif status in ("REGRESSED", "INCONCLUSIVE"):
+            elif status in ("REGRESSED", "INCONCLUSIVE") or not str(flag).startswith(
+                "p95 compared"
+            ):
+                # a usage figure known on one side only matters even when latency passed
                 lines.append(f"{where}: note: {flag}")
     missing = gate.missing(records, executed)
     for name in missing:

@@ -275,9 +275,11 @@ class _Collector:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Save the baseline once, here in the controlling process, unless interrupted."""
         interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
-        self.saved = self.config.stash[gate_key].save_at_end(
+        self.saved, failed = self.config.stash[gate_key].save_at_end(
             self.records, interrupted=interrupted, cwd=self.config.rootpath
         )
+        if failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         path = self.config.getoption("agentperf_json")

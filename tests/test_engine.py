@@ -471,3 +471,57 @@ def test_base_exception_in_an_async_agent_stops_the_run_at_once() -> None:
         _run(agent, list(range(500)), requests=500, concurrency=2)
     assert calls.calls < 50
     assert time.perf_counter() - t0 < 3
+
+
+class _AbortAfter:
+    """An observer that stops the run once ``n`` calls are done, as abort_on does."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_start(self, t0: float) -> None:
+        pass
+
+    def on_tick(self, view: Any) -> str | None:
+        return f"aborted after {view.done} calls" if view.done >= self.n else None
+
+    def on_stop(self) -> None:
+        pass
+
+    def result_fields(self, log: Any, duration: float) -> dict[str, Any]:
+        return {}
+
+
+@pytest.mark.parametrize("rate", [None, 200])
+def test_an_abort_does_not_wait_out_slow_cleanup_of_cancelled_calls(rate: int | None) -> None:
+    async def agent(x: int) -> None:
+        try:
+            if x == 0:
+                await asyncio.sleep(0.002)
+                return
+            await asyncio.sleep(3600)
+        finally:
+            if x == 1:
+                await asyncio.sleep(20)  # a "graceful close" far longer than anyone should wait
+
+    settings: dict[str, Any] = {"requests": 2000, "concurrency": 4, "warmup": 0}
+    if rate:
+        settings.update(rate=rate, arrival="constant")
+    t0 = time.perf_counter()
+    inputs = [1, 1] + [0] * 1000  # two calls hang (and clean up slowly), the rest are quick
+    raw = run_load(agent, inputs, parse_settings(settings), observers=[_AbortAfter(10)])
+    assert raw.aborted is not None and raw.aborted.startswith("aborted after")
+    assert time.perf_counter() - t0 < 10
+
+
+def test_base_exception_in_an_open_loop_call_propagates_cleanly() -> None:
+    class Stop(BaseException):
+        pass
+
+    async def agent(x: int) -> None:
+        if x == 5:
+            raise Stop
+        await asyncio.sleep(0.05)
+
+    with pytest.raises(Stop):
+        _run(agent, list(range(100)), requests=100, rate=200, arrival="constant")

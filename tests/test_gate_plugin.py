@@ -284,3 +284,54 @@ def test_xdist_gate_fails_the_right_test_and_the_baseline_is_written_once(
     )
     assert result.stdout.str().count("FAILED") == 1
     assert "baseline saved" not in result.stdout.str()
+
+
+def test_a_baseline_that_cannot_be_written_fails_the_session(project: pytest.Pytester) -> None:
+    (project.path / "blocker").write_text("a file, not a folder")
+    result = project.runpytest("--agentperf-baseline", "--agentperf-baseline-path=blocker/b.json")
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*ERROR: could not write the baseline file*"])
+
+
+def test_a_test_skipped_at_run_time_is_not_missing(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.makepyfile(
+        test_perf="""
+        import os, pytest
+        from agents import make
+
+        def test_maybe(agentperf):
+            if os.environ.get("SKIP_IT"):
+                pytest.skip("not today")
+            agentperf.run(make("one"), name="main", requests=10)
+        """
+    )
+    project.runpytest("--agentperf-baseline").assert_outcomes(passed=1)
+    monkeypatch.setenv("SKIP_IT", "1")
+    result = project.runpytest(LOOSE)
+    result.assert_outcomes(skipped=1)
+    assert "not run this session" not in result.stdout.str()
+
+
+def test_usage_known_on_one_side_only_is_noted_even_when_latency_passes(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.makepyfile(
+        test_perf="""
+        import os
+        def agent(x=None):
+            if os.environ.get("NO_USAGE"):
+                return "text"
+            return {"usage": {"prompt_tokens": 10, "completion_tokens": 5}}
+
+        def test_usage(agentperf):
+            agentperf.run(agent, name="main", requests=20)
+        """
+    )
+    project.runpytest("--agentperf-baseline").assert_outcomes(passed=1)
+    monkeypatch.setenv("NO_USAGE", "1")
+    result = project.runpytest(LOOSE)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*note: token usage known on one side only*"])

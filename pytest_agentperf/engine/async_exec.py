@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from ..usage import CallScope, _current
 from .log import ERROR, OK, TIMEOUT, CallLog
 from .monitor import Monitor
-from .observer import ProgressSink, RunObserver, tick_for
+from .observer import TICK, ProgressSink, RunObserver, tick_for
 from .plan import Plan, RunState
 from .streams import StreamTimes, consume_async, consume_sync
 from .target import ASYNC_STREAM, PLAIN, SYNC_STREAM, stream_kind
@@ -162,9 +162,39 @@ async def _open_dispatch(plan: Plan, state: RunState, log: CallLog, slots: set[_
         if not state.stopping:
             raise
     finally:
-        # every call's outcome is retrieved here; a fatal one is raised by execute_async
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        # a fatal outcome is raised by execute_async; a stopped run waits only a grace period
+        await settle(tasks, state)
+
+
+GRACE = 1.0
+"""Seconds a stopped run (abort, fatal error) gives cancelled calls to finish their cleanup."""
+
+
+async def settle(tasks: Collection[asyncio.Task[Any]], state: RunState) -> None:
+    """Wait for ``tasks``; once the run is stopping, wait at most ``GRACE`` more seconds.
+
+    A call whose cleanup outlasts the grace is left to finish in the background; its outcome
+    is retrieved when it ends, so nothing is reported as never retrieved.
+    """
+    pending = {t for t in tasks if not t.done()}
+    stop_seen: float | None = None
+    while pending:
+        if state.stopping and stop_seen is None:
+            stop_seen = time.perf_counter()
+        wait = None if stop_seen is None else stop_seen + GRACE - time.perf_counter()
+        if wait is not None and wait <= 0:
+            break
+        _, pending = await asyncio.wait(pending, timeout=min(TICK, wait) if wait else TICK)
+    for task in tasks:
+        if task.done():
+            _retrieve(task)
+        else:
+            task.add_done_callback(_retrieve)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _monitor_loop(monitor: Monitor, slots: Iterable[_Slot], timeout: float) -> None:
@@ -212,12 +242,12 @@ async def execute_async(
     tasks.extend(loop.create_task(c) for c in coros)
     ticker = loop.create_task(_monitor_loop(monitor, slots, plan.settings.timeout))
     try:
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        await settle(tasks, state)
     except BaseException:
         state.stopping = True
         cancel_workers()
         with contextlib.suppress(BaseException):
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await settle(tasks, state)
         raise
     finally:
         state.finish()
@@ -225,11 +255,11 @@ async def execute_async(
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
         monitor.stop()
+    # retrieve every outcome (so asyncio reports none as lost), then raise the first that matters
+    errors = [t.exception() for t in tasks if t.done() and not t.cancelled()]
     if state.fatal is not None:
         raise state.fatal
-    for r in results:
-        if isinstance(r, BaseException) and not (
-            isinstance(r, asyncio.CancelledError) and state.stopping
-        ):
-            raise r
+    for error in errors:
+        if error is not None:
+            raise error
     return state, logs

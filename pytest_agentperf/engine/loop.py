@@ -19,6 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+GRACE = 1.0
+"""Seconds left tasks get to finish their cleanup when the loop closes."""
 _Item = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
@@ -96,8 +98,8 @@ def run_coroutine(coro: Coroutine[Any, Any, T], max_workers: int) -> T:
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
             for task in pending:
                 task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            if pending:  # calls still cleaning up after an abort get a grace period, no more
+                loop.run_until_complete(asyncio.wait(pending, timeout=GRACE))
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -62,14 +63,15 @@ class Plan:
 class RunState:
     """Mutable state shared by the workers of one run."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, cancel: threading.Event | None = None) -> None:
+        self._cancel = cancel
+        self._stopping = False
         self._counter = itertools.count()
         self._total = plan.total
         self._duration = plan.duration
         self.t0 = 0.0
         self.t_end = 0.0
         self.deadline = float("inf")
-        self.stopping = False
         self.aborted: str | None = None
         self.fatal: BaseException | None = None
         self.late = 0
@@ -86,6 +88,17 @@ class RunState:
 
     def finish(self) -> None:
         self.t_end = time.perf_counter()
+
+    @property
+    def stopping(self) -> bool:
+        """True once the run must start no more calls: aborted, failed, or cancelled."""
+        if not self._stopping and self._cancel is not None and self._cancel.is_set():
+            self._stopping = True
+        return self._stopping
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        self._stopping = value
 
     def claim(self) -> int | None:
         """Index of the next call to make, or None when the run is over (thread-safe)."""

@@ -232,7 +232,7 @@ def execute_threads(
 
     Setting ``cancel`` stops the run as an abort does: in-flight calls are left behind.
     """
-    state = RunState(plan)
+    state = RunState(plan, cancel)
     pool = _Pool(plan, state, measured)
     state.on_fatal = pool.done.set
     open_loop = plan.settings.rate is not None and measured
@@ -257,8 +257,8 @@ def execute_threads(
                 pool.spawn()
         tick = tick_for(plan.settings.timeout)
         while not pool.done.wait(tick):
-            if cancel is not None and cancel.is_set():
-                stop()
+            if state.stopping and state.aborted is None and state.fatal is None:
+                stop()  # cancelled from outside: leave in-flight calls behind, as an abort does
                 break
             pool.check_timeouts(time.perf_counter())
             monitor.tick()
