@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Generator
 from typing import Any
 
@@ -169,7 +170,7 @@ def _progress_factory(config: pytest.Config) -> Any:
             with capman.global_and_fixture_disabled():
                 tr.write(text, flush=True)
 
-        return ProgressLine(label, write)
+        return ProgressLine(label, write, width=shutil.get_terminal_size().columns)
 
     return factory
 

@@ -18,9 +18,11 @@ class ProgressLine:
     name is never overwritten.
     """
 
-    def __init__(self, label: str, write: Callable[[str], None]) -> None:
+    def __init__(self, label: str, write: Callable[[str], None], width: int | None = None) -> None:
         self._label = label
         self._write = write
+        self._width = width
+        """Terminal columns: a longer line would wrap, and ``\r`` could not rewrite it."""
         self._shown = 0
         self.detail: Callable[[], str | None] | None = None
         """Extra figures for the line (the last completed window's), when the runner sets it."""
@@ -37,6 +39,8 @@ class ProgressLine:
         extra = self.detail() if self.detail is not None else None
         window = f" | {extra}" if extra else ""
         text = f"  agentperf {self._label}: {done}, {when}{errors}{window}"
+        if self._width is not None and len(text) > self._width - 1:
+            text = text[: max(10, self._width - 2)] + "…"
         pad = max(0, self._shown - len(text))
         self._write(("\r" if self._shown else "\n") + text + " " * pad)
         self._shown = len(text)

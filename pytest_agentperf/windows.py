@@ -35,11 +35,18 @@ def _nice(seconds: float) -> float:
     return float(math.ceil(seconds / 3600.0) * 3600)
 
 
+MAX_WINDOWS = 1000
+"""At most this many windows per run, whatever ``window=`` says."""
+
+
 def choose_window(duration: float, calls: int = 0, requested: float | None = None) -> float:
     """Window length in seconds: ``requested`` when given, else one that cuts the run into about
     15 windows of at least 1 s, rounded up to a round value, and long enough to hold about 20
     completed calls each on average (so a window's p95 is not just its maximum)."""
     if requested is not None:
+        # a window= far shorter than the run would make a table nobody reads: cap the count
+        if duration > 0 and math.isfinite(duration):
+            return max(float(requested), duration / MAX_WINDOWS)
         return float(requested)
     if duration <= 0 or not math.isfinite(duration):
         return MIN_WINDOW

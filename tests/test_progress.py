@@ -37,3 +37,11 @@ def test_engine_reports_progress_during_and_at_the_end() -> None:
     mid = [p for p in seen if not p.finished]
     assert mid and all(p.duration == 1.2 for p in mid)
     assert [p.done for p in seen] == sorted(p.done for p in seen)
+
+
+def test_progress_line_never_wraps_the_terminal() -> None:
+    out: list[str] = []
+    line = ProgressLine("tests/test_a_rather_long_module_name.py::test_x[agent]", out.append, 60)
+    line(Progress(done=5, total=100, elapsed=3.0, duration=None, errors=7))
+    text = out[-1].lstrip("\r\n")
+    assert len(text) <= 59 and text.endswith("…")

@@ -259,3 +259,10 @@ def test_slowing_agent_fails_drift_and_json_has_windows(pytester: pytest.Pyteste
         "p95",
         "rss_mb",
     }
+
+
+def test_a_tiny_requested_window_is_capped_at_1000_windows() -> None:
+    from pytest_agentperf.windows import MAX_WINDOWS, choose_window
+
+    assert choose_window(5.0, 100, requested=1e-6) == pytest.approx(5.0 / MAX_WINDOWS)
+    assert choose_window(5.0, 100, requested=0.5) == 0.5
