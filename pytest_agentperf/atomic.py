@@ -10,7 +10,11 @@ from pathlib import Path
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, fsync it, and rename it over ``path``."""
+    """Write ``text`` to a temp file beside ``path``, fsync it, and rename it over ``path``.
+
+    A symbolic link is followed: the file it points to is replaced, the link stays.
+    """
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = _mode_for(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

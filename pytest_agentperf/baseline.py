@@ -15,7 +15,7 @@ import math
 import os
 import platform
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -436,15 +436,20 @@ def dumps(runs: Iterable[BaselineRun]) -> str:
 
 
 def save(
-    path: str | os.PathLike[str], entries: Iterable[BaselineRun], *, keep_existing: bool = True
+    path: str | os.PathLike[str],
+    entries: Iterable[BaselineRun],
+    *,
+    keep_existing: bool = True,
+    complete: Collection[str] = (),
 ) -> SaveResult:
     """Write ``entries`` to ``path`` atomically (temp file in the same folder, fsync, rename).
 
-    With ``keep_existing``, the old file's runs of tests that ``entries`` do not cover are kept,
-    so saving from a subset of tests updates those and keeps the rest; a covered test's old runs
-    are all replaced, so a renamed or removed run does not linger as "missing". A corrupt old
-    file cannot be merged: it is replaced and the problem is returned in
-    ``SaveResult.replaced_problem``.
+    With ``keep_existing``, the old file's runs are kept unless ``entries`` replace them, so
+    saving from a subset of tests updates those and keeps the rest. A test named in ``complete``
+    (it ran to the end and passed) is re-recorded whole: its old runs that it no longer makes
+    (renamed, removed) are dropped instead of lingering as "missing". A test that stopped early
+    keeps the old runs it did not reach. A corrupt old file cannot be merged: it is replaced
+    and the problem is returned in ``SaveResult.replaced_problem``.
     A write failure leaves the old file intact and raises ``BaselineError``.
     """
     target = Path(path)
@@ -458,9 +463,9 @@ def save(
         except BaselineError as exc:
             old, problem = None, exc.problem or str(exc)
         if old is not None:
-            covered = {test for test, _ in new}
+            whole = set(complete)
             for key, run in old.runs.items():
-                if key[0] not in covered:
+                if key not in new and key[0] not in whole:
                     merged[key] = run
                     kept += 1
     merged.update(new)

@@ -10,7 +10,7 @@ carried to it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -92,9 +92,14 @@ class BaselineGate:
             raise RegressionDetected(comparison.failure_message(result.name), details)
 
     def save(
-        self, records: Sequence[Mapping[str, Any]], *, cwd: str | os.PathLike[str] | None = None
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        complete: Collection[str] = (),
     ) -> SaveResult:
-        """Write the completed runs of ``records`` to the baseline, keeping the other tests.
+        """Write the completed runs of ``records`` to the baseline, keeping the other tests;
+        tests in ``complete`` (passed) replace all their old runs.
 
         Aborted runs are not saved: a baseline is a full run of the load shape.
         """
@@ -104,7 +109,7 @@ class BaselineGate:
             for r in records
             if isinstance(r.get("result"), Mapping) and not r["result"].get("aborted")
         ]
-        return save(self.options.path, entries, keep_existing=True)
+        return save(self.options.path, entries, keep_existing=True, complete=complete)
 
     def save_at_end(
         self,
@@ -112,6 +117,7 @@ class BaselineGate:
         *,
         interrupted: bool,
         cwd: str | os.PathLike[str] | None = None,
+        complete: Collection[str] = (),
     ) -> tuple[str | None, bool]:
         """Save the baseline at the end of a session when asked to.
 
@@ -126,7 +132,7 @@ class BaselineGate:
         if not records:
             return "baseline not saved: no perf test ran", False
         try:
-            done = self.save(records, cwd=cwd)
+            done = self.save(records, cwd=cwd, complete=complete)
         except BaselineError as exc:
             return f"ERROR: {exc}", True
         line = (

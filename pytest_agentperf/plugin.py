@@ -264,12 +264,15 @@ class _Collector:
         self.config = config
         self.records: list[dict[str, Any]] = []
         self.executed: set[str] = set()
+        self.passed: set[str] = set()
         self.saved: str | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         runs = getattr(report, "agentperf_runs", None)
         if report.when == "call" and not report.skipped:
             self.executed.add(report.nodeid)
+            if report.passed:
+                self.passed.add(report.nodeid)
         if runs:
             self.records.extend(runs)
 
@@ -277,7 +280,7 @@ class _Collector:
         """Save the baseline once, here in the controlling process, unless interrupted."""
         interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
         self.saved, failed = self.config.stash[gate_key].save_at_end(
-            self.records, interrupted=interrupted, cwd=self.config.rootpath
+            self.records, interrupted=interrupted, cwd=self.config.rootpath, complete=self.passed
         )
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED

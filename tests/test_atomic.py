@@ -34,3 +34,13 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:
     assert target.read_text() == "new"
     assert _mode(target) == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]
+
+
+def test_a_symlinked_file_is_written_through_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    write_atomic(link, "new")
+    assert link.is_symlink()
+    assert real.read_text() == "new"

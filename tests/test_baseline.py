@@ -173,12 +173,10 @@ def test_saving_a_subset_keeps_the_other_tests(tmp_path: Path) -> None:
     save(path, [entry("t::a"), entry("t::b"), entry("t::b", name="second")])
     newer = entry("t::b", seed=9)
     result = save(path, [newer])
-    # t::a was not re-recorded: kept. t::b was: its runs are the new ones only, so the
-    # run it no longer makes ("second") does not linger as "missing" forever.
-    assert (result.written, result.kept) == (1, 1)
+    assert (result.written, result.kept) == (1, 2)
     got = load(path)
     assert got is not None
-    assert set(got.runs) == {("t::a", "default"), ("t::b", "default")}
+    assert set(got.runs) == {("t::a", "default"), ("t::b", "default"), ("t::b", "second")}
     b = got.get("t::b", "default")
     assert b is not None
     np.testing.assert_array_equal(b.latency.samples, newer.latency.samples)
@@ -186,6 +184,18 @@ def test_saving_a_subset_keeps_the_other_tests(tmp_path: Path) -> None:
     save(path, [newer], keep_existing=False)
     got = load(path)
     assert got is not None and set(got.runs) == {("t::b", "default")}
+
+
+def test_a_test_that_ran_to_the_end_is_re_recorded_whole(tmp_path: Path) -> None:
+    """A complete test's runs are exactly its new ones: a run it no longer makes (renamed)
+    does not linger as "missing"; a test that stopped early keeps the runs it did not reach."""
+    path = tmp_path / "baseline.json"
+    save(path, [entry("t::a"), entry("t::a", name="old"), entry("t::b"), entry("t::b", name="x")])
+    result = save(path, [entry("t::a", name="new"), entry("t::b")], complete={"t::a"})
+    got = load(path)
+    assert got is not None
+    assert set(got.runs) == {("t::a", "new"), ("t::b", "default"), ("t::b", "x")}
+    assert (result.written, result.kept) == (2, 1)
 
 
 def test_saving_over_a_corrupt_file_replaces_it_and_says_so(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import time
@@ -525,3 +526,72 @@ def test_base_exception_in_an_open_loop_call_propagates_cleanly() -> None:
 
     with pytest.raises(Stop):
         _run(agent, list(range(100)), requests=100, rate=200, arrival="constant")
+
+
+def test_sync_open_loop_with_a_cap_ends() -> None:
+    """Regression: a worker could stay blocked on the call queue and the run never ended."""
+    result: list[RawRun] = []
+
+    def go() -> None:
+        settings = {"requests": 60, "rate": 200, "arrival": "constant", "concurrency": 50}
+        result.append(_run(lambda: time.sleep(0.05), **settings))
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the run did not end"
+    assert len(result[0].log) == 60
+
+
+def test_to_thread_agents_are_not_capped_in_an_uncapped_open_loop() -> None:
+    c = Counter()
+
+    def work() -> None:
+        c.enter()
+        time.sleep(0.1)
+        c.leave()
+
+    async def agent() -> None:
+        await asyncio.to_thread(work)
+
+    _run(agent, requests=60, rate=200, arrival="constant")
+    assert c.peak > 12  # at 200/s, about 20 calls of 100 ms are in flight
+
+
+def test_a_call_that_swallowed_the_cancellation_is_cancelled_again() -> None:
+    async def agent() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        await asyncio.sleep(30)  # carries on as if nothing happened
+
+    t0 = time.perf_counter()
+    raw = _run(agent, requests=2, timeout="0.2s")
+    assert raw.error_types == {"Timeout": 2}
+    assert time.perf_counter() - t0 < 10  # each call stopped about 1.2 s in, not after 30 s
+
+
+def test_cleanup_after_a_timeout_is_not_cut_short() -> None:
+    cleaned: list[bool] = []
+
+    async def agent() -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await asyncio.sleep(0.3)  # closing a connection, say
+            cleaned.append(True)
+
+    raw = _run(agent, requests=2, timeout="0.1s")
+    assert raw.error_types == {"Timeout": 2}
+    assert cleaned == [True, True]
+
+
+def test_a_converted_cancellation_is_reported_as_a_timeout_only() -> None:
+    async def agent() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise RuntimeError("connection reset while cancelling") from None
+
+    raw = _run(agent, requests=2, timeout="0.1s")
+    assert raw.error_types == {"Timeout": 2}
+    assert raw.error_messages == ()

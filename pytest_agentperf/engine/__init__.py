@@ -25,7 +25,7 @@ from .loop import run_coroutine
 from .observer import LiveView, Progress, ProgressSink, RunObserver
 from .plan import Plan, RunState
 from .target import Target, make_target
-from .thread_exec import execute_threads
+from .thread_exec import MAX_OPEN_LOOP_THREADS, execute_threads
 
 __all__ = [
     "LiveView",
@@ -168,4 +168,5 @@ def run_load(
     if not target.is_async:
         return _threads(target, settings, observers, progress)
     run = arun_load(fn, inputs, settings, observers=observers, progress=progress)
-    return run_coroutine(run, settings.max_in_flight or 1)
+    # an uncapped open loop may have any number of calls in flight: threads start on demand
+    return run_coroutine(run, settings.max_in_flight or MAX_OPEN_LOOP_THREADS)

@@ -25,12 +25,14 @@ class _Slot:
     One timer check per tick for all calls is far cheaper than a timer handle per call.
     """
 
-    __slots__ = ("start", "task", "timed_out")
+    __slots__ = ("cancelled_at", "cancels", "start", "task", "timed_out")
 
     def __init__(self, task: asyncio.Task[Any] | None) -> None:
         self.task = task
         self.start: float | None = None
         self.timed_out = False
+        self.cancels = 0
+        self.cancelled_at = 0.0
 
 
 async def _one_call(
@@ -67,19 +69,23 @@ async def _one_call(
                 return
             raise
     except Exception as exc:  # the agent's failure is a measurement, not a crash
-        error = type(exc).__name__
-        state.note_error(f"{error}: {exc}")
+        if not slot.timed_out:  # else it is the agent's answer to our cancellation: a timeout
+            error = type(exc).__name__
+            state.note_error(f"{error}: {exc}")
     except BaseException as exc:  # KeyboardInterrupt, SystemExit...: stop the run, propagate
         state.fail(exc)
         raise
     finally:
         slot.start = None
-        _current.reset(token)
+        with contextlib.suppress(ValueError):  # a coroutine closed by the GC has no context
+            _current.reset(token)
     if slot.timed_out:
         # The deadline fired. The agent may have swallowed or converted the cancellation;
         # either way the call outlived its timeout, and the task must stay usable.
         slot.timed_out = False
-        _uncancel(slot.task)
+        for _ in range(slot.cancels):
+            _uncancel(slot.task)
+        slot.cancels = 0
         status = TIMEOUT
     else:
         status = OK if error is None else ERROR
@@ -101,13 +107,27 @@ def _uncancel(task: asyncio.Task[Any] | None) -> None:
         task.uncancel()
 
 
+RECANCEL = 1.0
+"""Seconds after which a timed-out call that is still running is cancelled again."""
+
+
 def _expire(slots: Iterable[_Slot], now: float, timeout: float) -> None:
-    """Cancel every call that has run longer than ``timeout``."""
+    """Cancel every call that has run longer than ``timeout``.
+
+    A call that swallowed the cancellation is cancelled again every ``RECANCEL`` seconds, so
+    cleanup shorter than that is never cut short. An agent that swallows every cancellation
+    cannot be stopped from outside; its call ends when it chooses to.
+    """
     for slot in list(slots):
         start = slot.start
-        if start is not None and not slot.timed_out and now - start > timeout and slot.task:
-            slot.timed_out = True
-            slot.task.cancel()
+        if start is None or now - start <= timeout or slot.task is None:
+            continue
+        if slot.timed_out and now - slot.cancelled_at < RECANCEL:
+            continue
+        slot.timed_out = True
+        slot.cancelled_at = now
+        slot.cancels += 1
+        slot.task.cancel()
 
 
 async def _closed_worker(

@@ -37,7 +37,8 @@ class DaemonExecutor(ThreadPoolExecutor):
         self._jobs: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._guard = threading.Lock()
         self._started = 0
-        self._waiting = 0
+        self._idle = 0
+        """Threads free for a job and not yet promised one."""
         self._closed = False
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
@@ -45,30 +46,31 @@ class DaemonExecutor(ThreadPoolExecutor):
         with self._guard:
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            self._jobs.put((future, fn, args, kwargs))
-            if self._jobs.qsize() > self._waiting and self._started < self._max:
+            if self._idle:
+                self._idle -= 1  # a free thread is promised this job
+            elif self._started < self._max:
                 self._started += 1
                 threading.Thread(target=self._work, daemon=True, name="agentperf-executor").start()
+            # else every thread is busy and there may be no more: the job waits for one
+            self._jobs.put((future, fn, args, kwargs))
         return future
 
     def _work(self) -> None:
         while True:
-            with self._guard:
-                self._waiting += 1
             item = self._jobs.get()
-            with self._guard:
-                self._waiting -= 1
             if item is None:
                 return
             future, fn, args, kwargs = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:  # handed to the awaiting side, as ThreadPoolExecutor does
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:  # handed to the awaiting side, as the stdlib does
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+                del future, fn, args, kwargs, item  # nothing of the job outlives it here
+            with self._guard:
+                self._idle += 1
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting work; idle threads exit, busy ones finish their call (never joined)."""

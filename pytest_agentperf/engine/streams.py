@@ -29,9 +29,12 @@ def carries_output(chunk: Any) -> bool:
 
     Providers also stream bookkeeping: OpenAI Responses and Anthropic lifecycle events
     (``response.created``, ``message_start``...), an OpenAI chat chunk with an empty delta or
-    only usage, a LangChain chunk with no content. Those would make the first "token" arrive
-    before the model produced anything. Anything not recognised counts as output.
+    only usage, a LangChain chunk with no content, an empty string from a text parser. Those
+    would make the first "token" arrive before the model produced anything. Anything not
+    recognised counts as output.
     """
+    if isinstance(chunk, (str, bytes)):
+        return bool(chunk)  # a text stream's empty pieces (a role chunk, say) are not output
     kind = _get(chunk, "type")
     if isinstance(kind, str) and (kind.startswith("response.") or kind in _ANTHROPIC_EVENTS):
         return kind.endswith(".delta") or kind == "content_block_delta"
@@ -59,7 +62,18 @@ _ANTHROPIC_EVENTS = frozenset(
 def _delta_has_output(delta: Any) -> bool:
     if delta is None:
         return False
-    return any(_get(delta, key) for key in ("content", "tool_calls", "refusal", "function_call"))
+    return any(_get(delta, key) for key in _OUTPUT_KEYS)
+
+
+_OUTPUT_KEYS = (
+    "content",
+    "tool_calls",
+    "refusal",
+    "function_call",
+    "reasoning_content",
+    "reasoning",
+)
+"""Delta fields that carry generated output; a reasoning model's thinking counts as output."""
 
 
 class StreamTimes:

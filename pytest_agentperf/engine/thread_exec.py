@@ -52,7 +52,7 @@ class _Pool:
         self.active = 0
         self.idle = 0
         self.done = threading.Event()
-        self.queue: queue.SimpleQueue[tuple[int, float] | None] | None = None
+        self.queue: queue.Queue[tuple[int, float] | None] | None = None
         self.dispatching = False
         # Workers run in copies of the caller's context, as asyncio.to_thread does: the test's
         # context variables (e.g. the LangChain usage hook) reach sync agents too.
@@ -216,8 +216,12 @@ def _dispatch(pool: _Pool) -> None:
     finally:
         with pool.lock:
             pool.dispatching = False
+            waiting = len(pool.workers)
             if pool.active == 0:
                 pool.done.set()
+        # one sentinel per worker: none is left waiting on the queue for a call that never comes
+        for _ in range(waiting):
+            q.put(None)
 
 
 def execute_threads(
@@ -237,7 +241,7 @@ def execute_threads(
     state.on_fatal = pool.done.set
     open_loop = plan.settings.rate is not None and measured
     if open_loop:
-        pool.queue = queue.SimpleQueue()
+        pool.queue = queue.Queue()
         pool.dispatching = True
 
     def stop() -> None:
