@@ -32,6 +32,11 @@ CONFIDENCE = 0.95
 RESOLUTION = 1e-6
 """Latencies are compared at microsecond resolution (as stored in the baseline)."""
 
+MACHINE_FLAG = "baseline from another machine"
+"""Starts the flag of a baseline measured elsewhere: said once per session, never gated."""
+SMALL_SAMPLE_FLAG = "p95 compared on"
+"""Starts the flag of a comparison on few samples: worth saying only when it did not pass."""
+
 SHAPE_FIELDS = ("requests", "concurrency", "rate", "arrival", "duration")
 
 
@@ -317,7 +322,7 @@ def compare(
     if machine is not None:
         diff = baseline.machine.differences(machine)
         if diff:
-            flags.append("baseline from another machine: " + ", ".join(diff))
+            flags.append(f"{MACHINE_FLAG}: " + ", ".join(diff))
     changed = shape_differences(baseline.shape, result.shape)
     if changed:
         msg = "load shape changed (" + ", ".join(changed) + "); re-record the baseline to compare"
@@ -337,7 +342,7 @@ def compare(
         need = min_samples_for(95.0)
         if n < need:
             flags.append(
-                f"p95 compared on {n} samples (fewer than {need}): its interval is wide; "
+                f"{SMALL_SAMPLE_FLAG} {n} samples (fewer than {need}): its interval is wide; "
                 "raise requests= for a sharper gate"
             )
     else:

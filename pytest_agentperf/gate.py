@@ -26,7 +26,14 @@ from .baseline import (
     run_from_record,
     save,
 )
-from .compare import DEFAULT_TOLERANCE, Comparison, Status, compare
+from .compare import (
+    DEFAULT_TOLERANCE,
+    MACHINE_FLAG,
+    SMALL_SAMPLE_FLAG,
+    Comparison,
+    Status,
+    compare,
+)
 from .errors import BaselineError, RegressionDetected
 from .results import PerfResult
 from .settings import Settings
@@ -209,12 +216,12 @@ def summary_lines(
             if status == "NOT COMPARABLE":
                 lines += [f"{where}: {msg}" for msg in comp.get("messages", [])]
         for flag in comp.get("flags", []):
-            if str(flag).startswith("baseline from another machine"):
+            if str(flag).startswith(MACHINE_FLAG):
                 if flag not in flagged:
                     flagged.add(str(flag))
                     lines.append(f"note: {flag}")
             elif status in ("REGRESSED", "INCONCLUSIVE") or not str(flag).startswith(
-                "p95 compared"
+                SMALL_SAMPLE_FLAG
             ):
                 # a usage figure known on one side only matters even when latency passed
                 lines.append(f"{where}: note: {flag}")

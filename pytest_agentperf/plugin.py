@@ -295,24 +295,15 @@ class _Collector:
             else:
                 terminalreporter.write_line(f"agentperf: JSON report written to {written}")
         gate = self.config.stash[gate_key]
-        if not self.records:
-            if gate.problem or self.saved:
-                terminalreporter.write_sep("=", "agent performance")
-                for line in [*summary_lines(gate, [], ()), *([self.saved] if self.saved else [])]:
-                    terminalreporter.write_line(f"agentperf: {line}")
-            return
-        terminalreporter.write_sep("=", "agent performance")
-        terminalreporter.write_line(terminal.render(self.records))
-        whatif = terminal.render_whatif(self.records)
-        if whatif:
-            terminalreporter.write_line("")
-            terminalreporter.write_line(whatif)
-        for line in terminal.failure_lines(self.records):
-            terminalreporter.write_line(line)
-        for line in summary_lines(gate, self.records, self.executed):
-            terminalreporter.write_line(line)
-        if self.saved:
-            terminalreporter.write_line(f"agentperf: {self.saved}")
+        notes = [self.saved] if self.saved else []
+        # with no perf run the section appears only for a baseline problem or a save
+        speak = bool(self.records or gate.problem or notes)
+        gate_lines = summary_lines(gate, self.records, self.executed) if speak else []
+        lines = terminal.section(self.records, gate_lines, notes)
+        if lines:
+            terminalreporter.write_sep("=", "agent performance")
+            for line in lines:
+                terminalreporter.write_line(line)
 
 
 __all__ = ["agentperf", "agentperf_openai_server"]

@@ -240,9 +240,8 @@ class OpenAIServer:
     async def _chat(self, request: Any) -> Any:
         from aiohttp import web
 
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
+        body = await _json_body(request)
+        if body is _NOT_JSON:
             return _error(
                 web, 400, "Request body is not valid JSON.", "invalid_request_error", None
             )
@@ -302,9 +301,8 @@ class OpenAIServer:
     async def _responses(self, request: Any) -> Any:
         from aiohttp import web
 
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
+        body = await _json_body(request)
+        if body is _NOT_JSON:
             return _error(
                 web, 400, "Request body is not valid JSON.", "invalid_request_error", None
             )
@@ -482,3 +480,14 @@ def _usage(prompt: int, completion: int) -> dict[str, Any]:
 def _error(web: Any, status: int, message: str, kind: str, param: str | None) -> Any:
     body = {"error": {"message": message, "type": kind, "param": param, "code": kind}}
     return web.json_response(body, status=status)
+
+
+_NOT_JSON: Any = object()
+
+
+async def _json_body(request: Any) -> Any:
+    """The request's JSON body, or ``_NOT_JSON`` when it does not parse."""
+    try:
+        return await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return _NOT_JSON

@@ -61,3 +61,15 @@ def test_json_report_never_leaves_a_partial_file(tmp_path: Path) -> None:
         json_report.write(target, [{"bad": float("nan")}], "1")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["perf.json"]
+
+
+def test_section_is_silent_without_runs_or_notes() -> None:
+    assert terminal.section([], [], []) == []
+    assert terminal.section([], ["WARNING: bad file"], []) == ["agentperf: WARNING: bad file"]
+    lines = terminal.section(
+        [_record("t::x", "agent")], ["baseline b.json: 0 regressed"], ["saved"]
+    )
+    assert lines[0].startswith("test") and lines[-2:] == [
+        "baseline b.json: 0 regressed",
+        "agentperf: saved",
+    ]

@@ -98,16 +98,16 @@ async def _in_thread(fn: Callable[[threading.Event], T]) -> T:
     future: asyncio.Future[T] = loop.create_future()
     cancel = threading.Event()
 
-    def settle(value: T | None, exc: BaseException | None) -> None:
-        if future.done():
+    def settle(value: Any, exc: BaseException | None) -> None:
+        if future.done():  # the awaiting side gave up (cancelled) meanwhile
             return
         if exc is not None:
             future.set_exception(exc)
         else:
-            future.set_result(value)  # type: ignore[arg-type]
+            future.set_result(value)
 
     def body() -> None:
-        value: T | None = None
+        value: Any = None
         error: BaseException | None = None
         try:
             value = fn(cancel)

@@ -7,7 +7,7 @@ from array import array
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from ..usage import UsageRecord, _current, combine_records, extract_usage
+from ..usage import UsageRecord, _current, _get, combine_records, extract_usage
 
 _NAN = float("nan")
 
@@ -18,10 +18,6 @@ def _keep_usage(found: list[UsageRecord]) -> None:
     scope = _current.get()
     if scope is not None and not scope.records and found:
         scope.records.extend(combine_records(found))
-
-
-def _get(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 def carries_output(chunk: Any) -> bool:

@@ -228,3 +228,20 @@ def failure_lines(records: Sequence[dict[str, Any]]) -> list[str]:
         if res["errors"] and res.get("error_messages"):
             lines.append(f"{r['test']} [{r['name']}]: first error: {res['error_messages'][0]}")
     return lines
+
+
+def section(
+    records: Sequence[dict[str, Any]], gate_lines: Sequence[str], notes: Sequence[str]
+) -> list[str]:
+    """Every line of the summary section: the tables, what broke, the gate's lines and the
+    plugin's notes (e.g. where the baseline was saved). Empty when there is nothing to say."""
+    if not records:
+        return [f"agentperf: {line}" for line in [*gate_lines, *notes]]
+    lines = [render(records)]
+    whatif = render_whatif(records)
+    if whatif:
+        lines += ["", whatif]
+    lines += failure_lines(records)
+    lines += gate_lines
+    lines += [f"agentperf: {note}" for note in notes]
+    return lines
