@@ -238,9 +238,10 @@ from langchain_core.tools import tool
 
 def model():
     usage = {"input_tokens": 30, "output_tokens": 10, "total_tokens": 40}
-    return GenericFakeChatModel(messages=(
-        AIMessage("ok", usage_metadata=usage, response_metadata={"model_name": "gpt-4o-mini"})
-        for _ in itertools.count()))
+    # itertools.repeat, not a generator: the sync agent runs on 4 threads at once, and a
+    # generator raises "already executing" when two threads advance it together.
+    return GenericFakeChatModel(messages=itertools.repeat(
+        AIMessage("ok", usage_metadata=usage, response_metadata={"model_name": "gpt-4o-mini"})))
 
 @tool
 def lookup(key: str) -> str:
