@@ -179,7 +179,7 @@ def main() -> None:
     eng, bare = [], []
     for r in range(repeats):
         eng.append(
-            _timed(lambda: fixture.run(_noop_sync, requests=n, warmup=0, name=f"c1-{r}")) / n
+            _timed(lambda r=r: fixture.run(_noop_sync, requests=n, warmup=0, name=f"c1-{r}")) / n
         )
         bare.append(_timed(lambda: _bare_sync(n)) / n)
     e_ns, b_ns = statistics.median(eng) * 1e9, statistics.median(bare) * 1e9
@@ -195,7 +195,9 @@ def main() -> None:
     eng_rate = bare_rate = 0.0
     for r in range(repeats):
         t = _timed(
-            lambda: fixture.run(_noop_async, requests=n, concurrency=100, warmup=0, name=f"t{r}")
+            lambda r=r: fixture.run(
+                _noop_async, requests=n, concurrency=100, warmup=0, name=f"t{r}"
+            )
         )
         eng_rate = max(eng_rate, n / t)
         bare_rate = max(bare_rate, n / _timed(lambda: asyncio.run(_bare_workers(n, 100))))
