@@ -52,6 +52,8 @@ class RawRun:
     late_starts: int
     aborted: str | None
     target: str
+    issued: int | None = None
+    """Calls the engine started (or, open loop, dispatched); each must be in ``log``."""
 
     @property
     def timeouts(self) -> int:
@@ -72,6 +74,7 @@ def _raw(target: Target, state: RunState, logs: list[CallLog]) -> RawRun:
         late_starts=state.late,
         aborted=state.aborted,
         target=target.label,
+        issued=state.issued,
     )
 
 
