@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from pytest_agentperf import record_usage
 from pytest_agentperf.budgets import raise_if_broken
 from pytest_agentperf.collect import build_result
-from pytest_agentperf.engine import RawRun, run_load
+from pytest_agentperf.engine import RawRun, arun_load, run_load
 from pytest_agentperf.engine.log import ERROR, OK, CallLog, merge
 from pytest_agentperf.errors import BudgetExceeded
 from pytest_agentperf.settings import parse_settings
-from pytest_agentperf.usage import UsageAccumulator
+from pytest_agentperf.usage import CallScope, UsageAccumulator
 
 
 class BadStr(Exception):
@@ -204,8 +204,6 @@ def test_an_agent_awaiting_a_cancelled_inner_task_fails_only_that_call() -> None
 
 
 def test_cancelling_arun_of_an_async_agent_still_stops_it() -> None:
-    from pytest_agentperf.engine import arun_load
-
     calls: list[float] = []
 
     async def agent() -> None:
@@ -247,7 +245,9 @@ def test_a_worker_cancelled_from_outside_marks_the_run_aborted() -> None:
 def _raw_with(statuses: list[int], issued: int | None) -> RawRun:
     log = CallLog()
     for i, status in enumerate(statuses):
-        log.record(float(i), i + 0.5, status, "E" if status else None, None, _scope(), None, None)
+        log.record(
+            float(i), i + 0.5, status, "E" if status else None, None, CallScope(), None, None
+        )
     return RawRun(
         log=merge([log]),
         usage=UsageAccumulator(),
@@ -259,12 +259,6 @@ def _raw_with(statuses: list[int], issued: int | None) -> RawRun:
         target="agent",
         issued=issued,
     )
-
-
-def _scope() -> Any:
-    from pytest_agentperf.usage import CallScope
-
-    return CallScope()
 
 
 @pytest.mark.parametrize(

@@ -98,10 +98,10 @@ def _as_inputs(inputs: Any) -> Sequence[Any] | LazyInputs:
     if isinstance(inputs, (str, bytes, Mapping)) or not isinstance(inputs, Iterable):
         return [inputs]
     if isinstance(inputs, Sized):
-        inputs = list(inputs)
-        if not inputs:
+        items = list(inputs)
+        if not items:
             raise UsageError(_EMPTY)
-        return inputs
+        return items
     iterator = iter(inputs)
     try:
         first = next(iterator)  # an empty iterable is refused before the run, not during it
