@@ -17,6 +17,27 @@ from .settings import Settings
 from .stats import summarize
 
 
+def unaccounted(settings: Settings, raw: RawRun, successes: int, errors: int) -> str | None:
+    """Why the calls of a completed run do not add up, or None when they do.
+
+    Every call the engine started must end as a success or an error (timeouts included), and
+    a run bounded only by ``requests`` must make exactly that many: a call that vanished (a
+    lost worker, a dead dispatcher) would otherwise leave a short run that passes.
+    """
+    done = successes + errors
+    expected = raw.issued
+    if settings.duration is None and settings.requests is not None:
+        expected = settings.requests
+    if expected is None or (done == expected and raw.issued in (None, expected)):
+        return None
+    started = "" if raw.issued is None else f", {raw.issued} started"
+    return (
+        f"calls unaccounted for: {expected} expected{started}, but {done} ended as "
+        f"{successes} successes + {errors} errors; the figures of this run cannot be trusted "
+        "(a cancellation from outside the run, or a bug in pytest-agentperf: please report it)"
+    )
+
+
 def build_result(
     name: str,
     settings: Settings,
@@ -32,6 +53,7 @@ def build_result(
     n_ok = int(np.count_nonzero(ok))
     errors = requests - n_ok
     usage = raw.usage.usage(requests)
+    aborted = raw.aborted or unaccounted(settings, raw, n_ok, errors)
     result = PerfResult(
         name=name,
         shape=settings.shape,
@@ -47,7 +69,7 @@ def build_result(
         ttft=summarize(log.ttft[ok]) if n_ok else Stats(),
         itl=summarize(log.itl),
         late_starts=raw.late_starts,
-        aborted=raw.aborted,
+        aborted=aborted,
         usage=usage,
         cost=compute_cost(usage, requests, prices),
         tools=raw.usage.tool_stats(),

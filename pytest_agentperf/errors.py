@@ -56,3 +56,35 @@ class PricingError(AgentPerfError, ValueError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class InvalidUsage(AgentPerfError, TypeError, ValueError):
+    """``record_usage()`` got a value it cannot count (a non-str model, a NaN token count...).
+
+    Raised at the call, inside the agent, so that call fails with this error.
+    """
+
+
+class ResultHandlingError(AgentPerfError):
+    """The plugin could not handle what a measured call returned; that call counts as failed.
+
+    Its type name is what ``PerfResult.error_types`` shows, so such a failure is never
+    mistaken for the agent's own error, and never costs a worker.
+    """
+
+
+class UsageExtractionError(ResultHandlingError):
+    """Reading token usage from a call's return value or a stream chunk raised."""
+
+
+class EmptyStream(AgentPerfError):
+    """A streamed call ended without a single output chunk (see the ``allow_empty`` setting)."""
+
+
+def describe(exc: BaseException) -> str:
+    """``"Type: message"`` for ``exc``, even when its ``__str__`` raises or returns a non-str."""
+    try:
+        text = str(exc)
+    except Exception as problem:  # a broken __str__ must not cost the call its outcome
+        text = f"<str() raised {type(problem).__name__}>"
+    return f"{type(exc).__name__}: {text}"

@@ -17,6 +17,10 @@ from .units import Unit, format_value, parse
 DEFAULT_REQUESTS = 20
 DEFAULT_TIMEOUT = 30.0
 ARRIVALS = ("poisson", "constant")
+MIN_RATE = 1e-6
+"""Slowest open-loop rate: one arrival in about 11.6 days; slower schedules overflow timers."""
+MAX_RATE = 1e9
+"""Fastest open-loop rate: far beyond what any Python load generator can start."""
 
 _LOAD_KEYS = (
     "requests",
@@ -29,7 +33,7 @@ _LOAD_KEYS = (
     "stages",
     "seed",
 )
-_CONTEXT_KEYS = ("model", "tolerance", "window", "abort_on", "memory_profile")
+_CONTEXT_KEYS = ("model", "tolerance", "window", "abort_on", "memory_profile", "allow_empty")
 VALID_KEYS: tuple[str, ...] = _LOAD_KEYS + _CONTEXT_KEYS + tuple(BUDGETS)
 
 
@@ -50,6 +54,7 @@ class Settings:
     window: float | None = None
     abort_on: tuple[str, ...] = ()
     memory_profile: bool = False
+    allow_empty: bool = False
     budgets: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
@@ -112,6 +117,19 @@ def _positive(value: Any, unit: Unit, key: str) -> float:
     return number
 
 
+def _rate(value: Any) -> float:
+    """The open-loop rate: arrivals per second within [MIN_RATE, MAX_RATE]."""
+    rate = _positive(value, Unit.PER_SECOND, "rate")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise SettingsError(
+            f"rate={value!r}: must be between {MIN_RATE:g}/s and {MAX_RATE:g}/s; at this rate "
+            "the arrival schedule cannot be kept (for a run of a few calls, leave rate= out and "
+            "use requests= and concurrency=)",
+            key="rate",
+        )
+    return rate
+
+
 def parse_settings(*layers: Mapping[str, Any]) -> Settings:
     """Merge ``layers`` (later ones win) and validate them into ``Settings``."""
     merged: dict[str, Any] = {}
@@ -143,7 +161,7 @@ def parse_settings(*layers: Mapping[str, Any]) -> Settings:
         if "requests" not in merged:
             kw["requests"] = None
     if merged.get("rate") is not None:
-        kw["rate"] = _positive(merged["rate"], Unit.PER_SECOND, "rate")
+        kw["rate"] = _rate(merged["rate"])
     if "arrival" in merged:
         arrival = merged["arrival"]
         if arrival not in ARRIVALS:
@@ -169,6 +187,10 @@ def parse_settings(*layers: Mapping[str, Any]) -> Settings:
         if not isinstance(merged["memory_profile"], bool):
             raise SettingsError("memory_profile: expected True or False", key="memory_profile")
         kw["memory_profile"] = merged["memory_profile"]
+    if "allow_empty" in merged:
+        if not isinstance(merged["allow_empty"], bool):
+            raise SettingsError("allow_empty: expected True or False", key="allow_empty")
+        kw["allow_empty"] = merged["allow_empty"]
 
     budgets = {}
     for key, value in merged.items():

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import InvalidUsage, UsageExtractionError, describe
 from .results import ModelUsage, PerCallUsage, ToolStats, Usage
 
 
@@ -56,21 +59,50 @@ def record_usage(
     provider's prompt cache) and ``cache_creation_input_tokens`` (written to it) are the parts
     of it billed at the cache prices. ``reasoning_tokens`` is the part of ``output_tokens``
     spent on reasoning. Works across awaits, tasks and ``asyncio.to_thread``; outside a run it
-    does nothing.
+    does nothing (but still checks its arguments).
+
+    Raises ``InvalidUsage`` (a TypeError and a ValueError) naming the argument when a count is
+    not a whole number >= 0 or ``model`` is not a non-empty string; inside a run, that makes
+    the call in progress fail with that error.
     """
-    scope = _current.get()
-    if scope is None:
-        return
-    scope.records.append(
-        UsageRecord(
-            input_tokens=int(input_tokens),
-            output_tokens=int(output_tokens),
-            model=model,
-            cached_input_tokens=int(cached_input_tokens),
-            cache_creation_input_tokens=int(cache_creation_input_tokens),
-            reasoning_tokens=int(reasoning_tokens),
+    if model is not None and (not isinstance(model, str) or not model):
+        raise InvalidUsage(
+            f"record_usage(model={model!r}): expected the model name as a non-empty str "
+            f"or None, got {type(model).__name__}"
         )
+    record = UsageRecord(
+        input_tokens=_count(input_tokens, "input_tokens"),
+        output_tokens=_count(output_tokens, "output_tokens"),
+        model=model,
+        cached_input_tokens=_count(cached_input_tokens, "cached_input_tokens"),
+        cache_creation_input_tokens=_count(
+            cache_creation_input_tokens, "cache_creation_input_tokens"
+        ),
+        reasoning_tokens=_count(reasoning_tokens, "reasoning_tokens"),
     )
+    scope = _current.get()
+    if scope is not None:
+        scope.records.append(record)
+
+
+def _count(value: Any, name: str) -> int:
+    """``value`` as a token count: a whole number >= 0 (an integral float such as 12.0 is
+    accepted); anything else is an ``InvalidUsage`` naming the argument."""
+    number: int | None = None
+    if not isinstance(value, bool):
+        try:
+            number = operator.index(value)  # int, numpy integers
+        except TypeError:
+            if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+                number = int(value)
+    if number is None:
+        raise InvalidUsage(
+            f"record_usage({name}={value!r}): expected a whole number of tokens, "
+            f"got {type(value).__name__}"
+        )
+    if number < 0:
+        raise InvalidUsage(f"record_usage({name}={value!r}): a token count cannot be negative")
+    return number
 
 
 def record_tool(name: str, seconds: float, ok: bool) -> None:
@@ -109,6 +141,8 @@ def _as_int(value: Any) -> int | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"token count {value!r} is not a number of tokens")
         return int(value)
     return None
 
@@ -302,6 +336,20 @@ def extract_usage(obj: Any) -> list[UsageRecord] | None:
     if hasattr(obj, "generations"):
         return _from_generations(obj)
     return None
+
+
+def read_usage(obj: Any) -> list[UsageRecord] | None:
+    """``extract_usage(obj)``, with any failure raised as ``UsageExtractionError``.
+
+    What a call returns is the agent's, not ours: an object whose attributes raise, or a NaN
+    token count, must fail that call with an error that says so, not the worker making it.
+    """
+    try:
+        return extract_usage(obj)
+    except Exception as exc:
+        raise UsageExtractionError(
+            f"reading token usage from a {type(obj).__name__} failed: {describe(exc)}"
+        ) from exc
 
 
 def _from_dict(obj: dict[str, Any]) -> list[UsageRecord] | None:

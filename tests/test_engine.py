@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -595,3 +596,146 @@ def test_a_converted_cancellation_is_reported_as_a_timeout_only() -> None:
     raw = _run(agent, requests=2, timeout="0.1s")
     assert raw.error_types == {"Timeout": 2}
     assert raw.error_messages == ()
+
+
+# -- inputs from iterables of unknown length -----------------------------------------------
+
+
+class _Endless:
+    """An endless iterator that counts how many items were taken from it."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+    def __iter__(self) -> _Endless:
+        return self
+
+    def __next__(self) -> int:
+        self.taken += 1
+        return self.taken - 1
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_an_endless_iterator_is_read_only_as_far_as_the_run_needs(
+    kind: str, concurrency: int
+) -> None:
+    seen: list[int] = []
+
+    def agent(x: int) -> int:
+        seen.append(x)
+        return x
+
+    async def aagent(x: int) -> int:
+        return agent(x)
+
+    inputs = _Endless()
+    settings = parse_settings({"requests": 50, "warmup": 3, "concurrency": concurrency})
+    t0 = time.perf_counter()
+    raw = run_load(agent if kind == "sync" else aagent, inputs, settings)
+    assert time.perf_counter() - t0 < 10
+    assert len(raw.log) == 50
+    assert 50 <= inputs.taken <= 50 + 3 + 1  # at most one read ahead
+    assert sorted(seen[3:]) == list(range(50))  # warmup reuses the first inputs
+
+
+def test_a_generator_shorter_than_the_run_is_cycled() -> None:
+    seen: list[str] = []
+    raw = _run(seen.append, (c for c in "abc"), requests=7, concurrency=1)
+    assert len(raw.log) == 7
+    assert "".join(seen) == "abcabca"
+
+
+def test_an_empty_generator_is_refused_before_the_run() -> None:
+    with pytest.raises(UsageError, match="inputs= is empty"):
+        _run(lambda x: x, (x for x in ()))
+
+
+def test_lazy_inputs_are_read_by_one_thread_at_a_time() -> None:
+    """A generator raises "already executing" when two threads call next() at once."""
+
+    def slow_gen() -> Iterator[int]:
+        for i in itertools.count():
+            time.sleep(0.001)
+            yield i
+
+    seen: list[int] = []
+    raw = _run(seen.append, slow_gen(), requests=200, concurrency=8)
+    assert raw.error_types == {}
+    assert sorted(seen) == list(range(200))
+
+
+# -- never more workers than calls ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [None, 100])
+def test_a_huge_concurrency_with_few_calls_starts_few_threads(rate: float | None) -> None:
+    peak: list[int] = []
+    before = threading.active_count()
+
+    def agent() -> None:
+        peak.append(threading.active_count())
+
+    extra = {} if rate is None else {"rate": rate}
+    t0 = time.perf_counter()
+    raw = _run(agent, requests=1, concurrency=10**6, **extra)
+    assert time.perf_counter() - t0 < 5  # a million threads would take minutes, or fail
+    assert len(raw.log) == 1
+    assert max(peak) <= before + 5
+
+
+def test_a_huge_concurrency_with_few_calls_is_quick_for_async_agents() -> None:
+    async def agent() -> None:
+        await asyncio.sleep(0)
+
+    t0 = time.perf_counter()
+    raw = _run(agent, requests=3, concurrency=10**6)
+    assert time.perf_counter() - t0 < 5  # a million worker coroutines would take far longer
+    assert len(raw.log) == 3
+
+
+def test_a_sync_run_asking_for_more_threads_than_can_work_is_a_settings_error() -> None:
+    from pytest_agentperf.errors import SettingsError
+
+    before = threading.active_count()
+    t0 = time.perf_counter()
+    with pytest.raises(SettingsError, match=r"concurrency=200000: .* async agent") as info:
+        _run(lambda: None, duration="1s", concurrency=200_000)
+    assert info.value.key == "concurrency"
+    assert time.perf_counter() - t0 < 5
+    assert threading.active_count() <= before + 5
+
+
+# -- open-loop schedules at the edges ------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [1e-300, "1e-300/s", 1e-7, 1e300, "1e12/s"])
+def test_a_rate_whose_schedule_cannot_be_kept_is_a_settings_error(rate: object) -> None:
+    from pytest_agentperf.errors import SettingsError
+
+    with pytest.raises(SettingsError, match=r"^rate=.*must be between") as info:
+        parse_settings({"rate": rate})
+    assert info.value.key == "rate"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_broken_schedule_fails_the_run_instead_of_ending_it_short(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_agentperf.engine.plan import Plan
+
+    def arrivals(self: Plan) -> Iterator[tuple[int, float]]:
+        yield 0, 0.0
+        yield 1, 0.001
+        raise OverflowError("timestamp too large")
+
+    monkeypatch.setattr(Plan, "arrivals", arrivals)
+
+    def agent() -> None:
+        pass
+
+    async def aagent() -> None:
+        pass
+
+    with pytest.raises(OverflowError):
+        _run(agent if kind == "sync" else aagent, requests=10, rate=100)

@@ -1,12 +1,21 @@
-"""Which streamed items count as output for TTFT and ITL."""
+"""Which streamed items count as output for TTFT and ITL; streams that end without any."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
+from pytest_agentperf.collect import build_result
+from pytest_agentperf.engine import run_load
 from pytest_agentperf.engine.streams import carries_output
+from pytest_agentperf.errors import SettingsError
+from pytest_agentperf.report import terminal
+from pytest_agentperf.runner import record_of
+from pytest_agentperf.settings import parse_settings
 
 
 @pytest.mark.parametrize(
@@ -59,3 +68,70 @@ def test_output_chunks_of_real_client_objects() -> None:
             content="", usage_metadata={"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}
         )
     )
+
+
+# -- streams that end without output -------------------------------------------------------
+
+_ROLE = {"choices": [{"delta": {"role": "assistant", "content": ""}}]}
+_TOKEN = {"choices": [{"delta": {"content": "Hi"}}]}
+_USAGE = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 0}}
+
+
+async def _interrupted_or_full(x: int) -> AsyncIterator[dict[str, Any]]:
+    """Like a server that cuts a stream short with [DONE] while another request waits:
+    every call but the first ends with bookkeeping chunks only."""
+    await asyncio.sleep(0.005)
+    yield _ROLE
+    if x == 0:
+        for _ in range(3):
+            await asyncio.sleep(0.005)
+            yield _TOKEN
+    yield _USAGE
+
+
+def _sync_interrupted_or_full(x: int) -> Iterator[dict[str, Any]]:
+    time.sleep(0.005)
+    yield _ROLE
+    if x == 0:
+        for _ in range(3):
+            time.sleep(0.005)
+            yield _TOKEN
+    yield _USAGE
+
+
+@pytest.mark.parametrize("agent", [_interrupted_or_full, _sync_interrupted_or_full])
+def test_a_stream_without_output_is_an_empty_stream_error(agent: Any) -> None:
+    settings = parse_settings({"requests": 8, "warmup": 0, "concurrency": 2})
+    raw = run_load(agent, list(range(8)), settings)
+    result = build_result("r", settings, raw)
+    assert result.error_types == {"EmptyStream": 7}
+    assert result.errors == 7 and result.latency.n == 1 and result.ttft.n == 1
+    assert result.error_messages[0].startswith("EmptyStream: the stream ended without")
+    assert "allow_empty=True" in result.error_messages[0]
+    assert result.usage.by_model["unknown"].calls == 8  # the empty streams' tokens were billed
+
+
+@pytest.mark.parametrize("agent", [_interrupted_or_full, _sync_interrupted_or_full])
+def test_allow_empty_counts_empty_streams_as_successes(agent: Any) -> None:
+    settings = parse_settings({"requests": 8, "warmup": 0, "allow_empty": True})
+    result = build_result("r", settings, run_load(agent, list(range(8)), settings))
+    assert result.errors == 0
+    assert result.latency.n == 8 and result.ttft.n == 1 and result.itl.n == 2
+
+
+def test_allow_empty_must_be_a_bool() -> None:
+    with pytest.raises(SettingsError, match="allow_empty") as info:
+        parse_settings({"allow_empty": "yes"})
+    assert info.value.key == "allow_empty"
+
+
+def test_the_table_shows_ttft_sample_count_when_it_differs_from_latency() -> None:
+    settings = parse_settings({"requests": 4, "warmup": 0, "allow_empty": True})
+    partial = build_result("partial", settings, run_load(_interrupted_or_full, [0, 1], settings))
+    full = build_result("full", settings, run_load(_interrupted_or_full, [0], settings))
+    records = [record_of("t.py::test_a", partial), record_of("t.py::test_b", full)]
+    rows = {line.split()[0]: line for line in terminal.render(records).splitlines()[2:]}
+    assert partial.ttft.n == 2 and partial.latency.n == 4
+    assert "(n=2)" in rows["t.py::test_a"]
+    assert "(n=" not in rows["t.py::test_b"]  # every call streamed: nothing to point out
+    assert records[0]["result"]["ttft"]["n"] == 2 and records[0]["result"]["itl"]["n"] == 4

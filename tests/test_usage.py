@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from pytest_agentperf import record_usage
+from pytest_agentperf.errors import InvalidUsage, UsageExtractionError
 from pytest_agentperf.usage import (
     CallScope,
     UsageAccumulator,
@@ -19,6 +21,7 @@ from pytest_agentperf.usage import (
     combine_records,
     current_scope,
     extract_usage,
+    read_usage,
     record_tool,
 )
 
@@ -386,6 +389,59 @@ def test_record_usage_outside_a_run_is_a_noop() -> None:
     record_usage(input_tokens=5, output_tokens=5, model="gpt-4o")
     record_tool("search", 0.1, True)
     assert current_scope() is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"model": 123}, "model=123"),
+        ({"model": ""}, "model=''"),
+        ({"model": b"gpt-4o"}, "model=b'gpt-4o'"),
+        ({"input_tokens": -1}, "input_tokens=-1"),
+        ({"output_tokens": float("nan")}, "output_tokens=nan"),
+        ({"input_tokens": float("inf")}, "input_tokens=inf"),
+        ({"cached_input_tokens": 2.5}, "cached_input_tokens=2.5"),
+        ({"output_tokens": "12"}, "output_tokens='12'"),
+        ({"input_tokens": True}, "input_tokens=True"),
+        ({"reasoning_tokens": None}, "reasoning_tokens=None"),
+        ({"cache_creation_input_tokens": -3}, "cache_creation_input_tokens=-3"),
+    ],
+)
+def test_record_usage_refuses_what_it_cannot_count(kwargs: dict[str, object], named: str) -> None:
+    scope = CallScope()
+    token = _current.set(scope)
+    try:
+        with pytest.raises(InvalidUsage, match=re.escape(f"record_usage({named})")) as info:
+            record_usage(**{"input_tokens": 1, "output_tokens": 1, **kwargs})  # type: ignore[arg-type]
+    finally:
+        _current.reset(token)
+    assert isinstance(info.value, TypeError) and isinstance(info.value, ValueError)
+    assert scope.records == []
+    with pytest.raises(InvalidUsage):  # outside a run too: the mistake shows at once
+        record_usage(**{"input_tokens": 1, "output_tokens": 1, **kwargs})  # type: ignore[arg-type]
+
+
+def test_record_usage_accepts_whole_numbers_of_any_integer_type() -> None:
+    np = pytest.importorskip("numpy")
+    scope = CallScope()
+    token = _current.set(scope)
+    try:
+        record_usage(np.int64(10), 2.0, "m")  # type: ignore[arg-type]
+    finally:
+        _current.reset(token)
+    assert scope.records == [UsageRecord(10, 2, "m")]
+    assert type(scope.records[0].input_tokens) is int
+
+
+def test_read_usage_reports_what_failed() -> None:
+    class Hostile:
+        def __getattr__(self, name: str) -> object:
+            raise RuntimeError("nope")
+
+    with pytest.raises(UsageExtractionError, match="from a Hostile failed: RuntimeError: nope"):
+        read_usage(Hostile())
+    with pytest.raises(UsageExtractionError, match="token count nan"):
+        read_usage({"usage": {"prompt_tokens": float("nan"), "completion_tokens": 1}})
 
 
 def test_record_usage_inside_a_scope() -> None:

@@ -52,6 +52,8 @@ class RawRun:
     late_starts: int
     aborted: str | None
     target: str
+    issued: int | None = None
+    """Calls the engine started (or, open loop, dispatched); each must be in ``log``."""
 
     @property
     def timeouts(self) -> int:
@@ -72,6 +74,7 @@ def _raw(target: Target, state: RunState, logs: list[CallLog]) -> RawRun:
         late_starts=state.late,
         aborted=state.aborted,
         target=target.label,
+        issued=state.issued,
     )
 
 
@@ -134,7 +137,16 @@ async def arun_load(
     progress: ProgressSink | None = None,
 ) -> RawRun:
     """Run ``fn`` under the load ``settings`` describe, from a coroutine."""
-    target = make_target(fn, inputs)
+    return await _arun_target(make_target(fn, inputs), settings, observers, progress)
+
+
+async def _arun_target(
+    target: Target,
+    settings: Settings,
+    observers: Sequence[RunObserver],
+    progress: ProgressSink | None,
+) -> RawRun:
+    # made once per run: an iterator of inputs must not be read again by a second target
     if not target.is_async:
         return await _in_thread(
             lambda cancel: _threads(target, settings, observers, progress, cancel)
@@ -167,6 +179,6 @@ def run_load(
     target = make_target(fn, inputs)
     if not target.is_async:
         return _threads(target, settings, observers, progress)
-    run = arun_load(fn, inputs, settings, observers=observers, progress=progress)
+    run = _arun_target(target, settings, observers, progress)
     # an uncapped open loop may have any number of calls in flight: threads start on demand
     return run_coroutine(run, settings.max_in_flight or MAX_OPEN_LOOP_THREADS)

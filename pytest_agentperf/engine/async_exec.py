@@ -8,10 +8,12 @@ import time
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
+from ..errors import describe
 from ..usage import CallScope, _current
 from .log import ERROR, OK, TIMEOUT, CallLog
 from .monitor import Monitor
 from .observer import TICK, ProgressSink, RunObserver, tick_for
+from .outcome import record_failure
 from .plan import Plan, RunState
 from .streams import StreamTimes, consume_async, consume_sync
 from .target import ASYNC_STREAM, PLAIN, SYNC_STREAM, stream_kind
@@ -60,18 +62,23 @@ async def _one_call(
             value = await value
             kind = stream_kind(value)
         if kind == ASYNC_STREAM:
-            stream = await consume_async(value, t0 + t_int)
+            stream = await consume_async(value, t0 + t_int, plan.settings.allow_empty)
         elif kind == SYNC_STREAM:
-            stream = consume_sync(value, t0 + t_int)
-    except asyncio.CancelledError:
+            stream = consume_sync(value, t0 + t_int, plan.settings.allow_empty)
+    except asyncio.CancelledError as exc:
         if not slot.timed_out:
-            if state.stopping:
+            if state.stopping:  # the run is being stopped (abort, fatal error, cancelled)
                 return
-            raise
+            if _cancel_requested(slot.task):  # someone cancelled this task: let it end
+                raise
+            # Nobody cancelled this task: the agent raised CancelledError itself (e.g. it
+            # awaited an inner task that was cancelled). That is this call's failure.
+            error = type(exc).__name__
+            state.note_error(describe(exc))
     except Exception as exc:  # the agent's failure is a measurement, not a crash
         if not slot.timed_out:  # else it is the agent's answer to our cancellation: a timeout
             error = type(exc).__name__
-            state.note_error(f"{error}: {exc}")
+            state.note_error(describe(exc))
     except BaseException as exc:  # KeyboardInterrupt, SystemExit...: stop the run, propagate
         state.fail(exc)
         raise
@@ -90,21 +97,26 @@ async def _one_call(
     else:
         status = OK if error is None else ERROR
     if measured:
-        log.record(
-            t_int,
-            time.perf_counter() - t0,
-            status,
-            error,
-            stream,
-            scope,
-            value,
-            plan.settings.model,
-        )
+        end = time.perf_counter() - t0
+        try:
+            log.record(t_int, end, status, error, stream, scope, value, plan.settings.model)
+        except Exception as exc:  # reading the result failed (usage): this call's error
+            record_failure(log, state, exc, t_int, end, scope, plan.settings.model)
 
 
 def _uncancel(task: asyncio.Task[Any] | None) -> None:
     if task is not None and hasattr(task, "uncancel"):
         task.uncancel()
+
+
+def _cancel_requested(task: asyncio.Task[Any] | None) -> bool:
+    """Whether ``task`` has a pending cancellation request (Python 3.11+).
+
+    Python 3.10 cannot tell; there a CancelledError that neither a timeout nor a stopping run
+    explains is taken as the agent's own.
+    """
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is not None and cancelling() > 0
 
 
 RECANCEL = 1.0
@@ -173,6 +185,7 @@ async def _open_dispatch(plan: Plan, state: RunState, log: CallLog, slots: set[_
                 await sem.acquire()
             if state.stopping:
                 break
+            state.scheduled += 1  # this coroutine alone counts arrivals
             task = loop.create_task(one(i, t_int))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -240,12 +253,11 @@ async def execute_async(
         logs = [CallLog()]
         coros = [_open_dispatch(plan, state, logs[0], slots)]
     else:
-        logs = [CallLog() for _ in range(plan.workers)]
-        slots.update(_Slot(None) for _ in logs)
-        coros = [
-            _closed_worker(plan, state, slot, log, measured)
-            for slot, log in zip(slots, logs, strict=True)
-        ]
+        # One log for every worker: they all run on this thread, and a log per worker would
+        # cost memory per unit of concurrency even when few calls are made.
+        logs = [CallLog()]
+        slots.update(_Slot(None) for _ in range(plan.workers))
+        coros = [_closed_worker(plan, state, slot, logs[0], measured) for slot in slots]
     tasks: list[asyncio.Task[None]] = []
 
     def cancel_workers() -> None:

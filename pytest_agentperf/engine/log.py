@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..results import FloatArray, StatusArray
-from ..usage import CallScope, UsageAccumulator, extract_usage
+from ..usage import CallScope, UsageAccumulator, read_usage
 from .streams import StreamTimes
 
 OK, ERROR, TIMEOUT = 0, 1, 2
@@ -52,19 +52,23 @@ class CallLog:
 
         Usage recorded during a failed call still counts (those tokens were billed); usage is
         read from the return value only for a successful call that recorded none.
+
+        Usage is read before any row is appended: when reading it raises
+        (``UsageExtractionError``), nothing is recorded and the caller records the call as
+        failed instead.
         """
+        ok = status == OK
+        records = scope.records or (read_usage(value) if ok else None) or ()
         self.start.append(t_int)
         self.end.append(end)
         self.status.append(status)
-        ok = status == OK
         self.ttft.append(stream.first if stream is not None and ok else _NAN)
         if ok:
             if stream is not None:
                 self.itl.extend(stream.gaps)
-            self.usage.add_call(scope.records or extract_usage(value) or (), model)
         else:
             self.error_types["Timeout" if status == TIMEOUT else error or "Error"] += 1
-            self.usage.add_call(scope.records, model)
+        self.usage.add_call(records, model)
         if scope.tools:
             self.usage.add_tools(scope.tools)
 

@@ -31,9 +31,10 @@ class Plan:
 
     @classmethod
     def measured(cls, target: Target, settings: Settings) -> Plan:
-        return cls(
-            target, settings, settings.requests, settings.duration, settings.max_in_flight or 1
-        )
+        workers = settings.max_in_flight or 1
+        if settings.requests is not None:  # never more workers than calls to make
+            workers = min(workers, settings.requests)
+        return cls(target, settings, settings.requests, settings.duration, workers)
 
     @classmethod
     def warmup(cls, target: Target, settings: Settings) -> Plan:
@@ -67,6 +68,13 @@ class RunState:
         self._cancel = cancel
         self._stopping = False
         self._counter = itertools.count()
+        self._refused = 0
+        self._refused_lock = threading.Lock()
+        self.scheduled = 0
+        """Open loop: arrivals handed out by the dispatcher (the only one that counts them)."""
+        self.issued = 0
+        """Calls the run started (closed loop: claims granted; open loop: arrivals
+        dispatched); set by ``finish``. A run that was not stopped records each of them."""
         self._total = plan.total
         self._duration = plan.duration
         self.t0 = 0.0
@@ -87,7 +95,10 @@ class RunState:
             self.deadline = self.t0 + self._duration
 
     def finish(self) -> None:
+        """Stop the clock and count the calls issued (once no worker claims any more)."""
         self.t_end = time.perf_counter()
+        # every claim took one index: the granted ones are all taken minus the refused ones
+        self.issued = self.scheduled + next(self._counter) - self._refused
 
     @property
     def stopping(self) -> bool:
@@ -105,9 +116,9 @@ class RunState:
         if self.stopping:
             return None
         i = next(self._counter)
-        if self._total is not None and i >= self._total:
-            return None
-        if time.perf_counter() >= self.deadline:
+        if (self._total is not None and i >= self._total) or time.perf_counter() >= self.deadline:
+            with self._refused_lock:  # once per worker at the end of a run: off the hot path
+                self._refused += 1
             return None
         return i
 

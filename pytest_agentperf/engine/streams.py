@@ -7,7 +7,8 @@ from array import array
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from ..usage import UsageRecord, _current, _get, combine_records, extract_usage
+from ..errors import EmptyStream, ResultHandlingError, describe
+from ..usage import UsageRecord, _current, _get, combine_records, read_usage
 
 _NAN = float("nan")
 
@@ -86,10 +87,16 @@ class StreamTimes:
         self.gaps = array("d")
 
     def chunk(self, chunk: Any) -> None:
-        usage = extract_usage(chunk)
+        usage = read_usage(chunk)
         if usage:
             self._found.extend(usage)
-        if not carries_output(chunk):
+        try:
+            output = carries_output(chunk)
+        except Exception as exc:  # the chunk's attributes raise: that is this call's error
+            raise ResultHandlingError(
+                f"inspecting a streamed {type(chunk).__name__} failed: {describe(exc)}"
+            ) from exc
+        if not output:
             return
         now = time.perf_counter()
         if self.first != self.first:  # NaN: this is the first chunk
@@ -98,22 +105,32 @@ class StreamTimes:
             self.gaps.append(now - self._last)
         self._last = now
 
-    def close(self) -> StreamTimes:
-        _keep_usage(self._found)
+    def close(self, allow_empty: bool) -> StreamTimes:
+        """Keep the usage seen; raise ``EmptyStream`` when no chunk carried output, unless
+        ``allow_empty`` (an interrupted stream must not pass for a fast answer)."""
+        _keep_usage(self._found)  # tokens of an empty stream were still billed
+        if self.first != self.first and not allow_empty:  # NaN: no output chunk came
+            raise EmptyStream(
+                "the stream ended without a single output chunk (a server that cuts streams "
+                "short, or a gateway that drops the body?); set allow_empty=True if an empty "
+                "answer is a valid one"
+            )
         return self
 
 
-async def consume_async(stream: AsyncIterator[Any], start: float) -> StreamTimes:
+async def consume_async(
+    stream: AsyncIterator[Any], start: float, allow_empty: bool = False
+) -> StreamTimes:
     """Iterate ``stream`` to its end; ``start`` is the call's intended start (perf_counter)."""
     times = StreamTimes(start)
     async for chunk in stream:
         times.chunk(chunk)
-    return times.close()
+    return times.close(allow_empty)
 
 
-def consume_sync(stream: Iterable[Any], start: float) -> StreamTimes:
+def consume_sync(stream: Iterable[Any], start: float, allow_empty: bool = False) -> StreamTimes:
     """Iterate ``stream`` to its end; ``start`` is the call's intended start (perf_counter)."""
     times = StreamTimes(start)
     for chunk in stream:
         times.chunk(chunk)
-    return times.close()
+    return times.close(allow_empty)

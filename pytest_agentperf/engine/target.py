@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+import itertools
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,19 +15,59 @@ from ..errors import UsageError
 _NO_INPUT: Any = object()
 
 
+class LazyInputs:
+    """Inputs from an iterable of unknown length, read only as far as the run needs.
+
+    Item ``i`` reads the iterator up to ``i``; what was read is kept, so once the iterator is
+    exhausted the inputs are cycled like a list's. An endless generator is thus read for as
+    many calls as the run makes (warmup calls reuse the first ones), never whole.
+    """
+
+    __slots__ = ("_items", "_iterator", "_lock", "_size")
+
+    def __init__(self, iterator: Iterator[Any]) -> None:
+        self._iterator = iterator
+        self._items: list[Any] = []
+        self._size: int | None = None
+        """The number of inputs, once the iterator is exhausted."""
+        self._lock = threading.Lock()  # workers on several threads must not next() at once
+
+    def __getitem__(self, i: int) -> Any:
+        items = self._items
+        if i < len(items):  # already read: no lock (list reads are atomic)
+            return items[i]
+        with self._lock:
+            while self._size is None and len(items) <= i:
+                try:
+                    items.append(next(self._iterator))
+                except StopIteration:
+                    self._size = len(items)
+            if self._size is not None:
+                return items[i % self._size]
+            return items[i]
+
+    @property
+    def read(self) -> int:
+        """How many items were taken from the iterator so far."""
+        return len(self._items)
+
+
 @dataclass(frozen=True)
 class Target:
     """An agent adapted for the engine: ``call(x)`` returns a value, an awaitable or an iterator."""
 
     call: Callable[[Any], Any]
     is_async: bool
-    inputs: Sequence[Any] | None
+    inputs: Sequence[Any] | LazyInputs | None
     label: str
 
     def input_for(self, i: int) -> Any:
-        if self.inputs is None:
+        inputs = self.inputs
+        if inputs is None:
             return _NO_INPUT
-        return self.inputs[i % len(self.inputs)]
+        if isinstance(inputs, LazyInputs):
+            return inputs[i]
+        return inputs[i % len(inputs)]
 
 
 def _is_async_callable(fn: Any) -> bool:
@@ -43,21 +85,38 @@ def _is_runnable(fn: Any) -> bool:
     return callable(getattr(fn, "ainvoke", None)) and callable(getattr(fn, "invoke", None))
 
 
-def _as_sequence(inputs: Any) -> Sequence[Any]:
-    """A list or tuple is cycled through; a single string, mapping or scalar is one input."""
+def _as_inputs(inputs: Any) -> Sequence[Any] | LazyInputs:
+    """A list or tuple is cycled through; a single string, mapping or scalar is one input.
+
+    Another iterable with a length (a set, an array) is copied into a list; one without (a
+    generator, an iterator, possibly endless) is read lazily (``LazyInputs``).
+    """
     if isinstance(inputs, (list, tuple, range)):
+        if len(inputs) == 0:
+            raise UsageError(_EMPTY)
         return inputs
     if isinstance(inputs, (str, bytes, Mapping)) or not isinstance(inputs, Iterable):
         return [inputs]
-    return list(inputs)
+    if isinstance(inputs, Sized):
+        items = list(inputs)
+        if not items:
+            raise UsageError(_EMPTY)
+        return items
+    iterator = iter(inputs)
+    try:
+        first = next(iterator)  # an empty iterable is refused before the run, not during it
+    except StopIteration:
+        raise UsageError(_EMPTY) from None
+    return LazyInputs(itertools.chain((first,), iterator))
+
+
+_EMPTY = "inputs= is empty; pass at least one input, or None to call fn()"
 
 
 def make_target(fn: Any, inputs: Any) -> Target:
     """Adapt ``fn`` for the engine; raise UsageError when it cannot be called as an agent."""
     if inputs is not None:
-        inputs = _as_sequence(inputs)
-        if len(inputs) == 0:
-            raise UsageError("inputs= is empty; pass at least one input, or None to call fn()")
+        inputs = _as_inputs(inputs)
     label = getattr(fn, "__qualname__", None) or type(fn).__name__
     if _is_runnable(fn):
         if inputs is None:

@@ -14,16 +14,20 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import SettingsError, describe
 from ..usage import CallScope, _current
 from .log import ERROR, OK, TIMEOUT, CallLog
 from .monitor import Monitor
 from .observer import TICK, ProgressSink, RunObserver, tick_for
+from .outcome import record_failure
 from .plan import Plan, RunState
 from .streams import StreamTimes, consume_sync
 from .target import ASYNC_STREAM, SYNC_STREAM, returned_awaitable, stream_kind
 
 MAX_OPEN_LOOP_THREADS = 1024
 """Threads an uncapped sync open-loop run may grow to; give concurrency= to cap it lower."""
+MAX_THREADS = 100_000
+"""Most threads a sync run may ask for; beyond this no machine runs them (an async agent can)."""
 
 
 class _Worker:
@@ -66,12 +70,23 @@ class _Pool:
             self.logs.append(log)
             self.active += 1
         target = self._closed_loop if self.queue is None else self._open_loop
-        threading.Thread(
-            target=self.context.copy().run,
-            args=(target, worker),
-            daemon=True,
-            name="agentperf-worker",
-        ).start()
+        try:
+            threading.Thread(
+                target=self.context.copy().run,
+                args=(target, worker),
+                daemon=True,
+                name="agentperf-worker",
+            ).start()
+        except RuntimeError as exc:  # "can't start new thread": the OS limit was reached
+            with self.lock:
+                self.workers.remove(worker)
+                self.active -= 1
+            raise SettingsError(
+                f"concurrency={self.plan.settings.max_in_flight}: the system could not start "
+                f"thread {len(self.workers) + 1} of this sync run ({exc}); lower concurrency, "
+                "or pass an async agent (async def), which needs no thread per call",
+                key="concurrency",
+            ) from exc
 
     def _retire(self, worker: _Worker) -> None:
         with self.lock:
@@ -106,7 +121,9 @@ class _Pool:
                 try:
                     item = q.get(timeout=TICK)
                 except queue.Empty:
-                    if not self.dispatching:
+                    # the dispatcher puts its last arrival before it clears `dispatching`:
+                    # look at the queue again, or that arrival could be left there
+                    if not self.dispatching and q.empty():
                         return
                     continue
                 finally:
@@ -145,10 +162,10 @@ class _Pool:
                 state.fail(returned_awaitable(target.label))
                 return False
             if kind == SYNC_STREAM:
-                stream = consume_sync(value, t0 + t_int)
+                stream = consume_sync(value, t0 + t_int, self.plan.settings.allow_empty)
         except Exception as exc:
             error = type(exc).__name__
-            message = f"{error}: {exc}"
+            message = describe(exc)
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop the run, propagate
             state.fail(exc)
             return False
@@ -163,9 +180,11 @@ class _Pool:
                 if error is not None:
                     state.note_error(message)
                 status = OK if error is None else ERROR
-                worker.log.record(
-                    t_int, end, status, error, stream, scope, value, self.plan.settings.model
-                )
+                model = self.plan.settings.model
+                try:
+                    worker.log.record(t_int, end, status, error, stream, scope, value, model)
+                except Exception as exc:  # reading the result failed (usage): this call's error
+                    record_failure(worker.log, state, exc, t_int, end, scope, model)
         return True
 
     def check_timeouts(self, now: float) -> None:
@@ -212,7 +231,10 @@ def _dispatch(pool: _Pool) -> None:
                 time.sleep(delay)
             if cap is None and pool.idle == 0 and len(pool.workers) < MAX_OPEN_LOOP_THREADS:
                 pool.spawn()
+            state.scheduled += 1  # this thread alone counts arrivals
             q.put((i, t_int))
+    except BaseException as exc:  # the schedule broke: fail the run, never end it short
+        state.fail(exc)
     finally:
         with pool.lock:
             pool.dispatching = False
@@ -253,12 +275,26 @@ def execute_threads(
     monitor.start()
     try:
         if open_loop:
-            for _ in range(plan.settings.max_in_flight or 1):
-                pool.spawn()
-            threading.Thread(target=_dispatch, args=(pool,), daemon=True).start()
+            threads = plan.settings.max_in_flight or 1
+            if plan.total is not None:  # never more threads than calls to make
+                threads = min(threads, plan.total)
         else:
-            for _ in range(plan.workers):
+            threads = plan.workers
+        if threads > MAX_THREADS:
+            raise SettingsError(
+                f"concurrency={plan.settings.max_in_flight}: a sync agent needs a thread per "
+                f"call in flight, and more than {MAX_THREADS:,} threads cannot work; lower "
+                "concurrency, or pass an async agent (async def)",
+                key="concurrency",
+            )
+        try:
+            for _ in range(threads):
                 pool.spawn()
+        except SettingsError:
+            stop()  # the threads already started finish their call and find nothing to claim
+            raise
+        if open_loop:
+            threading.Thread(target=_dispatch, args=(pool,), daemon=True).start()
         tick = tick_for(plan.settings.timeout)
         while not pool.done.wait(tick):
             if state.stopping and state.aborted is None and state.fatal is None:

@@ -60,6 +60,14 @@ def _mb(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
+def _with_count(stats: dict[str, Any], latency: dict[str, Any]) -> str:
+    """A p95 with its sample count beside it when that differs from latency's, so a TTFT
+    from 1 stream of 8 calls cannot pass for one from all 8."""
+    text = format_seconds(stats["p95"])
+    n = stats["n"]
+    return f"{text} (n={n})" if n and n != latency["n"] else text
+
+
 def _label(record: dict[str, Any], multi: set[str]) -> str:
     test = str(record["test"])
     path, sep, rest = test.partition("::")
@@ -116,7 +124,7 @@ def _columns(records: Sequence[dict[str, Any]]) -> list[tuple[str, Cell]]:
         ("p99", lambda r: format_seconds(res(r)["latency"]["p99"])),
     ]
     if any_(lambda r: bool(res(r)["ttft"]["n"])):
-        cols.append(("TTFT p95", lambda r: format_seconds(res(r)["ttft"]["p95"])))
+        cols.append(("TTFT p95", lambda r: _with_count(res(r)["ttft"], res(r)["latency"])))
     cols += [
         ("thru", lambda r: _rate(res(r)["throughput"])),
         ("err", lambda r: _pct(res(r)["error_rate"])),
