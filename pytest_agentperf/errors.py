@@ -56,3 +56,13 @@ class PricingError(AgentPerfError, ValueError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class OutputPathError(AgentPerfError):
+    """A file the plugin would write is not a regular file of its own (a device, a directory,
+    a foreign file, a dangling link out of the project); it is left untouched."""
+
+    def __init__(self, message: str, *, path: str, problem: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.problem = problem

@@ -199,8 +199,10 @@ def test_a_test_that_ran_to_the_end_is_re_recorded_whole(tmp_path: Path) -> None
 
 
 def test_saving_over_a_corrupt_file_replaces_it_and_says_so(tmp_path: Path) -> None:
+    """A baseline of ours that no longer parses (cut short, a bad merge) is replaced."""
     path = tmp_path / "baseline.json"
-    path.write_text("{not json", encoding="utf-8")
+    text = write_valid(path)
+    path.write_text(text[: len(text) // 2], encoding="utf-8")
     result = save(path, [entry()])
     assert result.replaced_problem is not None and "not valid JSON" in result.replaced_problem
     assert load(path) is not None
@@ -225,7 +227,7 @@ def test_a_crash_mid_write_leaves_the_old_file(
     elif fail_at == "fsync":
         monkeypatch.setattr(bl.os, "fsync", boom)
     else:
-        monkeypatch.setattr(bl, "dumps", lambda runs: "x" * 10)  # a short document...
+        monkeypatch.setattr(bl, "dumps", lambda *a: "x" * 10)  # a short document...
         real_fdopen = os.fdopen
 
         class _Half:
@@ -341,6 +343,11 @@ CORRUPTIONS = {
         lambda t: t.replace('"duration": ', '"duration": Infinity, "x": ', 1),
         "non-finite number Infinity",
     ),
+    "json bomb depth": (lambda t: "[" * 100_000 + "]" * 100_000, "not valid JSON"),
+}
+
+# Problems of one entry: that entry is set aside, the rest of the file is used.
+ENTRY_CORRUPTIONS = {
     "huge array": (
         lambda t: _mutate(t, _set_run("samples", [0.1] * 30_000)),
         "30000 samples, more than",
@@ -381,13 +388,11 @@ CORRUPTIONS = {
         "runs[0].shape: expected an object",
     ),
     "run not an object": (
-        lambda t: _mutate(t, lambda d: d.update(runs=[5])),
+        lambda t: _mutate(t, lambda d: d["runs"].__setitem__(0, 5)),
         "runs[0]: expected an object",
     ),
-    "long string": (lambda t: _mutate(t, _set_run("test", "x" * 10_000)), "string too long"),
-    "duplicate": (lambda t: _mutate(t, _duplicate), "duplicate entry"),
+    "duplicate": (lambda t: _mutate(t, _duplicate), "runs[2]: a second entry for the same"),
     "deep nesting": (lambda t: _mutate(t, _deep), "nested deeper"),
-    "json bomb depth": (lambda t: "[" * 100_000 + "]" * 100_000, "not valid JSON"),
 }
 
 
@@ -407,6 +412,74 @@ def test_unusable_files_raise_a_baseline_error_naming_file_and_problem(
     assert problem in str(err), str(err)
     assert err.path == str(path)
     assert err.problem
+
+
+def _two_runs(path: Path) -> str:
+    save(path, [entry(), entry("tests/test_b.py::test_two")], keep_existing=False)
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", sorted(ENTRY_CORRUPTIONS))
+def test_an_unreadable_entry_is_set_aside_and_the_others_are_used(
+    tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "baseline.json"
+    corrupt, problem = ENTRY_CORRUPTIONS[kind]
+    path.write_text(corrupt(_two_runs(path)), encoding="utf-8")
+    got = load(path)
+    assert got is not None
+    assert ("tests/test_b.py::test_two", "default") in got.runs
+    (message,) = got.problems
+    assert str(path) in message and problem in message, message
+    if kind != "run not an object":
+        assert "of test 'tests/test_a.py::test_one' run 'default' is ignored" in message
+    assert len(got.unreadable) == 1
+
+
+def _set_entry(path: Path, test: str, key: str, value: Any) -> None:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    (run,) = [r for r in doc["runs"] if r["test"] == test]
+    run[key] = value
+    path.write_text(json.dumps(doc), encoding="utf-8")
+
+
+def test_a_subset_save_keeps_an_unreadable_entry_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "baseline.json"
+    save(path, [entry("t::a"), entry("t::b"), entry("t::c")])
+    _set_entry(path, "t::b", "requests", "many")
+    result = save(path, [entry("t::c", seed=3)])
+    assert (result.written, result.kept, result.unreadable_kept) == (1, 1, 1)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert [r["test"] for r in doc["runs"]] == ["t::a", "t::c", "t::b"]
+    assert doc["runs"][2]["requests"] == "many"
+    got = load(path)
+    assert got is not None and set(got.runs) == {("t::a", "default"), ("t::c", "default")}
+    (message,) = got.problems
+    assert "'t::b' run 'default' is ignored" in message and "expected a whole number" in message
+
+
+@pytest.mark.parametrize("complete", [(), ("t::b",)])
+def test_re_recording_the_run_of_an_unreadable_entry_replaces_it(
+    tmp_path: Path, complete: tuple[str, ...]
+) -> None:
+    path = tmp_path / "baseline.json"
+    save(path, [entry("t::a"), entry("t::b")])
+    _set_entry(path, "t::b", "latency", None)
+    new = entry("t::b", name="renamed") if complete else entry("t::b")
+    result = save(path, [new], complete=complete)
+    assert result.unreadable_kept == 0
+    got = load(path)
+    assert got is not None and got.problems == ()
+    assert set(got.runs) == {("t::a", "default"), new.key}
+
+
+def test_a_long_test_id_or_run_name_is_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "baseline.json"
+    long_test, long_run = "t.py::test_" + "x" * 10_000, "run-" + "y" * 10_000
+    save(path, [entry(long_test, name=long_run)])
+    got = load(path)
+    assert got is not None and got.problems == ()
+    assert got.get(long_test, long_run) is not None
 
 
 def test_binary_file(tmp_path: Path) -> None:
