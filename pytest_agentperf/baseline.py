@@ -510,37 +510,26 @@ def save(
     except OutputPathError as exc:
         raise BaselineError(str(exc), path=str(given), problem=exc.problem) from None
     new = {r.key: r for r in entries}
-    whole = set(complete)
+    problem = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with locked(target, timeout=lock_timeout):
-            merged: dict[RunKey, BaselineRun] = {}
-            keep_raw: list[Any] = []
-            problem = None
-            kept = 0
+            old = None
             if keep_existing:
                 try:
                     old = load(target)
                 except BaselineError as exc:
-                    old, problem = None, exc.problem or str(exc)
-                if old is not None:
-                    for key, run in old.runs.items():
-                        if key not in new and key[0] not in whole:
-                            merged[key] = run
-                            kept += 1
-                    for raw in old.unreadable:
-                        claimed = _entry_key(raw)
-                        if claimed is None or (claimed not in new and claimed[0] not in whole):
-                            keep_raw.append(raw)
-            merged.update(new)
-            written = write_atomic(given, dumps(merged.values(), keep_raw), kind=KIND, root=root)
+                    problem = exc.problem or str(exc)
+            merged, keep_raw, kept = _merge(old, new, set(complete))
+            text = dumps(merged.values(), keep_raw)
+            _check_readable(given, len(merged) + len(keep_raw), len(text.encode("utf-8")))
+            write_atomic(given, text, kind=KIND, root=root)
     except OutputPathError as exc:
         raise BaselineError(str(exc), path=str(given), problem=exc.problem) from None
     except OSError as exc:
-        raise failed("write" if not isinstance(exc, TimeoutError) else "lock", exc) from exc
+        raise failed("lock" if isinstance(exc, TimeoutError) else "write", exc) from exc
     except ValueError as exc:  # text that cannot be encoded (a lone surrogate in a name)
         raise failed("encode", exc) from exc
-    del written  # the link's target when path is a link; the user knows the path they gave
     return SaveResult(
         str(given),
         written=len(new),
@@ -548,6 +537,38 @@ def save(
         replaced_problem=problem,
         unreadable_kept=len(keep_raw),
     )
+
+
+def _check_readable(path: Path, runs: int, size: int) -> None:
+    """Refuse to write a file that ``load`` would reject as a whole (too many runs, too big)."""
+    if runs > _MAX_RUNS or size > _MAX_FILE_BYTES:
+        raise BaselineError(
+            f"not saving the baseline file {path}: {runs} runs in {size / 1e6:.0f} MB would be "
+            f"more than the {_MAX_RUNS} runs or {_MAX_FILE_BYTES // 2**20} MiB a baseline may "
+            "hold; give some tests their own file with --agentperf-baseline-path",
+            path=str(path),
+            problem="too large",
+        )
+
+
+def _merge(
+    old: Baseline | None, new: Mapping[RunKey, BaselineRun], whole: Collection[str]
+) -> tuple[dict[RunKey, BaselineRun], list[Any], int]:
+    """The runs to write (old ones not replaced, then ``new``), the old unreadable entries to
+    keep as they are, and how many old runs were kept. A test in ``whole`` keeps no old run."""
+    merged: dict[RunKey, BaselineRun] = {}
+    keep_raw: list[Any] = []
+    if old is not None:
+        for key, run in old.runs.items():
+            if key not in new and key[0] not in whole:
+                merged[key] = run
+        for raw in old.unreadable:
+            claimed = _entry_key(raw)
+            if claimed is None or (claimed not in new and claimed[0] not in whole):
+                keep_raw.append(raw)
+    kept = len(merged)
+    merged.update(new)
+    return merged, keep_raw, kept
 
 
 # --------------------------------------------------------------------------- reading

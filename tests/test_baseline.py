@@ -590,3 +590,49 @@ def test_a_run_record_gives_the_same_entry_as_the_result() -> None:
 def test_a_malformed_record_is_a_baseline_error() -> None:
     with pytest.raises(BaselineError, match="malformed run record"):
         bl.run_from_record({"test": "t::x", "name": "main", "result": {"shape": None}}, ENV)
+
+
+def test_a_name_that_cannot_be_encoded_is_a_baseline_error(tmp_path: Path) -> None:
+    path = tmp_path / "baseline.json"
+    old = write_valid(path)
+    with pytest.raises(BaselineError, match="could not encode the baseline file"):
+        save(path, [entry("t::x", name="bad \udc80 name")])
+    assert path.read_text(encoding="utf-8") == old
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("where", ["/dev/null", "folder", "foreign"])
+def test_save_refuses_what_is_not_a_baseline_and_leaves_it(tmp_path: Path, where: str) -> None:
+    if where == "/dev/null":
+        if not os.path.exists("/dev/null"):
+            pytest.skip("POSIX device")
+        path = Path("/dev/null")
+    elif where == "folder":
+        path = tmp_path / "baseline.json"
+        path.mkdir()
+    else:
+        path = tmp_path / "baseline.json"
+        path.write_text('{"benchmarks": []}', encoding="utf-8")
+    with pytest.raises(BaselineError, match=f"refusing to write {path}: ") as info:
+        save(path, [entry()])
+    assert info.value.problem
+    if where == "foreign":
+        assert path.read_text(encoding="utf-8") == '{"benchmarks": []}'
+    assert not (path.parent / "baseline.json.lock").exists()
+    assert not Path("/dev/null.lock").exists()
+
+
+def test_a_file_the_reader_would_reject_as_too_large_is_not_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "baseline.json"
+    old = write_valid(path)
+    monkeypatch.setattr(bl, "_MAX_RUNS", 2)
+    with pytest.raises(BaselineError, match=r"3 runs in .* more than the 2 runs"):
+        save(path, [entry("t::b"), entry("t::c")])
+    assert path.read_text(encoding="utf-8") == old
+    monkeypatch.setattr(bl, "_MAX_RUNS", 20_000)
+    monkeypatch.setattr(bl, "_MAX_FILE_BYTES", 1000)
+    with pytest.raises(BaselineError, match="own file with --agentperf-baseline-path"):
+        save(path, [entry("t::b")])
+    assert path.read_text(encoding="utf-8") == old
