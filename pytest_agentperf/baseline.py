@@ -1,10 +1,13 @@
-"""The baseline file: schema, atomic save with subset merge, and a strict, hostile-safe load.
+"""The baseline file: schema, locked atomic save with subset merge, and a strict, hostile-safe load.
 
 One JSON file (default ``.agentperf/baseline.json``) holds one entry per (test node id, run
 name). It is written for git: a schema version, a fixed key order, values rounded (latencies to
 microseconds), the latency samples of a run on one line, entries sorted by test and run. JSON
 only, never pickle; reading validates every field and bounds every size, so a corrupt, foreign,
-newer or hostile file is a ``BaselineError`` naming the file and the problem, never a crash.
+newer or hostile file is a ``BaselineError`` naming the file and the problem, never a crash; an
+entry that fails validation is set aside on its own (named in ``Baseline.problems``) and the
+others are used. A save holds a lock file (``baseline.json.lock``) from load to rename, so
+sessions saving at once each add their runs, and keeps the entries it cannot read as they are.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import math
 import os
 import platform
 import subprocess
+import uuid
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -24,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import write_atomic
-from .errors import BaselineError
+from .atomic import FileKind, check_target, json_kind, write_atomic
+from .errors import BaselineError, OutputPathError
+from .locking import DEFAULT_TIMEOUT, locked
 from .results import FloatArray, LoadShape, PerfResult, Stats
 
 FORMAT = "pytest-agentperf-baseline"
@@ -39,10 +44,15 @@ _MAX_FILE_BYTES = 64 * 1024 * 1024
 _MAX_RUNS = 20_000
 _MAX_READ_SAMPLES = 20_000
 _MAX_TEXT = 4096
+"""Longest machine/commit/version text read; test ids and run names may be of any length."""
+_MAX_SHOWN = 120
 _MAX_DEPTH = 32
 _GIT_TIMEOUT = 2.0
 
 RunKey = tuple[str, str]
+
+KIND: FileKind = json_kind("pytest-agentperf baseline", FORMAT)
+"""What a baseline file looks like: only such a file (or none, or an empty one) is replaced."""
 
 
 @dataclass(frozen=True)
@@ -118,10 +128,16 @@ class BaselineRun:
 
 @dataclass(frozen=True)
 class Baseline:
-    """A loaded baseline file: its runs keyed by (test node id, run name)."""
+    """A loaded baseline file: its runs keyed by (test node id, run name).
+
+    ``problems`` says, one line each, which entries were set aside as unreadable and why;
+    ``unreadable`` holds those entries as they were in the file, so a save can keep them.
+    """
 
     path: str
     runs: Mapping[RunKey, BaselineRun] = field(default_factory=lambda: MappingProxyType({}))
+    problems: tuple[str, ...] = ()
+    unreadable: tuple[Any, ...] = ()
 
     def get(self, test: str, run: str) -> BaselineRun | None:
         return self.runs.get((test, run))
@@ -132,12 +148,16 @@ class Baseline:
 
 @dataclass(frozen=True)
 class SaveResult:
-    """What ``save`` did: runs written now, runs kept from the old file, and a replaced file."""
+    """What ``save`` did: runs written now, runs kept from the old file, and a replaced file.
+
+    ``unreadable_kept`` entries of the old file could not be read and were kept as they were.
+    """
 
     path: str
     written: int
     kept: int
     replaced_problem: str | None = None
+    unreadable_kept: int = 0
 
 
 # --------------------------------------------------------------------------- environment
@@ -418,21 +438,34 @@ def _run_dict(r: BaselineRun) -> dict[str, Any]:
     }
 
 
-def dumps(runs: Iterable[BaselineRun]) -> str:
-    """The file text: fixed key order, entries sorted by (test, run), samples on one line each."""
+def dumps(runs: Iterable[BaselineRun], unreadable: Iterable[Any] = ()) -> str:
+    """The file text: fixed key order, entries sorted by (test, run), samples on one line each;
+    ``unreadable`` entries (JSON values) follow, unchanged."""
     ordered = sorted(runs, key=lambda r: r.key)
-    docs = []
+    docs: list[Any] = []
     lines = []
+    # A placeholder no test id or run name can contain (they are written before it).
+    nonce = uuid.uuid4().hex
     for i, r in enumerate(ordered):
         d = _run_dict(r)
-        d["samples"] = f"@@samples{i}@@"
+        d["samples"] = f"@@{nonce}:{i}@@"
         docs.append(d)
         lines.append(json.dumps([round(float(x), 6) for x in r.latency.samples], allow_nan=False))
+    docs.extend(unreadable)
     doc = {"format": FORMAT, "schema": SCHEMA_VERSION, "runs": docs}
     text = json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False)
     for i, line in enumerate(lines):
-        text = text.replace(f'"@@samples{i}@@"', line, 1)
+        text = text.replace(f'"@@{nonce}:{i}@@"', line, 1)
     return text + "\n"
+
+
+def _entry_key(value: Any) -> RunKey | None:
+    """The (test, run) an unreadable entry claims, when it says so with two strings."""
+    if isinstance(value, dict):
+        test, run = value.get("test"), value.get("run")
+        if isinstance(test, str) and isinstance(run, str):
+            return (test, run)
+    return None
 
 
 def save(
@@ -441,6 +474,8 @@ def save(
     *,
     keep_existing: bool = True,
     complete: Collection[str] = (),
+    root: str | os.PathLike[str] | None = None,
+    lock_timeout: float = DEFAULT_TIMEOUT,
 ) -> SaveResult:
     """Write ``entries`` to ``path`` atomically (temp file in the same folder, fsync, rename).
 
@@ -448,37 +483,92 @@ def save(
     saving from a subset of tests updates those and keeps the rest. A test named in ``complete``
     (it ran to the end and passed) is re-recorded whole: its old runs that it no longer makes
     (renamed, removed) are dropped instead of lingering as "missing". A test that stopped early
-    keeps the old runs it did not reach. A corrupt old file cannot be merged: it is replaced
-    and the problem is returned in ``SaveResult.replaced_problem``.
-    A write failure leaves the old file intact and raises ``BaselineError``.
+    keeps the old runs it did not reach. An old entry that cannot be read is kept as it is,
+    unless an entry of the same test and run (or a complete test) replaces it. A corrupt old
+    file cannot be merged: it is replaced and the problem is returned in
+    ``SaveResult.replaced_problem``.
+
+    Load, merge and rename happen under the lock file ``<path>.lock`` (waiting at most
+    ``lock_timeout`` seconds), so two sessions saving at once both end up in the file.
+    A path that is not a baseline of ours (a device, a directory, a foreign file, a dangling
+    link out of ``root``) is refused; a failure leaves the old file intact. Both raise
+    ``BaselineError``.
     """
-    target = Path(path)
-    new = {r.key: r for r in entries}
-    merged: dict[RunKey, BaselineRun] = {}
-    problem = None
-    kept = 0
-    if keep_existing:
-        try:
-            old = load(target)
-        except BaselineError as exc:
-            old, problem = None, exc.problem or str(exc)
-        if old is not None:
-            whole = set(complete)
-            for key, run in old.runs.items():
-                if key not in new and key[0] not in whole:
-                    merged[key] = run
-                    kept += 1
-    merged.update(new)
-    try:
-        write_atomic(target, dumps(merged.values()))
-    except OSError as exc:
-        raise BaselineError(
-            f"could not write the baseline file {target}: {exc.strerror or exc}; "
+    given = Path(path)
+
+    def failed(what: str, exc: OSError | ValueError) -> BaselineError:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return BaselineError(
+            f"could not {what} the baseline file {given}: {reason}; "
             "the previous file (if any) is unchanged",
-            path=str(target),
+            path=str(given),
             problem=str(exc),
-        ) from exc
-    return SaveResult(str(target), written=len(new), kept=kept, replaced_problem=problem)
+        )
+
+    try:
+        target = check_target(given, KIND, root=root)
+    except OutputPathError as exc:
+        raise BaselineError(str(exc), path=str(given), problem=exc.problem) from None
+    new = {r.key: r for r in entries}
+    problem = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with locked(target, timeout=lock_timeout):
+            old = None
+            if keep_existing:
+                try:
+                    old = load(target)
+                except BaselineError as exc:
+                    problem = exc.problem or str(exc)
+            merged, keep_raw, kept = _merge(old, new, set(complete))
+            text = dumps(merged.values(), keep_raw)
+            _check_readable(given, len(merged) + len(keep_raw), len(text.encode("utf-8")))
+            write_atomic(given, text, kind=KIND, root=root)
+    except OutputPathError as exc:
+        raise BaselineError(str(exc), path=str(given), problem=exc.problem) from None
+    except OSError as exc:
+        raise failed("lock" if isinstance(exc, TimeoutError) else "write", exc) from exc
+    except ValueError as exc:  # text that cannot be encoded (a lone surrogate in a name)
+        raise failed("encode", exc) from exc
+    return SaveResult(
+        str(given),
+        written=len(new),
+        kept=kept,
+        replaced_problem=problem,
+        unreadable_kept=len(keep_raw),
+    )
+
+
+def _check_readable(path: Path, runs: int, size: int) -> None:
+    """Refuse to write a file that ``load`` would reject as a whole (too many runs, too big)."""
+    if runs > _MAX_RUNS or size > _MAX_FILE_BYTES:
+        raise BaselineError(
+            f"not saving the baseline file {path}: {runs} runs in {size / 1e6:.0f} MB would be "
+            f"more than the {_MAX_RUNS} runs or {_MAX_FILE_BYTES // 2**20} MiB a baseline may "
+            "hold; give some tests their own file with --agentperf-baseline-path",
+            path=str(path),
+            problem="too large",
+        )
+
+
+def _merge(
+    old: Baseline | None, new: Mapping[RunKey, BaselineRun], whole: Collection[str]
+) -> tuple[dict[RunKey, BaselineRun], list[Any], int]:
+    """The runs to write (old ones not replaced, then ``new``), the old unreadable entries to
+    keep as they are, and how many old runs were kept. A test in ``whole`` keeps no old run."""
+    merged: dict[RunKey, BaselineRun] = {}
+    keep_raw: list[Any] = []
+    if old is not None:
+        for key, run in old.runs.items():
+            if key not in new and key[0] not in whole:
+                merged[key] = run
+        for raw in old.unreadable:
+            claimed = _entry_key(raw)
+            if claimed is None or (claimed not in new and claimed[0] not in whole):
+                keep_raw.append(raw)
+    kept = len(merged)
+    merged.update(new)
+    return merged, keep_raw, kept
 
 
 # --------------------------------------------------------------------------- reading
@@ -518,36 +608,56 @@ def _kind(value: Any) -> str:
     )
 
 
-def _text(d: dict[str, Any], key: str, where: str, *, optional: bool = False) -> str | None:
+def _text(
+    d: dict[str, Any],
+    key: str,
+    where: str,
+    *,
+    optional: bool = False,
+    limit: int | None = _MAX_TEXT,
+) -> str | None:
     value = d.get(key)
     if value is None and optional:
         return None
     if not isinstance(value, str):
         raise _fail(f"{where}.{key}", f"expected a string, got {_kind(value)}")
-    if len(value) > _MAX_TEXT:
+    if limit is not None and len(value) > limit:
         raise _fail(f"{where}.{key}", f"string too long ({len(value)} characters)")
     return value
 
 
-def _int(d: dict[str, Any], key: str, where: str, *, optional: bool = False) -> int | None:
+def _int(
+    d: dict[str, Any],
+    key: str,
+    where: str,
+    *,
+    optional: bool = False,
+    limit: int | None = 10**12,
+) -> int | None:
+    """A non-negative whole number; counts of calls are bounded, settings (``limit=None``)
+    are whatever the writer saved."""
     value = d.get(key)
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail(f"{where}.{key}", f"expected a whole number, got {_kind(value)}")
-    if value < 0 or value > 10**12:
+    if value < 0 or (limit is not None and value > limit):
         raise _fail(f"{where}.{key}", f"out of range ({value})")
     return value
 
 
 def _num(d: dict[str, Any], key: str, where: str, *, optional: bool = False) -> float | None:
+    """A finite, non-negative number: the writer saves any such value (and null for others)."""
     value = d.get(key)
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail(f"{where}.{key}", f"expected a number, got {_kind(value)}")
-    number = float(value)
-    if not math.isfinite(number) or number < 0 or number > 1e12:
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        raise _fail(f"{where}.{key}", "out of range (too large)") from None
+    if not math.isfinite(number) or number < 0:
         raise _fail(f"{where}.{key}", f"out of range ({value!r})")
     return number
 
@@ -567,17 +677,16 @@ def _parse_machine(value: Any, where: str) -> Machine:
 
 def _parse_shape(value: Any, where: str) -> LoadShape:
     d = _obj(value, where)
-    warmup = _int(d, "warmup", where)
-    timeout = _num(d, "timeout", where)
-    assert warmup is not None and timeout is not None
+    warmup = _int(d, "warmup", where, limit=None)
+    assert warmup is not None
     return LoadShape(
-        requests=_int(d, "requests", where, optional=True),
-        concurrency=_int(d, "concurrency", where, optional=True),
+        requests=_int(d, "requests", where, optional=True, limit=None),
+        concurrency=_int(d, "concurrency", where, optional=True, limit=None),
         rate=_num(d, "rate", where, optional=True),
         arrival=_text(d, "arrival", where) or "",
         duration=_num(d, "duration", where, optional=True),
         warmup=warmup,
-        timeout=timeout,
+        timeout=_num(d, "timeout", where, optional=True) or 0.0,
     )
 
 
@@ -598,6 +707,8 @@ def _parse_samples(value: Any, where: str) -> FloatArray:
 
 def _parse_run(value: Any, where: str) -> BaselineRun:
     d = _obj(value, where)
+    if not _depth_ok(d, 2):
+        raise _fail(where, f"nested deeper than {_MAX_DEPTH} levels")
     lat = _obj(d.get("latency"), f"{where}.latency")
     lw = f"{where}.latency"
     samples = _parse_samples(d.get("samples"), f"{where}.samples")
@@ -627,8 +738,8 @@ def _parse_run(value: Any, where: str) -> BaselineRun:
             f"inconsistent counts (requests {requests}, errors {errors}, timeouts {timeouts})",
         )
     return BaselineRun(
-        test=_text(d, "test", where) or "",
-        run=_text(d, "run", where) or "",
+        test=_text(d, "test", where, limit=None) or "",
+        run=_text(d, "run", where, limit=None) or "",
         shape=_parse_shape(d.get("shape"), f"{where}.shape"),
         requests=requests,
         errors=errors,
@@ -681,7 +792,7 @@ def parse(text: str, path: str = "<baseline>") -> Baseline:
         )
     if schema < 1:
         raise error(f"unknown schema version {schema}")
-    if not _depth_ok(doc):
+    if not _depth_ok({k: v for k, v in doc.items() if k != "runs"}):
         raise error(f"nested deeper than {_MAX_DEPTH} levels")
     runs_doc = doc.get("runs")
     if not isinstance(runs_doc, list):
@@ -689,15 +800,44 @@ def parse(text: str, path: str = "<baseline>") -> Baseline:
     if len(runs_doc) > _MAX_RUNS:
         raise error(f"runs: {len(runs_doc)} entries, more than the {_MAX_RUNS} allowed")
     runs: dict[RunKey, BaselineRun] = {}
-    try:
-        for i, item in enumerate(runs_doc):
+    problems: list[str] = []
+    unreadable: list[Any] = []
+    # One bad entry (edited by hand, written by a buggy version) is set aside on its own: the
+    # other tests keep their baseline, and a save keeps the entry as it is.
+    for i, item in enumerate(runs_doc):
+        try:
             run = _parse_run(item, f"runs[{i}]")
             if run.key in runs:
-                raise _fail(f"runs[{i}]", f"duplicate entry for test {run.test!r} run {run.run!r}")
-            runs[run.key] = run
-    except _Invalid as exc:
-        raise error(str(exc)) from None
-    return Baseline(path=path, runs=MappingProxyType(runs))
+                raise _fail(f"runs[{i}]", "a second entry for the same test and run")
+        except _Invalid as exc:
+            problems.append(
+                f"baseline file {path}: entry {_describe_entry(item)} is ignored ({exc}); "
+                "re-record that test with --agentperf-baseline"
+            )
+            unreadable.append(item)
+            continue
+        runs[run.key] = run
+    return Baseline(
+        path=path,
+        runs=MappingProxyType(runs),
+        problems=tuple(problems),
+        unreadable=tuple(unreadable),
+    )
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted and cut short for a message (a test id may be very long)."""
+    if len(text) <= _MAX_SHOWN:
+        return repr(text)
+    return repr(text[: _MAX_SHOWN - 3] + "...")
+
+
+def _describe_entry(value: Any) -> str:
+    """How a message names an entry: by its test and run when it gives them."""
+    key = _entry_key(value)
+    if key is None:
+        return "without a test id and run name"
+    return f"of test {_shown(key[0])} run {_shown(key[1])}"
 
 
 def load(path: str | os.PathLike[str]) -> Baseline | None:

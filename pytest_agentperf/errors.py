@@ -88,3 +88,13 @@ def describe(exc: BaseException) -> str:
     except Exception as problem:  # a broken __str__ must not cost the call its outcome
         text = f"<str() raised {type(problem).__name__}>"
     return f"{type(exc).__name__}: {text}"
+
+
+class OutputPathError(AgentPerfError):
+    """A file the plugin would write is not a regular file of its own (a device, a directory,
+    a foreign file, a dangling link out of the project); it is left untouched."""
+
+    def __init__(self, message: str, *, path: str, problem: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.problem = problem

@@ -43,13 +43,17 @@ MODES = ("fail", "warn")
 
 @dataclass(frozen=True)
 class GateOptions:
-    """Command-line choices: where the baseline is, save or compare, tolerance, fail or warn."""
+    """Command-line choices: where the baseline is, save or compare, tolerance, fail or warn.
+
+    ``root`` is the project folder: a dangling link at ``path`` may lead only inside it.
+    """
 
     path: Path
     save: bool = False
     compare: bool = True
     tolerance: float = DEFAULT_TOLERANCE
     mode: str = "fail"
+    root: Path | None = None
 
 
 class BaselineGate:
@@ -60,12 +64,16 @@ class BaselineGate:
         self.baseline: Baseline | None = None
         self.problem: str | None = None
         """Why the baseline file could not be used (a warning for the summary), or None."""
+        self.entry_problems: tuple[str, ...] = ()
+        """Entries of the baseline set aside as unreadable, one warning each."""
         self._machine: Machine | None = None
         if options.compare and not options.save:
             try:
                 self.baseline = load(options.path)
             except BaselineError as exc:
                 self.problem = str(exc)
+            if self.baseline is not None:
+                self.entry_problems = self.baseline.problems
 
     @property
     def machine(self) -> Machine:
@@ -116,7 +124,13 @@ class BaselineGate:
             for r in records
             if isinstance(r.get("result"), Mapping) and not r["result"].get("aborted")
         ]
-        return save(self.options.path, entries, keep_existing=True, complete=complete)
+        return save(
+            self.options.path,
+            entries,
+            keep_existing=True,
+            complete=complete,
+            root=self.options.root,
+        )
 
     def save_at_end(
         self,
@@ -148,6 +162,8 @@ class BaselineGate:
         )
         if done.replaced_problem:
             line += f" (replaced an unusable file: {done.replaced_problem})"
+        if done.unreadable_kept:
+            line += f" ({done.unreadable_kept} unreadable entries kept as they were)"
         return line, False
 
     def missing(self, records: Iterable[Mapping[str, Any]], executed: Iterable[str]) -> list[str]:
@@ -195,6 +211,7 @@ def summary_lines(
     lines: list[str] = []
     if gate.problem:
         lines.append(f"WARNING: {gate.problem}")
+    lines += [f"WARNING: {problem}" for problem in gate.entry_problems]
     if gate.baseline is None:
         return lines
     flagged: set[str] = set()

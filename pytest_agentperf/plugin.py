@@ -25,6 +25,7 @@ MARKER = "agent_perf"
 session_key = pytest.StashKey[Session]()
 gate_key = pytest.StashKey[BaselineGate]()
 fixture_key = pytest.StashKey[AgentPerf]()
+call_passed_key = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -148,6 +149,7 @@ def _gate_options(config: pytest.Config) -> GateOptions:
         compare=not config.getoption("agentperf_no_compare"),
         tolerance=tolerance,
         mode=config.getoption("agentperf_regression"),
+        root=config.rootpath,
     )
 
 
@@ -222,7 +224,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture
-def agentperf(request: pytest.FixtureRequest) -> AgentPerf:
+def agentperf(request: pytest.FixtureRequest) -> Generator[AgentPerf, None, None]:
     """Run an agent under load: ``agentperf.run(fn, inputs)`` or ``await agentperf.arun(...)``."""
     item = request.node
     fixture = AgentPerf(
@@ -232,7 +234,20 @@ def agentperf(request: pytest.FixtureRequest) -> AgentPerf:
         warn=lambda message: item.warn(AgentPerfWarning(message)),
     )
     item.stash[fixture_key] = fixture
-    return fixture
+    yield fixture
+    __tracebackhide__ = True  # under -W error the warning fails the test: show it, not us
+    # A marked test that passed without a single run (a forgotten ``await`` on arun, or no
+    # call at all) measured nothing: say so. Torn down after the fixtures that use this one,
+    # so runs made in their teardown count. A skipped or failed test is not warned about.
+    marked = item.get_closest_marker(MARKER) is not None
+    if marked and not fixture.records and item.stash.get(call_passed_key, False):
+        item.warn(
+            AgentPerfWarning(
+                f"{item.nodeid} is marked {MARKER} but made no run, so nothing was measured; "
+                "call agentperf.run(...) or await agentperf.arun(...) in it "
+                "(an arun(...) without await never runs)"
+            )
+        )
 
 
 @pytest.fixture
@@ -250,6 +265,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, Any, None]:
     outcome = yield
+    if call.when == "call":
+        item.stash[call_passed_key] = outcome.get_result().passed
     fixture = item.stash.get(fixture_key, None)
     if fixture is not None:  # runs made in this phase (a fixture's setup or teardown too)
         runs = fixture.take_new_records()
@@ -266,6 +283,7 @@ class _Collector:
         self.executed: set[str] = set()
         self.passed: set[str] = set()
         self.saved: str | None = None
+        self.written: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         runs = getattr(report, "agentperf_runs", None)
@@ -277,23 +295,38 @@ class _Collector:
             self.records.extend(runs)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """Save the baseline once, here in the controlling process, unless interrupted."""
+        """Write the reports, and save the baseline unless interrupted, once, here in the
+        controlling process (also with ``-p no:terminal``). One that fails fails the session."""
+        from .report.output import write_report
+
+        failures = []
+        path = self.config.getoption("agentperf_json")
+        if path:
+            line, failed = write_report(
+                "JSON report",
+                path,
+                lambda: json_report.write(
+                    path, self.records, __version__, root=self.config.rootpath
+                ),
+            )
+            self.written.append(line)
+            failures += [line] if failed else []
         interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
         self.saved, failed = self.config.stash[gate_key].save_at_end(
             self.records, interrupted=interrupted, cwd=self.config.rootpath, complete=self.passed
         )
-        if failed and session.exitstatus == pytest.ExitCode.OK:
+        failures += [self.saved] if failed and self.saved else []
+        if failures and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if failures and self.config.pluginmanager.get_plugin("terminalreporter") is None:
+            import sys
+
+            for line in failures:  # no terminal summary will show it
+                sys.stderr.write(f"agentperf: {line}\n")
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        path = self.config.getoption("agentperf_json")
-        if path:
-            try:
-                written = json_report.write(path, self.records, __version__)
-            except (OSError, ValueError) as exc:
-                terminalreporter.write_line(f"agentperf: could not write JSON report {path}: {exc}")
-            else:
-                terminalreporter.write_line(f"agentperf: JSON report written to {written}")
+        for line in self.written:
+            terminalreporter.write_line(f"agentperf: {line}")
         gate = self.config.stash[gate_key]
         notes = [self.saved] if self.saved else []
         # with no perf run the section appears only for a baseline problem or a save

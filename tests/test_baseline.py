@@ -199,8 +199,10 @@ def test_a_test_that_ran_to_the_end_is_re_recorded_whole(tmp_path: Path) -> None
 
 
 def test_saving_over_a_corrupt_file_replaces_it_and_says_so(tmp_path: Path) -> None:
+    """A baseline of ours that no longer parses (cut short, a bad merge) is replaced."""
     path = tmp_path / "baseline.json"
-    path.write_text("{not json", encoding="utf-8")
+    text = write_valid(path)
+    path.write_text(text[: len(text) // 2], encoding="utf-8")
     result = save(path, [entry()])
     assert result.replaced_problem is not None and "not valid JSON" in result.replaced_problem
     assert load(path) is not None
@@ -225,7 +227,7 @@ def test_a_crash_mid_write_leaves_the_old_file(
     elif fail_at == "fsync":
         monkeypatch.setattr(bl.os, "fsync", boom)
     else:
-        monkeypatch.setattr(bl, "dumps", lambda runs: "x" * 10)  # a short document...
+        monkeypatch.setattr(bl, "dumps", lambda *a: "x" * 10)  # a short document...
         real_fdopen = os.fdopen
 
         class _Half:
@@ -341,6 +343,11 @@ CORRUPTIONS = {
         lambda t: t.replace('"duration": ', '"duration": Infinity, "x": ', 1),
         "non-finite number Infinity",
     ),
+    "json bomb depth": (lambda t: "[" * 100_000 + "]" * 100_000, "not valid JSON"),
+}
+
+# Problems of one entry: that entry is set aside, the rest of the file is used.
+ENTRY_CORRUPTIONS = {
     "huge array": (
         lambda t: _mutate(t, _set_run("samples", [0.1] * 30_000)),
         "30000 samples, more than",
@@ -381,13 +388,11 @@ CORRUPTIONS = {
         "runs[0].shape: expected an object",
     ),
     "run not an object": (
-        lambda t: _mutate(t, lambda d: d.update(runs=[5])),
+        lambda t: _mutate(t, lambda d: d["runs"].__setitem__(0, 5)),
         "runs[0]: expected an object",
     ),
-    "long string": (lambda t: _mutate(t, _set_run("test", "x" * 10_000)), "string too long"),
-    "duplicate": (lambda t: _mutate(t, _duplicate), "duplicate entry"),
+    "duplicate": (lambda t: _mutate(t, _duplicate), "runs[2]: a second entry for the same"),
     "deep nesting": (lambda t: _mutate(t, _deep), "nested deeper"),
-    "json bomb depth": (lambda t: "[" * 100_000 + "]" * 100_000, "not valid JSON"),
 }
 
 
@@ -407,6 +412,74 @@ def test_unusable_files_raise_a_baseline_error_naming_file_and_problem(
     assert problem in str(err), str(err)
     assert err.path == str(path)
     assert err.problem
+
+
+def _two_runs(path: Path) -> str:
+    save(path, [entry(), entry("tests/test_b.py::test_two")], keep_existing=False)
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", sorted(ENTRY_CORRUPTIONS))
+def test_an_unreadable_entry_is_set_aside_and_the_others_are_used(
+    tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "baseline.json"
+    corrupt, problem = ENTRY_CORRUPTIONS[kind]
+    path.write_text(corrupt(_two_runs(path)), encoding="utf-8")
+    got = load(path)
+    assert got is not None
+    assert ("tests/test_b.py::test_two", "default") in got.runs
+    (message,) = got.problems
+    assert str(path) in message and problem in message, message
+    if kind != "run not an object":
+        assert "of test 'tests/test_a.py::test_one' run 'default' is ignored" in message
+    assert len(got.unreadable) == 1
+
+
+def _set_entry(path: Path, test: str, key: str, value: Any) -> None:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    (run,) = [r for r in doc["runs"] if r["test"] == test]
+    run[key] = value
+    path.write_text(json.dumps(doc), encoding="utf-8")
+
+
+def test_a_subset_save_keeps_an_unreadable_entry_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "baseline.json"
+    save(path, [entry("t::a"), entry("t::b"), entry("t::c")])
+    _set_entry(path, "t::b", "requests", "many")
+    result = save(path, [entry("t::c", seed=3)])
+    assert (result.written, result.kept, result.unreadable_kept) == (1, 1, 1)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert [r["test"] for r in doc["runs"]] == ["t::a", "t::c", "t::b"]
+    assert doc["runs"][2]["requests"] == "many"
+    got = load(path)
+    assert got is not None and set(got.runs) == {("t::a", "default"), ("t::c", "default")}
+    (message,) = got.problems
+    assert "'t::b' run 'default' is ignored" in message and "expected a whole number" in message
+
+
+@pytest.mark.parametrize("complete", [(), ("t::b",)])
+def test_re_recording_the_run_of_an_unreadable_entry_replaces_it(
+    tmp_path: Path, complete: tuple[str, ...]
+) -> None:
+    path = tmp_path / "baseline.json"
+    save(path, [entry("t::a"), entry("t::b")])
+    _set_entry(path, "t::b", "latency", None)
+    new = entry("t::b", name="renamed") if complete else entry("t::b")
+    result = save(path, [new], complete=complete)
+    assert result.unreadable_kept == 0
+    got = load(path)
+    assert got is not None and got.problems == ()
+    assert set(got.runs) == {("t::a", "default"), new.key}
+
+
+def test_a_long_test_id_or_run_name_is_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "baseline.json"
+    long_test, long_run = "t.py::test_" + "x" * 10_000, "run-" + "y" * 10_000
+    save(path, [entry(long_test, name=long_run)])
+    got = load(path)
+    assert got is not None and got.problems == ()
+    assert got.get(long_test, long_run) is not None
 
 
 def test_binary_file(tmp_path: Path) -> None:
@@ -517,3 +590,49 @@ def test_a_run_record_gives_the_same_entry_as_the_result() -> None:
 def test_a_malformed_record_is_a_baseline_error() -> None:
     with pytest.raises(BaselineError, match="malformed run record"):
         bl.run_from_record({"test": "t::x", "name": "main", "result": {"shape": None}}, ENV)
+
+
+def test_a_name_that_cannot_be_encoded_is_a_baseline_error(tmp_path: Path) -> None:
+    path = tmp_path / "baseline.json"
+    old = write_valid(path)
+    with pytest.raises(BaselineError, match="could not encode the baseline file"):
+        save(path, [entry("t::x", name="bad \udc80 name")])
+    assert path.read_text(encoding="utf-8") == old
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("where", ["/dev/null", "folder", "foreign"])
+def test_save_refuses_what_is_not_a_baseline_and_leaves_it(tmp_path: Path, where: str) -> None:
+    if where == "/dev/null":
+        if not os.path.exists("/dev/null"):
+            pytest.skip("POSIX device")
+        path = Path("/dev/null")
+    elif where == "folder":
+        path = tmp_path / "baseline.json"
+        path.mkdir()
+    else:
+        path = tmp_path / "baseline.json"
+        path.write_text('{"benchmarks": []}', encoding="utf-8")
+    with pytest.raises(BaselineError, match=f"refusing to write {path}: ") as info:
+        save(path, [entry()])
+    assert info.value.problem
+    if where == "foreign":
+        assert path.read_text(encoding="utf-8") == '{"benchmarks": []}'
+    assert not (path.parent / "baseline.json.lock").exists()
+    assert not Path("/dev/null.lock").exists()
+
+
+def test_a_file_the_reader_would_reject_as_too_large_is_not_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "baseline.json"
+    old = write_valid(path)
+    monkeypatch.setattr(bl, "_MAX_RUNS", 2)
+    with pytest.raises(BaselineError, match=r"3 runs in .* more than the 2 runs"):
+        save(path, [entry("t::b"), entry("t::c")])
+    assert path.read_text(encoding="utf-8") == old
+    monkeypatch.setattr(bl, "_MAX_RUNS", 20_000)
+    monkeypatch.setattr(bl, "_MAX_FILE_BYTES", 1000)
+    with pytest.raises(BaselineError, match="own file with --agentperf-baseline-path"):
+        save(path, [entry("t::b")])
+    assert path.read_text(encoding="utf-8") == old

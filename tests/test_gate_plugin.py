@@ -192,9 +192,17 @@ def test_new_and_missing_runs(project: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*0 new, 0 missing"])
 
 
-@pytest.mark.parametrize("content", ["{ truncated", '{"format": "something else"}', ""])
+@pytest.mark.parametrize(
+    ("content", "ours"),
+    [
+        ('{"format": "pytest-agentperf-baseline", "schema": 1, "runs": [', True),  # cut short
+        ("", True),  # an empty file may be replaced
+        ("{ truncated", False),
+        ('{"format": "something else"}', False),
+    ],
+)
 def test_an_unusable_baseline_is_a_warning_and_is_left_alone(
-    project: pytest.Pytester, content: str
+    project: pytest.Pytester, content: str, ours: bool
 ) -> None:
     path = project.path / BASELINE
     path.parent.mkdir()
@@ -203,10 +211,17 @@ def test_an_unusable_baseline_is_a_warning_and_is_left_alone(
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["WARNING: baseline file *baseline.json is unusable: *"])
     assert path.read_text(encoding="utf-8") == content
-    # Only an explicit --agentperf-baseline replaces it, and says so.
     result = project.runpytest("--agentperf-baseline")
-    result.stdout.fnmatch_lines(["*2 runs written, 0 kept (replaced an unusable file:*"])
-    assert len(_runs(path)) == 2
+    result.assert_outcomes(passed=2)
+    if ours:  # only an explicit --agentperf-baseline replaces it, and says so
+        result.stdout.fnmatch_lines(["*2 runs written, 0 kept (replaced an unusable file:*"])
+        assert len(_runs(path)) == 2
+    else:  # a file that is not a baseline is never replaced: the save fails, loudly
+        assert result.ret == pytest.ExitCode.TESTS_FAILED
+        result.stdout.fnmatch_lines(
+            ["*ERROR: refusing to write *baseline.json: it exists and is not a pytest-agentperf*"]
+        )
+        assert path.read_text(encoding="utf-8") == content
 
 
 def test_an_interrupted_session_writes_no_baseline(project: pytest.Pytester) -> None:
@@ -335,3 +350,36 @@ def test_usage_known_on_one_side_only_is_noted_even_when_latency_passes(
     result = project.runpytest(LOOSE)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*note: token usage known on one side only*"])
+
+
+def test_an_unreadable_entry_is_named_and_kept_while_the_rest_is_used(
+    project: pytest.Pytester,
+) -> None:
+    project.runpytest("--agentperf-baseline").assert_outcomes(passed=2)
+    path = project.path / BASELINE
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    (two,) = [r for r in doc["runs"] if r["test"].endswith("test_two")]
+    two["shape"]["timeout"] = "thirty"  # edited by hand
+    path.write_text(json.dumps(doc), encoding="utf-8")
+
+    result = project.runpytest(LOOSE)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_one*PASS*",
+            "*test_two*NEW*",
+            "WARNING: baseline file *baseline.json: entry of test 'test_perf.py::test_two' run "
+            "'main' is ignored (runs[[]1[]].shape.timeout: expected a number, got a string)*",
+            "*: 0 regressed, 0 improved, 0 inconclusive, 1 new, 0 missing",
+        ]
+    )
+    # saving a subset keeps the unreadable entry as it was, and says so
+    result = project.runpytest("--agentperf-baseline", "-k", "test_one")
+    result.stdout.fnmatch_lines(
+        ["*1 runs written, 0 kept (1 unreadable entries kept as they were)"]
+    )
+    saved = json.loads(path.read_text(encoding="utf-8"))["runs"]
+    assert [r["shape"]["timeout"] for r in saved if r["test"].endswith("test_two")] == ["thirty"]
+    # re-recording that test replaces it
+    project.runpytest("--agentperf-baseline").assert_outcomes(passed=2)
+    assert "WARNING" not in project.runpytest(LOOSE).stdout.str()

@@ -7,6 +7,7 @@ import pytest
 
 from pytest_agentperf.collect import build_result
 from pytest_agentperf.engine import run_load
+from pytest_agentperf.errors import OutputPathError
 from pytest_agentperf.report import json as json_report
 from pytest_agentperf.report import terminal
 from pytest_agentperf.runner import record_of
@@ -52,6 +53,18 @@ def test_json_report_is_valid_and_versioned(tmp_path: Path) -> None:
     assert run["test"] == "t::x" and run["result"]["requests"] == 10
     assert len(run["result"]["latency"]["samples"]) == 10
     assert run["result"]["usage"]["total_tokens"] == 70
+
+
+def test_json_report_replaces_its_own_file_and_no_other(tmp_path: Path) -> None:
+    target = tmp_path / "perf.json"
+    json_report.write(target, [_record("t::x", "first")], "1")
+    assert json.loads(target.read_text())["format"] == "pytest-agentperf-results"
+    json_report.write(target, [_record("t::x", "second")], "1")
+    assert json.loads(target.read_text())["runs"][0]["name"] == "second"
+    target.write_text('{"results": "of another tool"}')
+    with pytest.raises(OutputPathError, match="not a pytest-agentperf JSON report"):
+        json_report.write(target, [_record("t::x", "third")], "1")
+    assert target.read_text() == '{"results": "of another tool"}'
 
 
 def test_json_report_never_leaves_a_partial_file(tmp_path: Path) -> None:

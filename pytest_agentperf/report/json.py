@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_atomic
+from ..atomic import FileKind, json_kind, write_atomic
 from ..baseline import machine_info
 
+FORMAT = "pytest-agentperf-results"
 SCHEMA_VERSION = 1
+
+KIND: FileKind = json_kind(
+    "pytest-agentperf JSON report",
+    FORMAT,
+    legacy_keys=("schema_version", "plugin_version", "runs"),  # reports from before the marker
+)
+"""What a JSON report looks like: only such a file (or none, or an empty one) is replaced."""
 
 
 def document(records: Sequence[dict[str, Any]], plugin_version: str) -> dict[str, Any]:
     return {
+        "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "plugin_version": plugin_version,
         "machine": asdict(machine_info()),
@@ -23,9 +33,19 @@ def document(records: Sequence[dict[str, Any]], plugin_version: str) -> dict[str
     }
 
 
-def write(path: str | Path, records: Sequence[dict[str, Any]], plugin_version: str) -> Path:
-    """Write the report atomically; returns the path written."""
+def write(
+    path: str | Path,
+    records: Sequence[dict[str, Any]],
+    plugin_version: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Write the report atomically; returns the path written.
+
+    Raises ``OutputPathError`` when ``path`` is not ours to replace (see ``check_target``),
+    ``OSError`` when it cannot be written, ``ValueError`` when a record cannot be encoded.
+    """
     target = Path(path)
     text = json.dumps(document(records, plugin_version), indent=1, allow_nan=False)
-    write_atomic(target, text + "\n")
+    write_atomic(target, text + "\n", kind=KIND, root=root)
     return target
