@@ -210,8 +210,8 @@ def test_override_accepts_a_litellm_row_with_extra_fields(tmp_path: Path) -> Non
     ("content", "problem"),
     [
         ("{not json", "invalid JSON at line 1"),
-        ("[1, 2]", "the top level is a JSON list"),
-        ({"m": 3}, "model 'm': its row is a JSON int"),
+        ("[1, 2]", "the top level is a JSON array, not an object"),
+        ({"m": 3}, "model 'm': its row is a JSON number"),
         (
             {"m": {"input_cost_per_token": "1e-6", "output_cost_per_token": 1}},
             "must be a non-negative number",

@@ -6,21 +6,35 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..atomic import write_atomic
 from ..baseline import machine_info
+from ..redact import redact
 
 SCHEMA_VERSION = 1
 
 
 def document(records: Sequence[dict[str, Any]], plugin_version: str) -> dict[str, Any]:
-    return {
+    """The report's JSON document; every string in it has passed through ``redact``."""
+    doc = {
         "schema_version": SCHEMA_VERSION,
         "plugin_version": plugin_version,
         "machine": asdict(machine_info()),
         "runs": list(records),
     }
+    return cast(dict[str, Any], redact_strings(doc))
+
+
+def redact_strings(value: Any) -> Any:
+    """``value`` (JSON-like) with ``redact`` applied to every string in it, keys included."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_strings(k): redact_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_strings(v) for v in value]
+    return value
 
 
 def write(path: str | Path, records: Sequence[dict[str, Any]], plugin_version: str) -> Path:
