@@ -133,7 +133,7 @@ def _configure_prices(config: pytest.Config, session: Session) -> None:
             config.getoption("agentperf_cost_whatif"), session.prices
         )
         session.monthly_calls = parse_monthly_calls(config.getini("agentperf_monthly_calls"))
-    except PricingError as exc:
+    except (PricingError, AgentPerfWarning) as exc:  # a warning turned error by -W error
         raise pytest.UsageError(str(exc)) from None
 
 

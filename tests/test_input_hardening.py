@@ -202,7 +202,9 @@ def test_an_unknown_field_on_a_model_is_a_warning_with_a_suggestion(
         ]
     )
     strict = agents.runpytest("-W", "error::pytest_agentperf.AgentPerfWarning")
-    assert strict.ret != pytest.ExitCode.OK
+    assert strict.ret == pytest.ExitCode.USAGE_ERROR
+    strict.stderr.fnmatch_lines(["ERROR: price file *unknown field 'output_cost_per_tokens'*"])
+    assert "INTERNALERROR" not in strict.stdout.str() + strict.stderr.str()
 
 
 def test_a_secret_in_an_error_never_reaches_the_terminal_or_the_json(
