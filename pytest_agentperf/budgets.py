@@ -169,6 +169,14 @@ def _unknown_message(spec: BudgetSpec, name: str, limit: float, r: PerfResult) -
     return f"{spec.label} unknown (budget {lim}): no measurement (n={r.requests})"
 
 
+def _relation(passed: bool, *, minimum: bool) -> str:
+    """How the measured value stands to the limit, as the message shows it: a passing maximum
+    reads "<=", a broken one ">"; a passing minimum (throughput) ">=", a broken one "<"."""
+    if minimum:
+        return ">=" if passed else "<"
+    return "<=" if passed else ">"
+
+
 def evaluate(budgets: Mapping[str, float], result: PerfResult) -> tuple[BudgetCheck, ...]:
     """Check every budget against ``result``; an unknown measurement breaks its budget."""
     checks = []
@@ -183,7 +191,7 @@ def evaluate(budgets: Mapping[str, float], result: PerfResult) -> tuple[BudgetCh
             )
             continue
         passed = value >= limit if spec.minimum else value <= limit
-        op = "<" if spec.minimum else ">"
+        op = _relation(passed, minimum=spec.minimum)
         text = (
             f"{spec.label} {format_value(value, spec.unit)} {op} budget "
             f"{format_value(limit, spec.unit)} (n={n})"

@@ -12,6 +12,7 @@ from .budgets import evaluate
 from .engine import RawRun
 from .engine.log import OK, TIMEOUT
 from .pricing import PriceTable, compute_cost
+from .redact import redact
 from .results import PerfResult, Stats
 from .settings import Settings
 from .stats import summarize
@@ -62,14 +63,14 @@ def build_result(
         timeouts=int(np.count_nonzero(log.status == TIMEOUT)),
         error_rate=errors / requests if requests else 0.0,
         error_types=dict(raw.error_types),
-        error_messages=raw.error_messages,
+        error_messages=tuple(redact(m) for m in raw.error_messages),
         throughput=n_ok / raw.duration,
         duration=raw.duration,
         latency=summarize(log.latency[ok]),
         ttft=summarize(log.ttft[ok]) if n_ok else Stats(),
         itl=summarize(log.itl),
         late_starts=raw.late_starts,
-        aborted=aborted,
+        aborted=None if aborted is None else redact(aborted),
         usage=usage,
         cost=compute_cost(usage, requests, prices),
         tools=raw.usage.tool_stats(),

@@ -123,13 +123,18 @@ def pytest_configure(config: pytest.Config) -> None:
 def _configure_prices(config: pytest.Config, session: Session) -> None:
     """Load the price table once per process, and the what-if / monthly cost options."""
     name = str(config.getini("agentperf_prices") or "").strip()
+
+    def warn(message: str) -> None:
+        if not hasattr(config, "workerinput"):  # once, from the controller
+            config.issue_config_time_warning(AgentPerfWarning(message), stacklevel=2)
+
     try:
-        session.prices = load_prices(config.rootpath / name if name else None)
+        session.prices = load_prices(config.rootpath / name if name else None, warn=warn)
         session.whatif_models = parse_whatif(
             config.getoption("agentperf_cost_whatif"), session.prices
         )
         session.monthly_calls = parse_monthly_calls(config.getini("agentperf_monthly_calls"))
-    except PricingError as exc:
+    except (PricingError, AgentPerfWarning) as exc:  # a warning turned error by -W error
         raise pytest.UsageError(str(exc)) from None
 
 
@@ -193,8 +198,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _marker_layers(item: pytest.Item) -> list[dict[str, Any]]:
+    """The settings of every ``agent_perf`` marker of ``item``, farthest first (module, class,
+    function, then a ``pytest.param(..., marks=...)``), so that nearer ones win when merged."""
+    marks = list(reversed(list(item.iter_markers(MARKER))))
+    # pytest lists a param's marks after the function's own, as if farther: put them last
+    # (the first of a param's marks stays the nearest, as in pytest's own order)
+    callspec = getattr(item, "callspec", None)
+    for param_mark in reversed(list(getattr(callspec, "marks", ()))):
+        if param_mark.name == MARKER:
+            for i in range(len(marks) - 1, -1, -1):
+                if marks[i] is param_mark or marks[i] == param_mark:
+                    marks.append(marks.pop(i))
+                    break
     layers = []
-    for mark in reversed(list(item.iter_markers(MARKER))):
+    for mark in marks:
         if mark.args:
             raise SettingsError(
                 f"@pytest.mark.{MARKER} takes keyword settings only, got positional {mark.args!r}"

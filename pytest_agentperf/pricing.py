@@ -11,14 +11,16 @@ import difflib
 import json
 import math
 import re
-from collections.abc import Sequence
+import stat
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import PricingError
+from .errors import AgentPerfWarning, PricingError
 from .results import Cost, ModelUsage, Usage
 
 INPUT = "input_cost_per_token"
@@ -27,6 +29,13 @@ CACHE_READ = "cache_read_input_token_cost"
 CACHE_CREATION = "cache_creation_input_token_cost"
 REASONING = "output_cost_per_reasoning_token"
 PRICE_FIELDS = (INPUT, OUTPUT, CACHE_READ, CACHE_CREATION, REASONING)
+
+MAX_PRICE_FILE_BYTES = 64 * 2**20
+"""A price file larger than this is refused (LiteLLM's full table is about 1.5 MB)."""
+MAX_PRICE_PER_TOKEN = 1.0
+"""A price per token above this (USD) is refused: most likely a price per million tokens."""
+MAX_MONTHLY_CALLS = 10**15
+"""Upper bound of the ini option ``agentperf_monthly_calls``."""
 
 _META = "_meta"
 _ALIASES = "_aliases"
@@ -166,7 +175,10 @@ class PriceTable:
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer too large for a float
+        return None
 
 
 @lru_cache(maxsize=1)
@@ -183,12 +195,16 @@ def _split(
     return rows, aliases, meta
 
 
-def load_prices(override_path: str | Path | None = None) -> PriceTable:
+def load_prices(
+    override_path: str | Path | None = None, *, warn: Callable[[str], None] | None = None
+) -> PriceTable:
     """The bundled price table, with the rows of ``override_path`` (same schema) merged over it.
 
     A row of the override updates the fields of the bundled row of the same name, or adds a
     model (then ``input_cost_per_token`` and ``output_cost_per_token`` are required). Raises
-    ``PricingError`` naming the file and the problem when it cannot be used.
+    ``PricingError`` naming the file and the problem when it cannot be used, whatever it holds.
+    A field of a row that is neither ours nor LiteLLM's (most likely a misspelt price, which
+    would otherwise be ignored) is reported through ``warn`` (default: an ``AgentPerfWarning``).
     """
     rows, aliases, meta = _split(json.loads(_bundled_raw()))
     rows = {k: dict(v) for k, v in rows.items()}
@@ -197,6 +213,11 @@ def load_prices(override_path: str | Path | None = None) -> PriceTable:
     if override_path is not None:
         path = Path(override_path)
         o_rows, o_aliases = _read_override(path, rows)
+        for message in unknown_field_warnings(path, o_rows):
+            if warn is None:
+                warnings.warn(AgentPerfWarning(message), stacklevel=2)
+            else:
+                warn(message)
         for name, row in o_rows.items():
             rows[name] = {**rows.get(name, {}), **row}
         aliases.update(o_aliases)
@@ -214,18 +235,9 @@ def _read_override(
             path=str(path),
         )
 
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise fail("file not found (check the ini option agentperf_prices)") from None
-    except OSError as exc:
-        raise fail(f"cannot be read ({exc.strerror or exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise fail(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    data = _read_json(path, fail)
     if not isinstance(data, dict):
-        raise fail(f"the top level is a JSON {type(data).__name__}, not an object")
+        raise fail(f"the top level is a JSON {_json_type(data)}, not an object")
     rows, aliases, _ = _split(data)
     if not isinstance(aliases, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()
@@ -233,12 +245,18 @@ def _read_override(
         raise fail('"_aliases" must map model names to model names (strings)')
     for name, row in rows.items():
         if not isinstance(row, dict):
-            raise fail(f"model {name!r}: its row is a JSON {type(row).__name__}, not an object")
+            raise fail(f"model {name!r}: its row is a JSON {_json_type(row)}, not an object")
         for field in PRICE_FIELDS:
             if field in row:
-                v = row[field]
-                if _num(v) is None or not math.isfinite(float(v)) or float(v) < 0:
-                    raise fail(f"model {name!r}: {field} must be a non-negative number, got {v!r}")
+                problem = _price_problem(row[field])
+                if problem:
+                    raise fail(f"model {name!r}: {field} {problem}")
+        provider = row.get("litellm_provider")
+        if provider is not None and not isinstance(provider, str):
+            raise fail(
+                f"model {name!r}: litellm_provider must be a string, "
+                f"got a JSON {_json_type(provider)}"
+            )
         if name not in bundled:
             missing = [f for f in (INPUT, OUTPUT) if f not in row]
             if missing:
@@ -249,6 +267,121 @@ def _read_override(
                         hint = f" (did you mean {m!r} instead of {near[0]!r}?)"
                 raise fail(f"model {name!r}: missing {' and '.join(missing)}{hint}")
     return rows, aliases
+
+
+def _read_json(path: Path, fail: Callable[[str], PricingError]) -> Any:
+    """The JSON value in ``path``; any problem (missing, not a regular file, too large, not
+    UTF-8, malformed, nested too deeply) is a ``PricingError`` made by ``fail``."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise fail("file not found (check the ini option agentperf_prices)") from None
+    except OSError as exc:
+        raise fail(f"cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise fail("not a regular file")
+    try:
+        with path.open("rb") as f:  # read at most one byte past the limit: never all of it
+            raw = f.read(MAX_PRICE_FILE_BYTES + 1)
+    except OSError as exc:
+        raise fail(f"cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_PRICE_FILE_BYTES:
+        raise fail(f"larger than {MAX_PRICE_FILE_BYTES // 2**20} MiB, too large for a price file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise fail(f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise fail(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise fail("JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise fail(f"invalid JSON: {exc}") from None
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type (for messages)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _price_problem(value: Any) -> str:
+    """Why ``value`` is not a usable price per token, or "" when it is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be a non-negative number (USD per token), got a JSON {_json_type(value)}"
+    number = _num(value)
+    if number is None or not math.isfinite(number) or number < 0:
+        return f"must be a non-negative number, got {value!r}"
+    if number > MAX_PRICE_PER_TOKEN:
+        return (
+            f"is {value!r} USD per token, above {MAX_PRICE_PER_TOKEN:g}; prices are per token, "
+            f"not per million tokens (did you mean {number / 1e6:g}?)"
+        )
+    return ""
+
+
+# LiteLLM fields (and families of fields) we read no price from but accept silently.
+_KNOWN_FIELDS = frozenset(
+    (
+        "litellm_provider",
+        "mode",
+        "source",
+        "deprecation_date",
+        "metadata",
+        "tiered_pricing",
+        "provider_specific_entry",
+        "tool_use_system_prompt_tokens",
+    )
+)
+_KNOWN_PREFIXES = ("supports_", "supported_", "max_", "_")
+_LITELLM_COST = re.compile(r"[a-z0-9_]+_cost_per_[a-z0-9_]+|[a-z0-9_]+_cost")
+
+
+def _field_known(field: str) -> bool:
+    if field in PRICE_FIELDS or field in _KNOWN_FIELDS or field.startswith(_KNOWN_PREFIXES):
+        return True
+    if any(field.startswith(f + "_") for f in PRICE_FIELDS):  # _above_200k_tokens, _batches
+        return True
+    # one of LiteLLM's many other cost fields (per image, per audio token, per second, ...),
+    # unless it is a near-miss of a field we read ("input_cost_per_tokens")
+    return bool(_LITELLM_COST.fullmatch(field)) and not _near_price_field(field)
+
+
+def _near_price_field(field: str) -> list[str]:
+    return difflib.get_close_matches(field, (*PRICE_FIELDS, "litellm_provider"), n=1, cutoff=0.92)
+
+
+def unknown_field_warnings(path: str | Path, rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One message per field of a price file's row that is neither one we read nor one of
+    LiteLLM's: it is ignored, and most likely a misspelt price."""
+    out = []
+    for name, row in rows.items():
+        for field in row:
+            if not isinstance(field, str) or _field_known(field):
+                continue
+            near = _near_price_field(field) or difflib.get_close_matches(
+                field, (*PRICE_FIELDS, *_KNOWN_FIELDS), n=1, cutoff=0.6
+            )
+            hint = (
+                f"; did you mean {near[0]!r}?"
+                if near
+                else f"; prices are {', '.join(PRICE_FIELDS)}"
+            )
+            out.append(
+                f"price file {path}: model {name!r}: unknown field {field!r} is ignored{hint}"
+            )
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -341,6 +474,11 @@ def parse_monthly_calls(value: str | int | None) -> int | None:
         raise PricingError(
             f"agentperf_monthly_calls = {value!r}: must be a positive whole number of calls "
             "per month, e.g. agentperf_monthly_calls = 1000000"
+        )
+    if calls > MAX_MONTHLY_CALLS:
+        raise PricingError(
+            f"agentperf_monthly_calls = {value!r}: must be at most {MAX_MONTHLY_CALLS:,} "
+            "calls per month"
         )
     return calls
 

@@ -5,6 +5,7 @@ No pytest here: plugin.py builds one ``Session`` per process and an ``AgentPerf`
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -13,6 +14,7 @@ from .abort import AbortMonitor
 from .budgets import raise_if_broken, small_sample_warnings
 from .collect import build_result
 from .engine import ProgressSink, RawRun, RunObserver, arun_load, run_load
+from .errors import SettingsError
 from .integrations.langchain import activate as langchain_hook
 from .memory import PROFILE_CALLS, MemorySampler, aprofile_agent, profile_agent
 from .pricing import PriceTable, cost_projection
@@ -106,6 +108,34 @@ def _status(result: PerfResult) -> str:
     return "PASS"
 
 
+def check_run_name(name: object) -> None:
+    """Raise SettingsError unless ``name`` is a usable run name: a non-empty ``str`` that can be
+    written as UTF-8 (no lone surrogates) and holds no control characters (it is shown in the
+    terminal table and saved in the baseline)."""
+    if not isinstance(name, str):
+        raise SettingsError(
+            f"name={name!r}: a run name must be a str, got {type(name).__name__}", key="name"
+        )
+    if not name.strip():
+        raise SettingsError(
+            f"name={name!r}: a run name must not be empty; leave name= out to use the "
+            "function's name",
+            key="name",
+        )
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SettingsError(
+            f"name={name!r}: a run name must be valid text (it holds a lone surrogate)",
+            key="name",
+        ) from None
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise SettingsError(
+            f"name={name!r}: a run name must not hold control characters (newline, tab, ...)",
+            key="name",
+        )
+
+
 def record_of(test_id: str, result: PerfResult, warnings: Sequence[str] = ()) -> dict[str, Any]:
     """The JSON-ready record of one run, as it travels to reports (and across xdist)."""
     data = result.to_dict(samples=True)
@@ -154,7 +184,12 @@ class AgentPerf:
         return parse_settings(*self._layers, overrides).scaled(self._session.scale)
 
     def _name(self, name: str | None, fn: Any) -> str:
-        base = name or getattr(fn, "__name__", None) or type(fn).__name__
+        if name is not None:
+            check_run_name(name)
+            base = name
+        else:
+            default = getattr(fn, "__name__", None)
+            base = default if isinstance(default, str) and default else type(fn).__name__
         unique, k = base, 2
         while unique in self._names:
             unique, k = f"{base}-{k}", k + 1

@@ -12,7 +12,7 @@ from typing import Any
 from .budgets import BUDGETS, JUDGED_EARLY, ORDERED
 from .errors import SettingsError
 from .results import LoadShape
-from .units import Unit, format_value, parse
+from .units import Unit, format_seconds, format_value, parse
 
 DEFAULT_REQUESTS = 20
 DEFAULT_TIMEOUT = 30.0
@@ -21,6 +21,14 @@ MIN_RATE = 1e-6
 """Slowest open-loop rate: one arrival in about 11.6 days; slower schedules overflow timers."""
 MAX_RATE = 1e9
 """Fastest open-loop rate: far beyond what any Python load generator can start."""
+MAX_COUNT = 10**9
+"""Upper bound of ``requests``, ``concurrency`` and ``warmup`` (also after scaling): above it a
+count is a typo, and counts must stay well inside what a float holds exactly."""
+MAX_SECONDS = 365 * 24 * 3600.0
+"""Upper bound of ``timeout``, ``duration`` and ``window`` (also after scaling): one year."""
+_MAX_SECONDS_TEXT = "365 days (one year)"
+MAX_SCALE = 1e6
+"""Upper bound of ``--agentperf-scale``."""
 
 _LOAD_KEYS = (
     "requests",
@@ -77,18 +85,46 @@ class Settings:
         )
 
     def scaled(self, factor: float) -> Settings:
-        """These settings with ``requests`` and ``duration`` multiplied by ``factor``."""
+        """These settings with ``requests`` and ``duration`` multiplied by ``factor``; raises
+        SettingsError naming ``--agentperf-scale`` when a scaled value leaves its bounds."""
         if factor == 1.0:
             return self
-        requests = None if self.requests is None else max(1, round(self.requests * factor))
-        duration = None if self.duration is None else self.duration * factor
+        requests = duration = None
+        if self.requests is not None:
+            scaled = self.requests * factor
+            if not scaled <= MAX_COUNT:  # also catches inf and nan
+                raise _scale_error(
+                    factor, f"requests={self.requests} becomes {scaled:g}", f"{MAX_COUNT:,}"
+                )
+            requests = max(1, round(scaled))
+        if self.duration is not None:
+            duration = self.duration * factor
+            if not duration <= MAX_SECONDS:
+                raise _scale_error(
+                    factor,
+                    f"duration={format_seconds(self.duration)} becomes {duration:g} s",
+                    _MAX_SECONDS_TEXT,
+                )
         return replace(self, requests=requests, duration=duration)
 
 
+def _scale_error(factor: float, what: str, bound: object) -> SettingsError:
+    return SettingsError(
+        f"--agentperf-scale={factor:g}: {what}, above the most allowed ({bound}); "
+        "use a smaller scale",
+        key="--agentperf-scale",
+    )
+
+
 def parse_scale(value: float) -> float:
-    """The ``--agentperf-scale`` factor: a finite number above zero."""
+    """The ``--agentperf-scale`` factor: a finite number above zero, at most ``MAX_SCALE``."""
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise SettingsError(f"--agentperf-scale={value}: must be a finite number greater than 0")
+    if value > MAX_SCALE:
+        raise SettingsError(
+            f"--agentperf-scale={value:g}: must be at most {MAX_SCALE:g} "
+            "(it multiplies requests= and duration=)"
+        )
     return float(value)
 
 
@@ -107,13 +143,18 @@ def _int(value: Any, key: str, minimum: int) -> int:
         )
     if value < minimum:
         raise SettingsError(f"{key}={value!r}: must be at least {minimum}", key=key)
+    if value > MAX_COUNT and key != "seed":
+        raise SettingsError(f"{key}={value!r}: must be at most {MAX_COUNT:,}", key=key)
     return value
 
 
-def _positive(value: Any, unit: Unit, key: str) -> float:
+def _positive(value: Any, unit: Unit, key: str, maximum: float | None = None) -> float:
+    """A number of ``unit`` above zero (and at most ``maximum`` seconds, when given)."""
     number = parse(value, unit, key=key)
     if number <= 0:
         raise SettingsError(f"{key}={value!r}: must be greater than zero", key=key)
+    if maximum is not None and number > maximum:
+        raise SettingsError(f"{key}={value!r}: must be at most {_MAX_SECONDS_TEXT}", key=key)
     return number
 
 
@@ -155,9 +196,9 @@ def parse_settings(*layers: Mapping[str, Any]) -> Settings:
     if "seed" in merged:
         kw["seed"] = _int(merged["seed"], "seed", 0)
     if "timeout" in merged:
-        kw["timeout"] = _positive(merged["timeout"], Unit.SECONDS, "timeout")
+        kw["timeout"] = _positive(merged["timeout"], Unit.SECONDS, "timeout", MAX_SECONDS)
     if merged.get("duration") is not None:
-        kw["duration"] = _positive(merged["duration"], Unit.SECONDS, "duration")
+        kw["duration"] = _positive(merged["duration"], Unit.SECONDS, "duration", MAX_SECONDS)
         if "requests" not in merged:
             kw["requests"] = None
     if merged.get("rate") is not None:
@@ -182,7 +223,7 @@ def parse_settings(*layers: Mapping[str, Any]) -> Settings:
     if merged.get("tolerance") is not None:
         kw["tolerance"] = parse(merged["tolerance"], Unit.FRACTION, key="tolerance")
     if merged.get("window") is not None:
-        kw["window"] = _positive(merged["window"], Unit.SECONDS, "window")
+        kw["window"] = _positive(merged["window"], Unit.SECONDS, "window", MAX_SECONDS)
     if "memory_profile" in merged:
         if not isinstance(merged["memory_profile"], bool):
             raise SettingsError("memory_profile: expected True or False", key="memory_profile")

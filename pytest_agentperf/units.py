@@ -63,7 +63,10 @@ def parse(value: object, unit: Unit, *, key: str) -> float:
     if isinstance(value, bool):
         raise SettingsError(f"{key}={value!r}: expected {describe(unit)}, not a bool", key=key)
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float (10**400)
+            raise SettingsError(f"{key}={value!r}: must be a finite number", key=key) from None
     elif isinstance(value, str):
         number = _parse_string(value.strip(), unit, key)
     else:
@@ -75,9 +78,21 @@ def parse(value: object, unit: Unit, *, key: str) -> float:
     if number < 0:
         raise SettingsError(f"{key}={value!r}: must not be negative", key=key)
     if unit is Unit.FRACTION and number > 1:
-        hint = f'; did you mean "{value}%"?' if isinstance(value, (int, float)) else ""
-        raise SettingsError(f"{key}={value!r}: a rate is a fraction between 0 and 1{hint}", key=key)
+        raise SettingsError(
+            f"{key}={value!r}: must be a fraction between 0 and 1 or a percentage "
+            f'("10%" or 0.1){_percent_hint(value)}',
+            key=key,
+        )
     return number
+
+
+def _percent_hint(value: object) -> str:
+    """ "; did you mean "5%"?" for a bare number above 1 (5 or "5"), which most likely meant
+    percent; nothing for a value that already says "%"."""
+    text = str(value).strip()
+    if isinstance(value, (int, float)) or re.fullmatch(_NUMBER, text):
+        return f'; did you mean "{text}%"?'
+    return ""
 
 
 def _parse_string(text: str, unit: Unit, key: str) -> float:

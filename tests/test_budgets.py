@@ -85,3 +85,36 @@ def test_small_samples_warn_for_high_percentiles_only() -> None:
     assert len(warnings) == 2
     assert "59" in warnings[0] and "299" in warnings[1]
     assert small_sample_warnings({"p95": 1.0}, _result([0.1] * 59)) == []
+
+
+@pytest.mark.parametrize(
+    ("budget", "limit", "kw", "passed", "text"),
+    [
+        ("p95", 100.0, {}, True, "p95 latency 21 µs <= budget 100 s (n=50)"),
+        ("p95", 1e-6, {}, False, "p95 latency 21 µs > budget 1 µs (n=50)"),
+        ("max_latency", 0.001, {}, True, "max latency 21 µs <= budget 1 ms (n=50)"),
+        ("error_rate", 0.05, {"error_rate": 0.02}, True, "error rate 2% <= budget 5% (n=50)"),
+        ("error_rate", 0.01, {"error_rate": 0.02}, False, "error rate 2% > budget 1% (n=50)"),
+        ("min_throughput", 20.0, {"throughput": 50.0}, True, "throughput 50/s >= budget 20/s"),
+        ("min_throughput", 20.0, {"throughput": 5.0}, False, "throughput 5/s < budget 20/s"),
+        ("min_throughput", 20.0, {"throughput": 20.0}, True, "throughput 20/s >= budget 20/s"),
+    ],
+)
+def test_a_message_reads_as_a_pass_or_a_failure_as_the_check_came_out(
+    budget: str, limit: float, kw: dict[str, Any], passed: bool, text: str
+) -> None:
+    r = _result([21e-6] * 50, **kw)
+    (check,) = evaluate({budget: limit}, r)
+    assert check.passed is passed
+    assert check.message.startswith(text)
+
+
+def test_no_passing_budget_message_uses_a_failing_relation() -> None:
+    """Every budget kind, judged on a run that meets it: its message never says > or <."""
+    r = _result([0.01] * 100, throughput=1000.0)
+    generous = {"min_throughput": 1.0, "p95_drift": 10.0, "memory": 1e6}
+    checks = evaluate({**{k: 1e9 for k in BUDGETS}, **generous}, r)
+    for check in checks:
+        if check.passed:
+            assert " > budget" not in check.message and " < budget" not in check.message
+    assert any(c.passed for c in checks)

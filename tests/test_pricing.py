@@ -210,8 +210,8 @@ def test_override_accepts_a_litellm_row_with_extra_fields(tmp_path: Path) -> Non
     ("content", "problem"),
     [
         ("{not json", "invalid JSON at line 1"),
-        ("[1, 2]", "the top level is a JSON list"),
-        ({"m": 3}, "model 'm': its row is a JSON int"),
+        ("[1, 2]", "the top level is a JSON array, not an object"),
+        ({"m": 3}, "model 'm': its row is a JSON number"),
         (
             {"m": {"input_cost_per_token": "1e-6", "output_cost_per_token": 1}},
             "must be a non-negative number",
@@ -283,3 +283,119 @@ def test_update_script_regenerates_the_table_from_a_litellm_copy(tmp_path: Path)
     assert "max_tokens" not in table["gpt-4o"]
     assert table["o1"] == bundled["o1"] and "acme-9" in table
     assert load_prices(out).lookup("acme-9") is not None
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "JSON nested too deeply"),
+        ('{"a": ' * 30_000 + "{}" + "}" * 30_000, "JSON nested too deeply"),
+        ("7", "the top level is a JSON number, not an object"),
+        ("null", "the top level is a JSON null, not an object"),
+        ('{"m": {"input_cost_per_token": 1' + "0" * 400 + ', "output_cost_per_token": 0}}', ""),
+        ('{"m": {"input_cost_per_token": 1' + "0" * 5000 + "}}", ""),
+        ('{"m": {"input_cost_per_token": NaN, "output_cost_per_token": 0}}', "non-negative"),
+        ('{"m": {"input_cost_per_token": [1], "output_cost_per_token": 0}}', "got a JSON array"),
+        (
+            '{"m": {"input_cost_per_token": 3, "output_cost_per_token": 0}}',
+            "not per million tokens (did you mean 3e-06?)",
+        ),
+        ('{"gpt-4o": {"litellm_provider": 7}}', "litellm_provider must be a string"),
+    ],
+)
+def test_hostile_override_files_are_pricing_errors(
+    tmp_path: Path, content: str, problem: str
+) -> None:
+    path = write(tmp_path, content)
+    with pytest.raises(PricingError) as info:
+        load_prices(path)
+    assert str(path) in str(info.value) and problem in str(info.value)
+
+
+def test_an_override_that_is_not_text_or_not_a_file_is_a_pricing_error(tmp_path: Path) -> None:
+    binary = tmp_path / "bin.json"
+    binary.write_bytes(b'{"m": "\xff"}')
+    with pytest.raises(PricingError, match="not UTF-8 text"):
+        load_prices(binary)
+    with pytest.raises(PricingError, match="not a regular file"):
+        load_prices(tmp_path)
+    with pytest.raises(PricingError, match="not a regular file"):
+        load_prices("/dev/zero")
+
+
+def test_an_override_larger_than_the_limit_is_refused_without_reading_it_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pytest_agentperf.pricing as pricing
+
+    monkeypatch.setattr(pricing, "MAX_PRICE_FILE_BYTES", 100)
+    path = write(tmp_path, {"m" * 200: {}})
+    with pytest.raises(PricingError, match="larger than"):
+        load_prices(path)
+
+
+def test_a_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"gpt-4o": {"mode": "chat"}}).encode())
+    assert load_prices(path).lookup("gpt-4o") is not None
+
+
+def test_unknown_fields_are_reported_with_a_suggestion_and_litellm_fields_are_not(
+    tmp_path: Path,
+) -> None:
+    row = {
+        "output_cost_per_tokens": 1e-3,  # misspelt: would be silently ignored
+        "input_price": 1e-6,  # not a field of anyone's schema
+        "litellm_providr": "openai",
+        # LiteLLM's own fields, which we read no price from: silent
+        "input_cost_per_token_above_200k_tokens": 1e-6,
+        "input_cost_per_audio_token": 1e-6,
+        "output_cost_per_image": 0.04,
+        "cache_creation_input_token_cost_above_1hr": 1e-6,
+        "search_context_cost_per_query": {"search_context_size_low": 0.01},
+        "max_input_tokens": 128000,
+        "supports_vision": True,
+        "supported_endpoints": ["/v1/chat/completions"],
+        "deprecation_date": "2026-01-01",
+        "mode": "chat",
+        "_comment": "ours",
+    }
+    path = write(tmp_path, {"gpt-4o": row})
+    seen: list[str] = []
+    table = load_prices(path, warn=seen.append)
+    assert table.lookup("gpt-4o") is not None
+    assert len(seen) == 3, seen
+    assert seen[0] == (
+        f"price file {path}: model 'gpt-4o': unknown field 'output_cost_per_tokens' is "
+        "ignored; did you mean 'output_cost_per_token'?"
+    )
+    assert "'input_price' is ignored; prices are input_cost_per_token, output_cost" in seen[1]
+    assert "did you mean 'litellm_provider'?" in seen[2]
+
+
+def test_unknown_fields_warn_as_agentperf_warnings_by_default(tmp_path: Path) -> None:
+    from pytest_agentperf.errors import AgentPerfWarning
+
+    path = write(tmp_path, {"gpt-4o": {"input_cost_per_tokn": 1e-6}})
+    with pytest.warns(
+        AgentPerfWarning, match="model 'gpt-4o': unknown field 'input_cost_per_tokn'"
+    ):
+        load_prices(path)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("1e400", "must be a positive whole number"),
+        (str(10**30), "must be at most 1,000,000,000,000,000"),
+        ("9" * 5000, ""),
+        ("0", "must be a positive whole number"),
+    ],
+)
+def test_monthly_calls_beyond_bounds_name_the_setting(value: str, fragment: str) -> None:
+    from pytest_agentperf.pricing import parse_monthly_calls
+
+    with pytest.raises(PricingError) as info:
+        parse_monthly_calls(value)
+    assert str(info.value).startswith("agentperf_monthly_calls = ") and fragment in str(info.value)
+    assert parse_monthly_calls("1_000_000") == 10**6

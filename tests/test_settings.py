@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_agentperf.errors import SettingsError
-from pytest_agentperf.settings import VALID_KEYS, parse_settings
+from pytest_agentperf.settings import VALID_KEYS, parse_scale, parse_settings
 
 
 def test_defaults_match_the_design() -> None:
@@ -104,3 +104,55 @@ def test_every_documented_budget_is_a_valid_key() -> None:
         "tolerance",
     ):
         assert key in VALID_KEYS
+
+
+@pytest.mark.parametrize(
+    ("layer", "key", "fragment"),
+    [
+        ({"requests": 10**30}, "requests", "must be at most 1,000,000,000"),
+        ({"warmup": 10**10}, "warmup", "must be at most 1,000,000,000"),
+        ({"concurrency": 10**400}, "concurrency", "must be at most"),
+        ({"duration": "1e300s"}, "duration", "must be at most 365 days"),
+        ({"timeout": 1e300}, "timeout", "must be at most 365 days"),
+        ({"window": "9000h"}, "window", "must be at most 365 days"),
+        ({"duration": "1e308m"}, "duration", "must be a finite number"),
+        ({"timeout": 10**400}, "timeout", "must be a finite number"),
+        ({"p95": 10**400}, "p95", "must be a finite number"),
+    ],
+)
+def test_numbers_beyond_their_bounds_name_the_setting(
+    layer: dict[str, object], key: str, fragment: str
+) -> None:
+    with pytest.raises(SettingsError) as info:
+        parse_settings(layer)
+    assert info.value.key == key and fragment in str(info.value)
+
+
+def test_the_largest_values_in_bounds_are_accepted() -> None:
+    s = parse_settings({"requests": 10**9, "duration": "8760h", "timeout": 365 * 24 * 3600})
+    assert s.requests == 10**9 and s.duration == 365 * 24 * 3600.0
+
+
+@pytest.mark.parametrize(
+    ("layer", "factor", "fragment"),
+    [
+        ({"requests": 20}, 1e308, "requests=20 becomes inf"),
+        ({"requests": 10**6}, 1e4, "requests=1000000 becomes 1e+10"),
+        ({"duration": "1h"}, 1e4, "duration=3600 s becomes 3.6e+07 s"),
+    ],
+)
+def test_a_scale_that_overflows_a_setting_names_the_scale(
+    layer: dict[str, object], factor: float, fragment: str
+) -> None:
+    settings = parse_settings(layer)
+    with pytest.raises(SettingsError) as info:
+        settings.scaled(factor)
+    assert str(info.value).startswith("--agentperf-scale=") and fragment in str(info.value)
+    assert info.value.key == "--agentperf-scale"
+
+
+@pytest.mark.parametrize("value", [1e308, 1e7, float("inf")])
+def test_parse_scale_refuses_absurd_factors(value: float) -> None:
+    with pytest.raises(SettingsError, match="--agentperf-scale="):
+        parse_scale(value)
+    assert parse_scale(1e6) == 1e6

@@ -62,3 +62,28 @@ def test_formatting_is_human() -> None:
     assert format_value(0.012, Unit.FRACTION) == "1.2%"
     assert format_value(0.0021, Unit.USD) == "$0.0021"
     assert format_value(20, Unit.PER_SECOND) == "20/s"
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [(5, 'did you mean "5%"?'), ("5", 'did you mean "5%"?'), (" 12.5 ", 'did you mean "12.5%"?')],
+)
+def test_a_fraction_above_one_names_the_setting_and_suggests_percent(
+    value: object, hint: str
+) -> None:
+    with pytest.raises(SettingsError) as info:
+        parse(value, Unit.FRACTION, key="tolerance")
+    message = str(info.value)
+    assert message.startswith("tolerance=") and hint in message
+    assert "a rate" not in message
+
+
+def test_a_percentage_above_100_gets_no_percent_hint() -> None:
+    with pytest.raises(SettingsError) as info:
+        parse("150%", Unit.FRACTION, key="tolerance")
+    assert "did you mean" not in str(info.value)
+
+
+def test_an_integer_too_large_for_a_float_is_a_settings_error() -> None:
+    with pytest.raises(SettingsError, match=r"^p95=1000.*must be a finite number"):
+        parse(10**400, Unit.SECONDS, key="p95")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..redact import redact
 from ..settings import Settings
 from .log import MAX_ERROR_MESSAGES, CallLog
 from .target import Target
@@ -130,9 +131,14 @@ class RunState:
         self.on_fatal()
 
     def note_error(self, message: str) -> None:
-        """Keep the first few distinct error messages for the report."""
-        if len(self.messages) < MAX_ERROR_MESSAGES and message not in self.messages:
-            self.messages.append(message[:500])
+        """Keep the first few distinct error messages for the report.
+
+        Redacted before the cut, so a key cut in half cannot slip past the redaction.
+        """
+        if len(self.messages) < MAX_ERROR_MESSAGES:
+            message = redact(message)[:500]
+            if message not in self.messages:
+                self.messages.append(message)
 
     @property
     def elapsed(self) -> float:

@@ -7,10 +7,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..atomic import FileKind, json_kind, write_atomic
 from ..baseline import machine_info
+from ..redact import redact
 
 FORMAT = "pytest-agentperf-results"
 SCHEMA_VERSION = 1
@@ -24,13 +25,26 @@ KIND: FileKind = json_kind(
 
 
 def document(records: Sequence[dict[str, Any]], plugin_version: str) -> dict[str, Any]:
-    return {
+    """The report's JSON document; every string in it has passed through ``redact``."""
+    doc = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "plugin_version": plugin_version,
         "machine": asdict(machine_info()),
         "runs": list(records),
     }
+    return cast(dict[str, Any], redact_strings(doc))
+
+
+def redact_strings(value: Any) -> Any:
+    """``value`` (JSON-like) with ``redact`` applied to every string in it, keys included."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_strings(k): redact_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_strings(v) for v in value]
+    return value
 
 
 def write(

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from tabulate import tabulate
 
+from ..redact import redact
 from ..units import format_seconds
 
 
@@ -242,7 +243,14 @@ def section(
     records: Sequence[dict[str, Any]], gate_lines: Sequence[str], notes: Sequence[str]
 ) -> list[str]:
     """Every line of the summary section: the tables, what broke, the gate's lines and the
-    plugin's notes (e.g. where the baseline was saved). Empty when there is nothing to say."""
+    plugin's notes (e.g. where the baseline was saved). Empty when there is nothing to say.
+    Every line passes through ``redact``: an error message may quote a key."""
+    return [redact(line) for line in _section(records, gate_lines, notes)]
+
+
+def _section(
+    records: Sequence[dict[str, Any]], gate_lines: Sequence[str], notes: Sequence[str]
+) -> list[str]:
     if not records:
         return [f"agentperf: {line}" for line in [*gate_lines, *notes]]
     lines = [render(records)]
