@@ -80,13 +80,6 @@ class Settings:
         return replace(self, requests=requests, duration=duration)
 
 
-def parse_scale(value: float) -> float:
-    """The ``--agentperf-scale`` factor: a finite number above zero."""
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise SettingsError(f"--agentperf-scale={value}: must be a finite number greater than 0")
-    return float(value)
-
-
 def _suggest(key: str) -> str:
     prefixed = [k for k in VALID_KEYS if key.startswith(k + "_") or k.startswith(key + "_")]
     near = prefixed or difflib.get_close_matches(key, VALID_KEYS, n=1, cutoff=0.5)
