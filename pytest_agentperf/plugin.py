@@ -349,13 +349,15 @@ class _Collector:
         """Save the baseline once, here in the controlling process, unless interrupted."""
         interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
         gate = self.gate()
-        if gate is None:
-            return
-        self.saved, failed = gate.save_at_end(
-            self.records, interrupted=interrupted, cwd=self.config.rootpath, complete=self.passed
-        )
-        if failed and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if gate is not None:  # None: no perf test ran and no save was asked for
+            self.saved, failed = gate.save_at_end(
+                self.records,
+                interrupted=interrupted,
+                cwd=self.config.rootpath,
+                complete=self.passed,
+            )
+            if failed and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def gate(self) -> BaselineGate | None:
         """The baseline gate; None when no perf test ran here or on a worker and no save was
