@@ -152,3 +152,22 @@ def test_the_progress_line_is_drawn_on_a_terminal_of_any_pytest_version(
     result = pytester.runpytest()
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*agentperf test_p.py::test_slow*: * calls, *"])
+
+
+def test_a_session_without_perf_tests_does_not_read_the_baseline(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    baseline = pytester.path / ".agentperf" / "baseline.json"
+    baseline.parent.mkdir()
+    baseline.write_text("{ truncated", encoding="utf-8")
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "unusable" not in result.stdout.str()
+    pytester.makepyfile(
+        test_perf="def test_agent(agentperf):\n    agentperf.run(lambda: None, requests=3)\n"
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["WARNING: baseline file *baseline.json is unusable: *"])
