@@ -9,6 +9,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AgentPerfError,
     AgentPerfWarning,
@@ -19,9 +22,34 @@ from .errors import (
     SettingsError,
     UsageError,
 )
-from .integrations.openai import instrument as instrument_openai
-from .results import PerfResult
-from .usage import record_usage
+
+if TYPE_CHECKING:
+    from .integrations.openai import instrument as instrument_openai
+    from .results import PerfResult
+    from .usage import record_usage
+
+_LAZY = {
+    "instrument_openai": ("integrations.openai", "instrument"),
+    "PerfResult": ("results", "PerfResult"),
+    "record_usage": ("usage", "record_usage"),
+}
+"""Public names whose modules load numpy: imported on first use, so that importing the
+package (which pytest does for every session through the plugin) stays cheap."""
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AgentPerfError",

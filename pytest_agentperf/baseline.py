@@ -35,7 +35,6 @@ from .results import FloatArray, LoadShape, PerfResult, Stats
 
 FORMAT = "pytest-agentperf-baseline"
 SCHEMA_VERSION = 1
-DEFAULT_PATH = ".agentperf/baseline.json"
 MAX_SAMPLES = 2000
 """Latency samples stored per run; larger runs keep this many evenly spaced quantiles."""
 

@@ -38,8 +38,6 @@ from .errors import BaselineError, RegressionDetected
 from .results import PerfResult
 from .settings import Settings
 
-MODES = ("fail", "warn")
-
 
 @dataclass(frozen=True)
 class GateOptions:

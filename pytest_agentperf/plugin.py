@@ -1,31 +1,38 @@
-"""The pytest face of pytest-agentperf: options, marker, fixture, hooks; logic lives in the core."""
+"""The pytest face of pytest-agentperf: options, marker, fixture, hooks; logic lives in the core.
+
+Loading this module (pytest does it for every session) imports only light modules: options,
+marker and ini registration are eager, while the engine, numpy, the baseline gate and the
+integrations load on first use, through ``session_of`` and ``gate_of``, when a perf test runs.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Generator
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import __version__
-from .baseline import DEFAULT_PATH
 from .errors import AgentPerfWarning, PricingError, SettingsError
-from .gate import MODES, BaselineGate, GateOptions, summary_lines
-from .pricing import load_prices, parse_monthly_calls, parse_whatif
-from .progress import ProgressLine
-from .report import json as json_report
-from .report import terminal
-from .runner import AgentPerf, Session
-from .settings import parse_scale, parse_settings
+from .options import DEFAULT_BASELINE_PATH, MARKER, REGRESSION_MODES, parse_scale
 from .units import Unit, parse
 
-MARKER = "agent_perf"
-session_key = pytest.StashKey[Session]()
-gate_key = pytest.StashKey[BaselineGate]()
-fixture_key = pytest.StashKey[AgentPerf]()
+if TYPE_CHECKING:
+    from .gate import BaselineGate, GateOptions
+    from .pricing import PriceTable
+    from .progress import ProgressLine
+    from .runner import AgentPerf, Session
+
+session_key = pytest.StashKey["Session"]()
+gate_key = pytest.StashKey["BaselineGate"]()
+fixture_key = pytest.StashKey["AgentPerf"]()
+cost_key = pytest.StashKey["CostOptions"]()
 call_passed_key = pytest.StashKey[bool]()
+
+CostOptions = tuple["PriceTable", tuple[str, ...], "int | None"]
+"""The price table, the what-if models and the monthly call count."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,7 +62,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--agentperf-baseline-path",
         metavar="PATH",
         default=None,
-        help=f"baseline file (default: ini agentperf_baseline_path, else {DEFAULT_PATH})",
+        help=f"baseline file (default: ini agentperf_baseline_path, else {DEFAULT_BASELINE_PATH})",
     )
     group.addoption(
         "--agentperf-no-compare",
@@ -70,7 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--agentperf-regression",
-        choices=MODES,
+        choices=REGRESSION_MODES,
         default="fail",
         help="a regression fails its test (fail, default) or is only reported (warn)",
     )
@@ -92,8 +99,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "agentperf_baseline_path",
-        f"baseline file, relative to the rootdir (default {DEFAULT_PATH})",
-        default=DEFAULT_PATH,
+        f"baseline file, relative to the rootdir (default {DEFAULT_BASELINE_PATH})",
+        default=DEFAULT_BASELINE_PATH,
     )
 
 
@@ -103,25 +110,69 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{MARKER}(**settings): run the test's agent under load and check budgets "
         "(see pytest-agentperf docs)",
     )
-    try:
-        scale = parse_scale(config.getoption("agentperf_scale"))
-    except SettingsError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    session = Session(scale=scale)
-    _configure_prices(config, session)
-    if _is_controller_terminal(config):
-        session.progress = _progress_factory(config)
-    config.stash[session_key] = session
-    gate = BaselineGate(_gate_options(config))
-    session.after_run.append(gate.after_run)
-    session.gates.append(gate.check)
-    config.stash[gate_key] = gate
+    # Options are checked here, so that a bad one stops the session at once; the state that
+    # runs need (session_of, gate_of) is built when the first perf test asks for it.
+    _scale(config)
+    _tolerance(config)
+    if _cost_options_given(config):  # reads the user's price file: only when one is named
+        config.stash[cost_key] = _cost_options(config)
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(_Collector(config), "agentperf-collector")
 
 
-def _configure_prices(config: pytest.Config, session: Session) -> None:
-    """Load the price table once per process, and the what-if / monthly cost options."""
+def session_of(config: pytest.Config) -> Session:
+    """This process's plugin state (prices, progress line, baseline gate), built on first use.
+
+    The first ``agentperf`` fixture builds it, so a session without perf tests never loads the
+    engine, numpy or an integration.
+    """
+    session = config.stash.get(session_key, None)
+    if session is None:
+        from .runner import Session
+
+        session = Session(scale=_scale(config))
+        prices, whatif, monthly = config.stash.get(cost_key, None) or _cost_options(config)
+        session.prices, session.whatif_models, session.monthly_calls = prices, whatif, monthly
+        if _is_controller_terminal(config):
+            session.progress = _progress_factory(config)
+        gate = gate_of(config)
+        session.after_run.append(gate.after_run)
+        session.gates.append(gate.check)
+        config.stash[session_key] = session
+    return session
+
+
+def gate_of(config: pytest.Config) -> BaselineGate:
+    """The baseline gate of this process (it reads the baseline file), built on first use."""
+    gate = config.stash.get(gate_key, None)
+    if gate is None:
+        from .gate import BaselineGate
+
+        gate = BaselineGate(_gate_options(config))
+        config.stash[gate_key] = gate
+    return gate
+
+
+def _scale(config: pytest.Config) -> float:
+    try:
+        return parse_scale(config.getoption("agentperf_scale"))
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _cost_options_given(config: pytest.Config) -> bool:
+    return bool(
+        str(config.getini("agentperf_prices") or "").strip()
+        or config.getoption("agentperf_cost_whatif")
+        or str(config.getini("agentperf_monthly_calls") or "").strip()
+    )
+
+
+def _cost_options(config: pytest.Config) -> CostOptions:
+    """The price table (bundled, or merged with the ini's file) and the what-if / monthly cost
+    options; pricing needs no numpy, so configure can check them."""
+    from .pricing import load_prices, parse_monthly_calls, parse_whatif
+
     name = str(config.getini("agentperf_prices") or "").strip()
 
     def warn(message: str) -> None:
@@ -129,30 +180,34 @@ def _configure_prices(config: pytest.Config, session: Session) -> None:
             config.issue_config_time_warning(AgentPerfWarning(message), stacklevel=2)
 
     try:
-        session.prices = load_prices(config.rootpath / name if name else None, warn=warn)
-        session.whatif_models = parse_whatif(
-            config.getoption("agentperf_cost_whatif"), session.prices
-        )
-        session.monthly_calls = parse_monthly_calls(config.getini("agentperf_monthly_calls"))
+        prices = load_prices(config.rootpath / name if name else None, warn=warn)
+        whatif = parse_whatif(config.getoption("agentperf_cost_whatif"), prices)
+        monthly = parse_monthly_calls(config.getini("agentperf_monthly_calls"))
     except (PricingError, AgentPerfWarning) as exc:  # a warning turned error by -W error
         raise pytest.UsageError(str(exc)) from None
+    return prices, whatif, monthly
+
+
+def _tolerance(config: pytest.Config) -> float:
+    try:
+        return parse(config.getoption("agentperf_tolerance"), Unit.FRACTION, key="tolerance")
+    except SettingsError as exc:
+        raise pytest.UsageError(f"--agentperf-tolerance: {exc}") from None
 
 
 def _gate_options(config: pytest.Config) -> GateOptions:
+    from .gate import GateOptions
+
     cli = config.getoption("agentperf_baseline_path")
     if cli:
         path = config.invocation_params.dir / cli
     else:
         path = config.rootpath / str(config.getini("agentperf_baseline_path"))
-    try:
-        tolerance = parse(config.getoption("agentperf_tolerance"), Unit.FRACTION, key="tolerance")
-    except SettingsError as exc:
-        raise pytest.UsageError(f"--agentperf-tolerance: {exc}") from None
     return GateOptions(
         path=path,
         save=bool(config.getoption("agentperf_baseline")),
         compare=not config.getoption("agentperf_no_compare"),
-        tolerance=tolerance,
+        tolerance=_tolerance(config),
         mode=config.getoption("agentperf_regression"),
         root=config.rootpath,
     )
@@ -162,10 +217,19 @@ def _is_controller_terminal(config: pytest.Config) -> bool:
     return not hasattr(config, "workerinput") and not os.environ.get("CI")
 
 
-def _progress_factory(config: pytest.Config) -> Any:
+def is_tty(terminalreporter: Any) -> bool:
+    """Whether pytest writes to a terminal: ``TerminalReporter.isatty`` is a plain bool in
+    pytest 7.4 and 8.0, and a method (a callable bool) in later releases."""
+    isatty = terminalreporter.isatty
+    return bool(isatty() if callable(isatty) else isatty)
+
+
+def _progress_factory(config: pytest.Config) -> Callable[[str], ProgressLine | None]:
+    from .progress import ProgressLine
+
     def factory(label: str) -> ProgressLine | None:
         tr = config.pluginmanager.get_plugin("terminalreporter")
-        if tr is None or not tr.isatty():
+        if tr is None or not is_tty(tr):
             return None
         capman = config.pluginmanager.get_plugin("capturemanager")
 
@@ -224,6 +288,9 @@ def _marker_layers(item: pytest.Item) -> list[dict[str, Any]]:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker(MARKER) is None:
         return
+    from .settings import parse_settings
+
+    gate_of(item.config)  # a perf test runs: the summary speaks of the baseline
     problem = None
     try:
         parse_settings(*_marker_layers(item))
@@ -243,9 +310,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture
 def agentperf(request: pytest.FixtureRequest) -> Generator[AgentPerf, None, None]:
     """Run an agent under load: ``agentperf.run(fn, inputs)`` or ``await agentperf.arun(...)``."""
+    from .runner import AgentPerf
+
     item = request.node
     fixture = AgentPerf(
-        request.config.stash[session_key],
+        session_of(request.config),
         item.nodeid,
         _marker_layers(item),
         warn=lambda message: item.warn(AgentPerfWarning(message)),
@@ -314,11 +383,12 @@ class _Collector:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the reports, and save the baseline unless interrupted, once, here in the
         controlling process (also with ``-p no:terminal``). One that fails fails the session."""
-        from .report.output import write_report
-
         failures = []
         path = self.config.getoption("agentperf_json")
-        if path:
+        if path:  # imported only here: a session without reports loads no numpy
+            from .report import json as json_report
+            from .report.output import write_report
+
             line, failed = write_report(
                 "JSON report",
                 path,
@@ -329,10 +399,15 @@ class _Collector:
             self.written.append(line)
             failures += [line] if failed else []
         interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
-        self.saved, failed = self.config.stash[gate_key].save_at_end(
-            self.records, interrupted=interrupted, cwd=self.config.rootpath, complete=self.passed
-        )
-        failures += [self.saved] if failed and self.saved else []
+        gate = self.gate()
+        if gate is not None:  # None: no perf test ran and no save was asked for
+            self.saved, failed = gate.save_at_end(
+                self.records,
+                interrupted=interrupted,
+                cwd=self.config.rootpath,
+                complete=self.passed,
+            )
+            failures += [self.saved] if failed and self.saved else []
         if failures and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if failures and self.config.pluginmanager.get_plugin("terminalreporter") is None:
@@ -341,14 +416,27 @@ class _Collector:
             for line in failures:  # no terminal summary will show it
                 sys.stderr.write(f"agentperf: {line}\n")
 
+    def gate(self) -> BaselineGate | None:
+        """The baseline gate; None when no perf test ran here or on a worker and no save was
+        asked for: then the baseline (and numpy) is never loaded."""
+        config = self.config
+        if self.records or gate_key in config.stash or config.getoption("agentperf_baseline"):
+            return gate_of(config)
+        return None
+
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         for line in self.written:
             terminalreporter.write_line(f"agentperf: {line}")
-        gate = self.config.stash[gate_key]
+        gate = self.gate()
         notes = [self.saved] if self.saved else []
         # with no perf run the section appears only for a baseline problem or a save
-        speak = bool(self.records or gate.problem or notes)
-        gate_lines = summary_lines(gate, self.records, self.executed) if speak else []
+        speak = bool(self.records or (gate is not None and gate.problem) or notes)
+        if not speak:
+            return
+        from .gate import summary_lines
+        from .report import terminal
+
+        gate_lines = summary_lines(gate, self.records, self.executed) if gate is not None else []
         lines = terminal.section(self.records, gate_lines, notes)
         if lines:
             terminalreporter.write_sep("=", "agent performance")

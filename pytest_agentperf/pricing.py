@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import AgentPerfWarning, PricingError
-from .results import Cost, ModelUsage, Usage
+
+if TYPE_CHECKING:  # results loads numpy: the plugin loads this module at start-up without it
+    from .results import Cost, ModelUsage, Usage
 
 INPUT = "input_cost_per_token"
 OUTPUT = "output_cost_per_token"
@@ -402,6 +404,8 @@ def _model_cost(price: ModelPrice, m: ModelUsage) -> float:
 def compute_cost(usage: Usage, requests: int, table: PriceTable | None) -> Cost:
     """Cost of ``usage`` (``table`` None: the bundled table); unknown (None) where a model has
     no price. ``per_call`` is the total divided by ``requests`` (failed calls included)."""
+    from .results import Cost
+
     if not usage.known or not usage.by_model:
         return Cost()
     table = table if table is not None else _default_table()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .engine import Progress
 from .units import format_seconds
+
+if TYPE_CHECKING:  # the plugin builds progress lines without loading the engine
+    from .engine import Progress
 
 SHOW_AFTER = 2.0
 """Seconds a run must last before its progress line appears."""

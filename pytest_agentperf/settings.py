@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -27,8 +26,6 @@ count is a typo, and counts must stay well inside what a float holds exactly."""
 MAX_SECONDS = 365 * 24 * 3600.0
 """Upper bound of ``timeout``, ``duration`` and ``window`` (also after scaling): one year."""
 _MAX_SECONDS_TEXT = "365 days (one year)"
-MAX_SCALE = 1e6
-"""Upper bound of ``--agentperf-scale``."""
 
 _LOAD_KEYS = (
     "requests",
@@ -114,18 +111,6 @@ def _scale_error(factor: float, what: str, bound: object) -> SettingsError:
         "use a smaller scale",
         key="--agentperf-scale",
     )
-
-
-def parse_scale(value: float) -> float:
-    """The ``--agentperf-scale`` factor: a finite number above zero, at most ``MAX_SCALE``."""
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise SettingsError(f"--agentperf-scale={value}: must be a finite number greater than 0")
-    if value > MAX_SCALE:
-        raise SettingsError(
-            f"--agentperf-scale={value:g}: must be at most {MAX_SCALE:g} "
-            "(it multiplies requests= and duration=)"
-        )
-    return float(value)
 
 
 def _suggest(key: str) -> str:

@@ -245,7 +245,9 @@ def test_small_sample_warning_names_the_test(agents: pytest.Pytester) -> None:
         """
     )
     result = agents.runpytest("-rA")
-    result.assert_outcomes(passed=2, warnings=2)
+    result.assert_outcomes(passed=2)
+    # counted by type: pytest-asyncio 0.23 adds a warning of its own about the ini
+    assert result.stdout.str().count("AgentPerfWarning:") == 2
     result.stdout.fnmatch_lines(
         [
             "*AgentPerfWarning: *test_few [[]fast_sync]: p99 budget checked on 20 samples;"

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from pytest_agentperf.errors import SettingsError
-from pytest_agentperf.settings import VALID_KEYS, parse_scale, parse_settings
+from pytest_agentperf.options import parse_scale
+from pytest_agentperf.settings import VALID_KEYS, parse_settings
 
 
 def test_defaults_match_the_design() -> None:
