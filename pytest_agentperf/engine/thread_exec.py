@@ -136,6 +136,7 @@ class _Pool:
         with worker.lock:
             worker.call_start = time.perf_counter()
             worker.call_t_int = t_int
+        cpu0 = time.thread_time()  # this thread's CPU time: contention does not stretch it
         try:
             value = target.call(target.input_for(i))
             kind = stream_kind(value)
@@ -155,6 +156,7 @@ class _Pool:
         finally:
             _current.reset(token)
         end = time.perf_counter() - t0
+        cpu = time.thread_time() - cpu0
         with worker.lock:
             if worker.abandoned:
                 return False
@@ -164,7 +166,7 @@ class _Pool:
                     state.note_error(message)
                 status = OK if error is None else ERROR
                 worker.log.record(
-                    t_int, end, status, error, stream, scope, value, self.plan.settings.model
+                    t_int, end, status, error, stream, scope, value, self.plan.settings.model, cpu
                 )
         return True
 
