@@ -132,9 +132,7 @@ def merge(logs: Sequence[CallLog]) -> MergedLog:
         if logs
         else _EMPTY
     )
-    cpu = (
-        np.concatenate([_copy(log.cpu, len(log), np.float64) for log in logs]) if logs else _EMPTY
-    )
+    cpu = np.concatenate([_copy(log.cpu, len(log), np.float64) for log in logs]) if logs else _EMPTY
     order = np.argsort(start, kind="stable")
     return MergedLog(start[order], end[order], status[order], ttft[order], itl, cpu[order])
 
