@@ -24,9 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from .baseline import BaselineRun, Machine
+from .baseline import BaselineRun, Machine, thin_samples
 from .results import Contention, FloatArray, LoadShape, PerfResult
-from .stats import BOOTSTRAP_RESAMPLES, min_samples_for, proportion_diff_ci, ratio_ci
+from .stats import (
+    BOOTSTRAP_RESAMPLES,
+    calls_in_flight,
+    min_samples_for,
+    proportion_diff_ci,
+    ratio_ci,
+)
 from .units import format_seconds
 
 DEFAULT_TOLERANCE = 0.10
@@ -264,7 +270,8 @@ def _latency(
     confidence: float,
     resamples: int,
     seed: int,
-    baseline_in_order: bool = True,
+    order: tuple[bool, bool] = (True, True),
+    min_block: tuple[int, int] = (1, 1),
 ) -> MetricChange:
     # both sides at the baseline file's resolution, or µs-fast agents would differ by rounding
     cur = np.maximum(np.round(current, 6), RESOLUTION)
@@ -276,7 +283,10 @@ def _latency(
         confidence=confidence,
         resamples=resamples,
         seed=seed,
-        baseline_in_order=baseline_in_order,
+        current_in_order=order[0],
+        baseline_in_order=order[1],
+        current_min_block=min_block[0],
+        baseline_min_block=min_block[1],
     )
     return MetricChange(
         name=f"p{q * 100:g} latency",
@@ -451,9 +461,26 @@ def compare(
     base = np.asarray(baseline.latency.samples, dtype=np.float64)
     messages: list[str] = []
     if cur.size and base.size:
+        full = int(cur.size)
+        cur = thin_samples(cur)  # as the baseline keeps them: at most MAX_SAMPLES, time order
+        # calls in flight together share a wave's delay: blocks at least that long (Little's law)
+        floors = (
+            calls_in_flight(result.throughput, result.latency.mean, full, int(cur.size)),
+            calls_in_flight(
+                baseline.throughput, baseline.latency.mean, baseline.latency.n, int(base.size)
+            ),
+        )
         for i, (key, q) in enumerate((("p50", 0.50), ("p95", 0.95))):
             metrics[key] = _latency(
-                q, cur, base, tolerance, confidence, resamples, seed + i, baseline.in_order
+                q,
+                cur,
+                base,
+                tolerance,
+                confidence,
+                resamples,
+                seed + i,
+                (True, baseline.in_order),
+                floors,
             )
         n = min(int(cur.size), int(base.size))
         need = min_samples_for(95.0)

@@ -1,9 +1,10 @@
 """How busy the machine was during a run, and the CPU time the agent's calls used.
 
 An observer beside the run, like the RSS sampler: it reads the machine's CPU times
-(``/proc/stat``, else psutil) and this process's CPU time (``os.times``) when the measured
-phase starts and stops, and on async runs keeps a low-rate ``call_later`` tick on the event loop
-whose lateness is the loop's scheduling lag. It adds nothing to the measured calls: no work is
+(``/proc/stat``, else psutil) and this process's CPU time (``time.process_time``) when it is
+created (just before the run's warmup) and when the measured phase stops, and on async runs
+keeps a low-rate ``call_later`` tick on the event loop whose lateness is the loop's scheduling
+lag. It adds nothing to the measured calls: no work is
 done on a call's path, only on the monitor's start and stop and one timer handle every 50 ms.
 
 Other processes' CPU = the machine's busy CPU time minus this process's CPU time over the run,
@@ -29,6 +30,8 @@ from .results import Contention, CpuTime
 LAG_PERIOD = 0.05
 """Seconds between the event-loop lag ticks of an async run."""
 MAX_LAG_SAMPLES = 20_000
+MIN_WINDOW = 0.2
+"""Seconds a window must last for its CPU figures: ``/proc/stat`` counts in 10 ms ticks."""
 
 
 @dataclass(frozen=True)
@@ -101,9 +104,8 @@ def read_cpu_times() -> tuple[CpuTimes | None, str]:
 
 
 def process_cpu_time() -> float:
-    """CPU seconds used so far by this process (all threads, user + system)."""
-    t = os.times()
-    return t.user + t.system
+    """CPU seconds used so far by this process (all threads, user + system), precisely."""
+    return time.process_time()
 
 
 def load_average() -> float | None:
@@ -125,13 +127,11 @@ def contention_between(
     """(other_cpu, steal, own_cpu) as fractions of the machine's capacity between two readings.
 
     ``own_cpu`` is this process's CPU seconds over the same span. Each fraction is clipped to
-    0-1: the readings have 10 ms ticks, so tiny spans are rounded.
+    0-1: the readings have 10 ms ticks. None for a window shorter than ``MIN_WINDOW``.
     """
     total = end.total - start.total
-    if total <= 0:
-        if interval is None or not cores:
-            return None, None, None
-        total = interval * cores  # no tick elapsed: fall back to wall time x cores
+    if total <= 0 or (interval is not None and interval < MIN_WINDOW):
+        return None, None, None  # too short for 10 ms ticks to say anything
     busy = end.busy - start.busy
     steal = end.steal - start.steal
 
@@ -145,12 +145,14 @@ class ContentionSampler:
     """Observer: contention figures and the CPU time per call of one run."""
 
     def __init__(self) -> None:
-        self._start: CpuTimes | None = None
+        # the window opens now, before the warmup, so that short runs still span a few ticks
+        self._t0 = time.perf_counter()
+        self._start, self._source = read_cpu_times()
+        self._own0 = process_cpu_time()
         self._end: CpuTimes | None = None
-        self._source = "unavailable"
-        self._own0 = 0.0
         self._own = 0.0
-        self._t0 = 0.0
+        self._own_measured0 = 0.0
+        self._own_measured: float | None = None
         self._interval: float | None = None
         self._load: float | None = None
         self._lags: list[float] = []
@@ -160,9 +162,7 @@ class ContentionSampler:
     # --- RunObserver
 
     def on_start(self, t0: float) -> None:
-        self._start, self._source = read_cpu_times()
-        self._own0 = process_cpu_time()
-        self._t0 = time.perf_counter()
+        self._own_measured0 = process_cpu_time()  # for CPU per call: the measured phase only
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:  # a sync run: its monitor is a plain thread, no loop to watch
@@ -177,9 +177,11 @@ class ContentionSampler:
         if self._handle is not None:
             self._handle.cancel()  # on_stop runs on the loop's own thread in async runs
             self._handle = None
+        now_cpu = process_cpu_time()
+        self._own_measured = now_cpu - self._own_measured0
         self._interval = time.perf_counter() - self._t0
         self._end, _ = read_cpu_times()
-        self._own = process_cpu_time() - self._own0
+        self._own = now_cpu - self._own0
         self._load = load_average()
 
     def result_fields(self, log: MergedLog, duration: float) -> dict[str, Any]:
@@ -231,7 +233,7 @@ class ContentionSampler:
     def cpu_time(self, log: MergedLog) -> CpuTime:
         """CPU time per call: per call from the worker threads, else the process's over the
         run divided by the calls (async agents)."""
-        return cpu_time_of(log, self._own if self._interval is not None else None)
+        return cpu_time_of(log, self._own_measured)
 
 
 def cpu_time_of(log: MergedLog, process_cpu: float | None) -> CpuTime:

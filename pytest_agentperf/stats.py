@@ -182,6 +182,8 @@ def ratio_ci(
     seed: int = 0,
     current_in_order: bool = True,
     baseline_in_order: bool = True,
+    current_min_block: int = 1,
+    baseline_min_block: int = 1,
 ) -> tuple[float, float, float]:
     """Ratio current/baseline of the q-quantile (0-1) with a percentile bootstrap interval.
 
@@ -190,6 +192,8 @@ def ratio_ci(
     the q-indicator): correlated calls (waves delayed together) widen the interval, while
     independent calls get blocks of 1, the ordinary bootstrap. A side whose samples are not in
     time order (``*_in_order`` False, e.g. an old sorted baseline) is resampled as independent.
+    ``*_min_block`` is a floor for the block length, e.g. the calls that were in flight together
+    (``calls_in_flight``): a wave hits every call in flight, whatever the data can show.
     The interval is the (1-confidence)/2 and (1+confidence)/2 percentiles of the bootstrap
     ratios. Returns (estimate, low, high); the estimate is the ratio of the sample quantiles.
     """
@@ -200,8 +204,8 @@ def ratio_ci(
     rng = np.random.default_rng(seed)
     q_cur = float(np.quantile(cur, q))
     q_base = float(np.quantile(base, q))
-    b_cur = block_length(cur, q) if current_in_order else 1
-    b_base = block_length(base, q) if baseline_in_order else 1
+    b_cur = _block(cur, q, current_min_block) if current_in_order else 1
+    b_base = _block(base, q, baseline_min_block) if baseline_in_order else 1
     boot_cur = block_bootstrap_quantile(cur, q, resamples, b_cur, rng)
     boot_base = block_bootstrap_quantile(base, q, resamples, b_base, rng)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -211,6 +215,21 @@ def ratio_ci(
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(ratios, [alpha, 1.0 - alpha])
     return float(estimate), float(low), float(high)
+
+
+def _block(series: FloatArray, q: float, floor: int) -> int:
+    """The block length of ``series``: from the data, at least ``floor``, at most n / 3."""
+    n = int(series.size)
+    return max(1, min(max(block_length(series, q), floor), n // 3))
+
+
+def calls_in_flight(throughput: float, mean_latency: float | None, n: int, kept: int) -> int:
+    """Calls in flight at once on average (Little's law: throughput x mean latency), counted
+    in kept samples when only ``kept`` of the ``n`` calls are kept (evenly spaced in time)."""
+    if mean_latency is None or not math.isfinite(throughput * mean_latency) or n <= 0:
+        return 1
+    in_flight = throughput * mean_latency * min(1.0, kept / n)
+    return max(1, math.ceil(in_flight - 1e-9))
 
 
 def _z(confidence: float) -> float:
