@@ -160,15 +160,18 @@ def block_bootstrap_quantile(
     h = (n - 1) * q  # numpy's linear percentile: between order statistics k and k + 1
     k = min(math.floor(h), n - 1)
     frac = h - k
-    kth = [k, k + 1] if k + 1 < n else [k]
     out = np.empty(resamples, dtype=np.float64)
     for lo in range(0, resamples, BOOTSTRAP_CHUNK):
         hi = min(resamples, lo + BOOTSTRAP_CHUNK)
         starts = rng.integers(0, n, size=(hi - lo, blocks))
         idx = (starts[:, :, None] + offsets).reshape(hi - lo, blocks * block)[:, :n]
-        part = np.partition(wrapped[idx], kth, axis=1)
+        # one partition at k; the (k+1)-th smallest is then the least of what lies above it
+        part = np.partition(wrapped[idx], k, axis=1)
         lower = part[:, k]
-        out[lo:hi] = lower + frac * (part[:, k + 1] - lower) if len(kth) == 2 else lower
+        if frac > 0.0 and k + 1 < n:
+            out[lo:hi] = lower + frac * (part[:, k + 1 :].min(axis=1) - lower)
+        else:
+            out[lo:hi] = lower
     return out
 
 

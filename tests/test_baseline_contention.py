@@ -45,6 +45,7 @@ def make_result() -> PerfResult:
         itl=Stats(),
     )
 
+
 CONTENTION = Contention(
     interval=2.5,
     cores=2,
