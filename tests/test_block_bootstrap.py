@@ -87,7 +87,7 @@ def test_independent_calls_keep_coverage_and_width() -> None:
     data = _iid(np.random.default_rng(7))
     for q in (0.5, 0.95):
         block, width = _coverage(data, q)
-        plain, plain_width = _coverage(data, q, ordered=False)
+        _, plain_width = _coverage(data, q, ordered=False)
         assert 0.90 <= block <= 0.99
         assert width == pytest.approx(plain_width, rel=0.05)  # not wider than it was
 
