@@ -57,6 +57,8 @@ machine's whole CPU capacity than during the baseline (0.2: 40 % of one core on 
 BUSY_ALLOWANCE = 0.50
 """On a busy machine a latency rise fails only when its whole interval lies above
 (1 + tolerance) x (1 + BUSY_ALLOWANCE): contention alone can stretch wall time that much."""
+BUSY_BASELINE_FLAG = "baseline recorded on a busy machine"
+"""Starts the flag of a baseline measured under contention."""
 CPU_BOUND_SHARE = 0.7
 """Calls whose CPU time per call is at least this share of the p50 latency are CPU-bound."""
 
@@ -342,7 +344,7 @@ def busy_reason(current: Contention, baseline: Contention | None) -> str | None:
     base = baseline.level if baseline is not None else None
     if level - (base or 0.0) < BUSY_MARGIN:
         return None
-    then = f"{base:.0%} in the baseline" if base is not None else "none recorded in the baseline"
+    then = f"{base:.0%} in the baseline" if base is not None else "not measured in the baseline"
     text = f"{BUSY_FLAG}: other processes used {level:.0%} CPU vs {then}"
     if current.steal:
         text += f" (steal {current.steal:.0%})"
@@ -379,7 +381,8 @@ def judge_contention(
 
     A REGRESSED latency stays REGRESSED when CPU time per call regressed too (contention-proof
     evidence). Otherwise it becomes INCONCLUSIVE when
-    - the calls are CPU-bound (``cpu_bound``): CPU time decides, and it did not rise; or
+    - the baseline's calls are CPU-bound (``cpu_bound``): CPU time decides, and it did not
+      rise (a CPU-bound agent that starts waiting on I/O is INCONCLUSIVE too, not missed); or
     - the machine was busy and the rise is within what contention can explain: the interval's
       lower bound is not above (1 + tolerance) x (1 + ``BUSY_ALLOWANCE``).
     """
@@ -397,13 +400,14 @@ def judge_contention(
     return latency
 
 
-def _cpu_bound(result: PerfResult, base: BaselineRun, busy: str | None) -> bool:
-    """The baseline's calls were CPU-bound and so are today's (or today's machine was busy,
-    which lowers the share by stretching wall time)."""
-    if base.cpu_share is None or base.cpu_share < CPU_BOUND_SHARE:
-        return False
-    share = result.cpu.share
-    return busy is not None or (share is not None and share >= CPU_BOUND_SHARE)
+def _cpu_bound(base: BaselineRun) -> bool:
+    """The baseline's calls were CPU-bound: their CPU time per call decides.
+
+    Judged on the baseline only: contention today stretches wall time and so lowers today's
+    share, whether or not the machine was seen busy (a baseline measured on a loaded machine
+    leaves little room to see more).
+    """
+    return base.cpu_share is not None and base.cpu_share >= CPU_BOUND_SHARE
 
 
 def _mean(
@@ -502,9 +506,15 @@ def compare(
         flags.append("cost known on one side only: cost not compared")
     cpu = _cpu(result, baseline, tolerance)
     busy = busy_reason(result.contention, baseline.contention)
-    cpu_bound = _cpu_bound(result, baseline, busy)
+    cpu_bound = _cpu_bound(baseline)
     if busy:
         flags.append(busy)
+    base_level = baseline.contention.level if baseline.contention is not None else None
+    if base_level is not None and base_level >= BUSY_MARGIN:
+        flags.append(
+            f"{BUSY_BASELINE_FLAG} (other processes used {base_level:.0%} CPU): busy flags and "
+            "latency are less telling; re-record it on a quiet machine"
+        )
     for key in ("p50", "p95"):
         metrics[key] = judge_contention(
             metrics[key], cpu=cpu, busy=busy, cpu_bound=cpu_bound, tolerance=tolerance

@@ -30,7 +30,7 @@ from .results import Contention, CpuTime
 LAG_PERIOD = 0.05
 """Seconds between the event-loop lag ticks of an async run."""
 MAX_LAG_SAMPLES = 20_000
-MIN_WINDOW = 0.2
+MIN_WINDOW = 0.1
 """Seconds a window must last for its CPU figures: ``/proc/stat`` counts in 10 ms ticks."""
 
 
