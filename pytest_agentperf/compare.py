@@ -59,6 +59,9 @@ BUSY_ALLOWANCE = 0.50
 (1 + tolerance) x (1 + BUSY_ALLOWANCE): contention alone can stretch wall time that much."""
 BUSY_BASELINE_FLAG = "baseline recorded on a busy machine"
 """Starts the flag of a baseline measured under contention."""
+CPU_BUSY_ALLOWANCE = 0.15
+"""On a busy machine CPU time per call regresses only above (1 + tolerance) x 1.15: busy
+neighbours (hyperthread siblings, caches) stretch CPU time too, though far less than wall time."""
 CPU_BOUND_SHARE = 0.7
 """Calls whose CPU time per call is at least this share of the p50 latency are CPU-bound."""
 
@@ -351,22 +354,27 @@ def busy_reason(current: Contention, baseline: Contention | None) -> str | None:
     return text
 
 
-def _cpu(result: PerfResult, base: BaselineRun, tolerance: float) -> MetricChange | None:
+def _cpu(
+    result: PerfResult, base: BaselineRun, tolerance: float, busy: str | None
+) -> MetricChange | None:
     """CPU time per call: ratio of the means; a rise counts only when it is material, i.e.
-    when it alone would slow the baseline's median call by more than the tolerance."""
+    when it alone would slow the baseline's median call by more than the tolerance, and on a
+    busy machine only above (1 + tolerance) x (1 + ``CPU_BUSY_ALLOWANCE``)."""
     b, c = base.cpu_per_call, result.cpu.per_call
     if b is None or c is None or not math.isfinite(b) or not math.isfinite(c):
         return None
     ratio = c / b if b > 0 else (1.0 if c <= 0 else math.inf)
     scale = base.latency.p50 or 0.0
     material = abs(c - b) > tolerance * scale
-    if ratio > 1.0 + tolerance and material:
+    limit = (1.0 + tolerance) * (1.0 + CPU_BUSY_ALLOWANCE) if busy else 1.0 + tolerance
+    if ratio > limit and material:
         status = Status.REGRESSED
     elif ratio < 1.0 / (1.0 + tolerance) and material:
         status = Status.IMPROVED
     else:
         status = Status.UNCHANGED
-    return MetricChange("cpu per call", "ratio", b, c, ratio, None, None, status, tolerance)
+    note = busy if busy and ratio > 1.0 + tolerance and status is not Status.REGRESSED else None
+    return MetricChange("cpu per call", "ratio", b, c, ratio, None, None, status, tolerance, note)
 
 
 def judge_contention(
@@ -504,8 +512,8 @@ def compare(
         flags.append("token usage known on one side only: tokens not compared")
     if (baseline.cost_per_call is None) != (result.cost.per_call is None):
         flags.append("cost known on one side only: cost not compared")
-    cpu = _cpu(result, baseline, tolerance)
     busy = busy_reason(result.contention, baseline.contention)
+    cpu = _cpu(result, baseline, tolerance, busy)
     cpu_bound = _cpu_bound(baseline)
     if busy:
         flags.append(busy)

@@ -109,6 +109,21 @@ def test_a_regression_with_more_cpu_per_call_fails_even_on_a_busy_machine() -> N
     assert comp.status is Status.REGRESSED
 
 
+def test_cpu_time_needs_a_larger_rise_on_a_busy_machine() -> None:
+    base = run(seed=2, cpu_share=0.95)
+    # +20 % CPU time: a regression on a quiet machine, within what busy neighbours cause
+    quiet = gate(run(1.2, seed=1, cpu_share=0.95, cpu_scale=1.2), base)
+    assert quiet.cpu is not None and quiet.cpu.status is Status.REGRESSED
+    busy = gate(run(1.2, seed=1, cpu_share=0.95, cpu_scale=1.2, contention=BUSY), base)
+    assert busy.cpu is not None and busy.cpu.status is Status.UNCHANGED
+    assert busy.cpu.note == busy.busy
+    assert busy.status is Status.INCONCLUSIVE
+    # x2 CPU time fails everywhere
+    double = gate(run(2.0, seed=1, cpu_share=0.95, cpu_scale=2.0, contention=BUSY), base)
+    assert double.cpu is not None and double.cpu.status is Status.REGRESSED
+    assert double.status is Status.REGRESSED
+
+
 def test_cpu_time_of_a_waiting_agent_counts_only_when_it_matters() -> None:
     # 0.2 ms -> 0.4 ms of CPU on a 20 ms call: x2, but it cannot slow the call by 10 %
     comp = gate(run(seed=1, cpu_share=0.02), run(seed=2, cpu_share=0.01))
@@ -126,10 +141,11 @@ def test_cpu_bound_calls_are_judged_by_cpu_time() -> None:
     assert slower_machine.p50.status is Status.INCONCLUSIVE
     assert slower_machine.status is Status.INCONCLUSIVE
     assert "CPU time per call did not rise" in (slower_machine.p50.note or "")
-    # the agent got 25 % slower: CPU time rose, caught on a quiet and on a busy machine
-    for contention in (QUIET, BUSY):
+    # the agent got slower: CPU time rose; +25 % is caught on a quiet machine, +40 % on a
+    # busy one (whose neighbours stretch CPU time a little too)
+    for slower, contention in ((1.25, QUIET), (1.4, BUSY)):
         slower_agent = gate(
-            run(1.25, seed=1, cpu_share=0.95, cpu_scale=1.25 / 1.0, contention=contention), base
+            run(slower, seed=1, cpu_share=0.95, cpu_scale=slower, contention=contention), base
         )
         assert slower_agent.cpu is not None and slower_agent.cpu.status is Status.REGRESSED
         assert slower_agent.status is Status.REGRESSED
