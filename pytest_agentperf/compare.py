@@ -1,13 +1,14 @@
 """The regression gate: one run compared with its baseline run.
 
 Latency: the ratio now/baseline of p50 and p95 with a seeded percentile-bootstrap interval
-(each run resampled on its own, in blocks of calls that ran together: ``stats.ratio_ci``). A metric is REGRESSED when the whole interval lies above
-1 + tolerance, INCONCLUSIVE when only the point estimate does, IMPROVED when the whole interval
-lies below 1 / (1 + tolerance) (the mirror image on a log scale, so a change and its undoing are
-judged alike), otherwise UNCHANGED. Error rate: Newcombe's interval on the difference of the two
-rates against an absolute tolerance. Tokens, cost and CPU time per call: the ratio of the means
-against the tolerance (no interval: only means are recorded). The run's status is the worst of
-its metrics.
+(each run resampled on its own, in blocks of calls that ran together: ``stats.ratio_ci``).
+A metric is REGRESSED when the whole interval lies above 1 + tolerance, INCONCLUSIVE when only
+the point estimate does, IMPROVED when the whole interval lies below 1 / (1 + tolerance) (the
+mirror image on a log scale, so a change and its undoing are judged alike), otherwise
+UNCHANGED. Error rate: Newcombe's interval on the difference of the two rates against an
+absolute tolerance. Tokens, cost and CPU time per call: the ratio of the means against the
+tolerance (no interval: only means are recorded). The run's status is the worst of its
+metrics.
 
 Contention: a run measured while other processes used clearly more of the machine's CPU than
 during the baseline is flagged busy, and a latency regression that contention could explain
