@@ -67,7 +67,7 @@ def test_cpu_bound(agentperf):
     agentperf.run(lambda: spin(work))
 
 
-@pytest.mark.agent_perf(requests=200, concurrency=4)
+@pytest.mark.agent_perf(requests=500, concurrency=4)
 def test_simulated_agent(agentperf):
     agent = SimulatedAgent(median=f"{20 * SLOW:.3f}ms", spread=0.4, seed=SEED)
     agentperf.run(agent.call_sync, ["What is the weather?", "Book a table"])
