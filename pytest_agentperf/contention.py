@@ -26,6 +26,7 @@ from .engine import RunObserver
 from .engine.log import OK, MergedLog
 from .engine.observer import LiveView
 from .results import Contention, CpuTime
+from .settings import Settings
 
 LAG_PERIOD = 0.05
 """Seconds between the event-loop lag ticks of an async run."""
@@ -255,6 +256,6 @@ def cpu_time_of(log: MergedLog, process_cpu: float | None) -> CpuTime:
     return CpuTime(per_call=per_call, p50=p50, share=share, source=source)
 
 
-def contention_observers(settings: Any) -> list[RunObserver]:
+def contention_observers(settings: Settings) -> list[RunObserver]:
     """The observer factory of every run: one ``ContentionSampler``."""
     return [ContentionSampler()]
