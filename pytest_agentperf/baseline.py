@@ -31,7 +31,7 @@ import numpy as np
 from .atomic import FileKind, check_target, json_kind, write_atomic
 from .errors import BaselineError, OutputPathError
 from .locking import DEFAULT_TIMEOUT, locked
-from .results import FloatArray, LoadShape, PerfResult, Stats
+from .results import Contention, FloatArray, LoadShape, PerfResult, Stats
 
 FORMAT = "pytest-agentperf-baseline"
 SCHEMA_VERSION = 1
@@ -100,8 +100,10 @@ class BaselineRun:
     """One run of one test as saved in the baseline.
 
     ``latency`` holds the percentiles of the full run (``latency.n`` successful calls) and, as
-    ``latency.samples``, at most ``MAX_SAMPLES`` sorted samples (evenly spaced quantiles of the
-    run when it had more), rounded to microseconds.
+    ``latency.samples``, at most ``MAX_SAMPLES`` samples rounded to microseconds: in start
+    order (``in_order``; calls evenly spaced in time when the run had more), or sorted in files
+    written before the order was kept (resampled as independent calls then).
+    ``cpu_per_call``, ``cpu_share`` and ``contention`` are None in such older files.
     """
 
     test: str
@@ -119,6 +121,10 @@ class BaselineRun:
     commit: str | None
     plugin_version: str
     created: str
+    cpu_per_call: float | None = None
+    cpu_share: float | None = None
+    contention: Contention | None = None
+    in_order: bool = False
 
     @property
     def key(self) -> RunKey:
@@ -267,10 +273,62 @@ def cap_samples(samples: FloatArray, cap: int = MAX_SAMPLES) -> FloatArray:
     return out
 
 
+def thin_samples(samples: FloatArray, cap: int = MAX_SAMPLES) -> FloatArray:
+    """Samples in start order rounded to microseconds; above ``cap``, ``cap`` calls evenly
+    spaced in time (every n/cap-th call, first and last included).
+
+    Time order is kept so the gate's block bootstrap sees which calls ran together; the
+    thinning is deterministic (the same run gives the same file) and keeps each stretch of
+    the run in proportion, so waves of slow calls stay in the sample as they were.
+    """
+    arr = np.asarray(samples, dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    if arr.size > cap:
+        arr = arr[np.round(np.linspace(0, arr.size - 1, cap)).astype(np.int64)]
+    out: FloatArray = np.round(arr, 6)
+    out.flags.writeable = False
+    return out
+
+
+def contention_from(d: Any) -> Contention | None:
+    """The ``Contention`` of a JSON object (a run record's or the baseline's); None if absent."""
+    if not isinstance(d, Mapping):
+        return None
+    return Contention(
+        interval=_opt_float(d.get("interval")),
+        cores=_opt_int(d.get("cores")),
+        other_cpu=_opt_float(d.get("other_cpu")),
+        steal=_opt_float(d.get("steal")),
+        own_cpu=_opt_float(d.get("own_cpu")),
+        load_avg=_opt_float(d.get("load_avg")),
+        loop_lag_p50=_opt_float(d.get("loop_lag_p50")),
+        loop_lag_p95=_opt_float(d.get("loop_lag_p95")),
+        loop_lag_max=_opt_float(d.get("loop_lag_max")),
+        source=str(d.get("source") or "unavailable")[:_MAX_TEXT],
+    )
+
+
+def _contention_dict(c: Contention | None) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    return {
+        "interval": _finite(c.interval, 6),
+        "cores": c.cores,
+        "other_cpu": _finite(c.other_cpu, 4),
+        "steal": _finite(c.steal, 4),
+        "own_cpu": _finite(c.own_cpu, 4),
+        "load_avg": _finite(c.load_avg, 3),
+        "loop_lag_p50": _finite(c.loop_lag_p50, 6),
+        "loop_lag_p95": _finite(c.loop_lag_p95, 6),
+        "loop_lag_max": _finite(c.loop_lag_max, 6),
+        "source": c.source,
+    }
+
+
 def run_from_result(test: str, result: PerfResult, env: Environment) -> BaselineRun:
     """The baseline entry of ``result``, the run named ``result.name`` of test ``test``."""
     lat = result.latency
-    samples = cap_samples(lat.samples)
+    samples = thin_samples(lat.samples)
     latency = Stats(
         n=lat.n,
         p50=_finite(lat.p50, 6),
@@ -299,6 +357,10 @@ def run_from_result(test: str, result: PerfResult, env: Environment) -> Baseline
         commit=env.commit,
         plugin_version=env.plugin_version,
         created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        cpu_per_call=_sig(result.cpu.per_call, 6),
+        cpu_share=_finite(result.cpu.share, 4),
+        contention=result.contention,
+        in_order=True,
     )
 
 
@@ -355,7 +417,7 @@ def run_from_record(record: Mapping[str, Any], env: Environment) -> BaselineRun:
         max=_finite(_opt_float(lat_d.get("max")), 6),
         mean=_finite(_opt_float(lat_d.get("mean")), 6),
         stdev=_finite(_opt_float(lat_d.get("stdev")), 6),
-        samples=cap_samples(samples),
+        samples=thin_samples(samples),
     )
     if latency.n < latency.samples.size:
         latency = replace(latency, n=int(latency.samples.size))
@@ -375,6 +437,10 @@ def run_from_record(record: Mapping[str, Any], env: Environment) -> BaselineRun:
         commit=env.commit,
         plugin_version=env.plugin_version,
         created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        cpu_per_call=_sig(_opt_float(_get(res, "cpu", "per_call")), 6),
+        cpu_share=_finite(_opt_float(_get(res, "cpu", "share")), 4),
+        contention=contention_from(res.get("contention")),
+        in_order=True,
     )
 
 
@@ -422,6 +488,9 @@ def _run_dict(r: BaselineRun) -> dict[str, Any]:
         "throughput": _finite(r.throughput, 6),
         "tokens_per_call": _finite(r.tokens_per_call, 3),
         "cost_per_call": _sig(r.cost_per_call),
+        "cpu_per_call": _sig(r.cpu_per_call, 6),
+        "cpu_share": _finite(r.cpu_share, 4),
+        "contention": _contention_dict(r.contention),
         "latency": {
             "n": lat.n,
             "p50": _finite(lat.p50, 6),
@@ -433,6 +502,7 @@ def _run_dict(r: BaselineRun) -> dict[str, Any]:
             "mean": _finite(lat.mean, 6),
             "stdev": _finite(lat.stdev, 6),
         },
+        "order": "start" if r.in_order else "sorted",
         "samples": None,  # placeholder, replaced by one compact line
     }
 
@@ -699,7 +769,6 @@ def _parse_samples(value: Any, where: str) -> FloatArray:
     arr = np.asarray(value, dtype=np.float64)
     if arr.size and (not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1e9):
         raise _fail(where, "latencies must be finite, non-negative seconds")
-    arr = np.sort(arr)
     arr.flags.writeable = False
     return arr
 
@@ -711,6 +780,10 @@ def _parse_run(value: Any, where: str) -> BaselineRun:
     lat = _obj(d.get("latency"), f"{where}.latency")
     lw = f"{where}.latency"
     samples = _parse_samples(d.get("samples"), f"{where}.samples")
+    in_order = d.get("order") == "start"  # else sorted (files from before the order was kept)
+    if not in_order:
+        samples = np.sort(samples)
+        samples.flags.writeable = False
     n = _int(lat, "n", lw)
     assert n is not None
     if samples.size > n:
@@ -752,6 +825,28 @@ def _parse_run(value: Any, where: str) -> BaselineRun:
         commit=_text(d, "commit", where, optional=True),
         plugin_version=_text(d, "plugin_version", where, optional=True) or "unknown",
         created=_text(d, "created", where, optional=True) or "",
+        cpu_per_call=_num(d, "cpu_per_call", where, optional=True),
+        cpu_share=_num(d, "cpu_share", where, optional=True),
+        contention=_parse_contention(d.get("contention"), f"{where}.contention"),
+        in_order=in_order,
+    )
+
+
+def _parse_contention(value: Any, where: str) -> Contention | None:
+    if value is None:
+        return None
+    d = _obj(value, where)
+    return Contention(
+        interval=_num(d, "interval", where, optional=True),
+        cores=_int(d, "cores", where, optional=True),
+        other_cpu=_num(d, "other_cpu", where, optional=True),
+        steal=_num(d, "steal", where, optional=True),
+        own_cpu=_num(d, "own_cpu", where, optional=True),
+        load_avg=_num(d, "load_avg", where, optional=True),
+        loop_lag_p50=_num(d, "loop_lag_p50", where, optional=True),
+        loop_lag_p95=_num(d, "loop_lag_p95", where, optional=True),
+        loop_lag_max=_num(d, "loop_lag_max", where, optional=True),
+        source=_text(d, "source", where, optional=True) or "unavailable",
     )
 
 

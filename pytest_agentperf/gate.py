@@ -224,7 +224,7 @@ def summary_lines(
                 counts[label] += 1
         where = f"{r.get('test')} [{r.get('name')}]"
         if status in ("REGRESSED", "INCONCLUSIVE", "NOT COMPARABLE", "IMPROVED"):
-            for m in ("p50", "p95", "error_rate", "tokens", "cost"):
+            for m in ("p50", "p95", "error_rate", "tokens", "cost", "cpu"):
                 metric = comp.get(m)
                 if isinstance(metric, Mapping) and metric.get("status") == status:
                     lines.append(f"{where}: {metric.get('text')}")

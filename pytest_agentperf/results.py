@@ -162,6 +162,60 @@ class Window:
 
 
 @dataclass(frozen=True)
+class Contention:
+    """How busy the machine was during a run, measured beside it (``pytest_agentperf.contention``).
+
+    CPU figures are fractions of the machine's whole capacity (all cores, 0-1): on 2 cores, one
+    other process spinning is ``other_cpu`` 0.5. None where the platform does not say.
+    """
+
+    interval: float | None = None
+    """Seconds over which the CPU figures were measured (the run's measured phase)."""
+    cores: int | None = None
+    other_cpu: float | None = None
+    """CPU used by every other process (and the kernel on their behalf)."""
+    steal: float | None = None
+    """CPU the hypervisor gave to other virtual machines (Linux guests only)."""
+    own_cpu: float | None = None
+    """CPU used by this test process (all its threads)."""
+    load_avg: float | None = None
+    """The 1-minute load average at the end of the run (runnable tasks, not a fraction)."""
+    loop_lag_p50: float | None = None
+    """Async runs: median lateness of a 50 ms ``call_later`` tick on the event loop, seconds."""
+    loop_lag_p95: float | None = None
+    loop_lag_max: float | None = None
+    source: str = "unavailable"
+    """Where the machine's CPU times came from: "/proc/stat", "psutil" or "unavailable"."""
+
+    @property
+    def level(self) -> float | None:
+        """Contention from outside the test process: other processes plus steal (0-1)."""
+        if self.other_cpu is None:
+            return None
+        return self.other_cpu + (self.steal or 0.0)
+
+
+@dataclass(frozen=True)
+class CpuTime:
+    """CPU time the agent's calls used, beside their wall time.
+
+    Sync agents: each call's thread CPU time (``time.thread_time`` around the call in its
+    worker thread). Async agents: the process CPU time of the measured phase divided by the
+    calls (the event loop's own work included). A busy machine stretches wall time but hardly
+    CPU time, so this is the figure that tells a slower agent from a slower machine.
+    """
+
+    per_call: float | None = None
+    """Mean CPU seconds per measured call."""
+    p50: float | None = None
+    """Median CPU seconds per call (sync agents only)."""
+    share: float | None = None
+    """``per_call`` / latency p50: near 1 when calls are mostly CPU (CPU-bound)."""
+    source: str = "none"
+    """"thread" (per call) or "process" (over the run), "none" when not measured."""
+
+
+@dataclass(frozen=True)
 class BudgetCheck:
     """One budget of a run: its limit, the measured value, and whether it held."""
 
@@ -197,6 +251,8 @@ class PerfResult:
     memory: Memory = field(default_factory=Memory)
     tools: Mapping[str, ToolStats] = field(default_factory=_frozen_map)
     windows: tuple[Window, ...] = ()
+    contention: Contention = field(default_factory=Contention)
+    cpu: CpuTime = field(default_factory=CpuTime)
     budgets: tuple[BudgetCheck, ...] = ()
     comparison: Any = None
 

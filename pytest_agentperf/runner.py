@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from .abort import AbortMonitor
 from .budgets import raise_if_broken, small_sample_warnings
 from .collect import build_result
+from .contention import contention_observers
 from .engine import ProgressSink, RawRun, RunObserver, arun_load, run_load
 from .errors import SettingsError
 from .integrations.langchain import activate as langchain_hook
@@ -94,7 +95,9 @@ class Session:
     whatif_models: tuple[str, ...] = ()
     monthly_calls: int | None = None
     progress: Callable[[str], ProgressSink | None] | None = None
-    observer_factories: list[ObserverFactory] = field(default_factory=lambda: [soak_observers])
+    observer_factories: list[ObserverFactory] = field(
+        default_factory=lambda: [soak_observers, contention_observers]
+    )
     after_run: list[AfterRun] = field(default_factory=list)
     gates: list[Gate] = field(default_factory=list)
 

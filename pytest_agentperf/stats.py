@@ -89,6 +89,92 @@ def bootstrap_quantile(
     return np.asarray(lower + frac * (x[i2] - lower), dtype=np.float64)
 
 
+def block_length(series: FloatArray, q: float | None = None) -> int:
+    """Block length for a circular block bootstrap of ``series`` (in time order), from the data.
+
+    Politis & White (2004) with the correction of Patton, Politis & White (2009): the
+    autocorrelations of the series pick a bandwidth M (twice the first lag after which K_n
+    autocorrelations in a row are insignificant), a flat-top window estimates the long-run
+    variance g and the weighted sum G of |k| R(k), and the optimal circular-block length is
+    (2 G^2 / D)^(1/3) n^(1/3) with D = 4/3 g^2. With ``q`` (0-1) the series analysed is the
+    indicator "latency <= its q-quantile", whose long-run variance is what governs the
+    sampling error of that quantile; without, the series itself. Independent calls give 1.
+    """
+    x = np.asarray(series, dtype=np.float64)
+    n = int(x.size)
+    if n < 8:
+        return 1
+    if q is not None:
+        x = (x <= np.quantile(x, q)).astype(np.float64)
+    x = x - x.mean()
+    var = float(x @ x) / n
+    if var <= 0.0:
+        return 1
+    kn = max(5, math.ceil(math.sqrt(math.log10(n))))
+    m_max = min(math.ceil(math.sqrt(n)) + kn, n - 1)
+    acv = np.array([float(x[k:] @ x[: n - k]) / n for k in range(m_max + 1)])
+    rho = acv / var
+    threshold = 2.0 * math.sqrt(math.log10(n) / n)
+    insignificant = np.abs(rho[1:]) < threshold  # insignificant[j] is lag j + 1
+    m_hat = None
+    for m in range(0, m_max - kn + 1):
+        if insignificant[m : m + kn].all():
+            m_hat = m
+            break
+    big_m = m_max if m_hat is None else min(max(2 * m_hat, 1), m_max)
+    k = np.arange(1, big_m + 1, dtype=np.float64)
+    t = k / big_m
+    lam = np.where(t <= 0.5, 1.0, 2.0 * (1.0 - t))
+    g0 = acv[0] + 2.0 * float(np.sum(lam * acv[1 : big_m + 1]))
+    big_g = 2.0 * float(np.sum(lam * k * acv[1 : big_m + 1]))
+    if g0 <= 0.0 or big_g == 0.0:
+        return 1
+    b = (2.0 * big_g**2 / (4.0 / 3.0 * g0**2)) ** (1.0 / 3.0) * n ** (1.0 / 3.0)
+    b_max = math.ceil(min(3.0 * math.sqrt(n), n / 3.0))
+    return int(min(max(round(b), 1), b_max))
+
+
+BOOTSTRAP_CHUNK = 256
+"""Resamples built at once by the block bootstrap (bounds its memory to chunk x n floats)."""
+
+
+def block_bootstrap_quantile(
+    series: FloatArray, q: float, resamples: int, block: int, rng: np.random.Generator
+) -> FloatArray:
+    """``resamples`` circular-block-bootstrap replicates of the q-quantile (0-1) of ``series``.
+
+    Each resample glues ceil(n / block) blocks of ``block`` consecutive values (wrapping
+    around the end), starting at uniform positions, and is cut to n values: calls that ran
+    together stay together, so a wave of delayed calls moves the replicates as it moved the
+    run. ``block`` 1 is the ordinary bootstrap, computed exactly by ``bootstrap_quantile``.
+    """
+    x = np.asarray(series, dtype=np.float64)
+    n = int(x.size)
+    if n == 0:
+        raise ValueError("block_bootstrap_quantile needs at least one sample")
+    if block <= 1 or n == 1:
+        return bootstrap_quantile(np.sort(x), q, resamples, rng)
+    blocks = -(-n // block)
+    offsets = np.arange(block)
+    wrapped = np.concatenate([x, x[: block - 1]])  # x[(s + j) % n] without the modulo
+    h = (n - 1) * q  # numpy's linear percentile: between order statistics k and k + 1
+    k = min(math.floor(h), n - 1)
+    frac = h - k
+    out = np.empty(resamples, dtype=np.float64)
+    for lo in range(0, resamples, BOOTSTRAP_CHUNK):
+        hi = min(resamples, lo + BOOTSTRAP_CHUNK)
+        starts = rng.integers(0, n, size=(hi - lo, blocks))
+        idx = (starts[:, :, None] + offsets).reshape(hi - lo, blocks * block)[:, :n]
+        # one partition at k; the (k+1)-th smallest is then the least of what lies above it
+        part = np.partition(wrapped[idx], k, axis=1)
+        lower = part[:, k]
+        if frac > 0.0 and k + 1 < n:
+            out[lo:hi] = lower + frac * (part[:, k + 1 :].min(axis=1) - lower)
+        else:
+            out[lo:hi] = lower
+    return out
+
+
 def ratio_ci(
     current: FloatArray,
     baseline: FloatArray,
@@ -97,22 +183,34 @@ def ratio_ci(
     confidence: float = 0.95,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
+    current_in_order: bool = True,
+    baseline_in_order: bool = True,
+    current_min_block: int = 1,
+    baseline_min_block: int = 1,
 ) -> tuple[float, float, float]:
     """Ratio current/baseline of the q-quantile (0-1) with a percentile bootstrap interval.
 
-    Each sample is resampled independently (they are separate runs); the interval is the
-    (1-confidence)/2 and (1+confidence)/2 percentiles of the bootstrap ratios. Returns
-    (estimate, low, high); the estimate is the ratio of the sample quantiles.
+    Each run is resampled on its own (they are separate runs) by a circular block bootstrap
+    over its calls in start order, the block length chosen from the data (``block_length`` of
+    the q-indicator): correlated calls (waves delayed together) widen the interval, while
+    independent calls get blocks of 1, the ordinary bootstrap. A side whose samples are not in
+    time order (``*_in_order`` False, e.g. an old sorted baseline) is resampled as independent.
+    ``*_min_block`` is a floor for the block length, e.g. the calls that were in flight together
+    (``calls_in_flight``): a wave hits every call in flight, whatever the data can show.
+    The interval is the (1-confidence)/2 and (1+confidence)/2 percentiles of the bootstrap
+    ratios. Returns (estimate, low, high); the estimate is the ratio of the sample quantiles.
     """
-    cur = np.sort(np.asarray(current, dtype=np.float64))
-    base = np.sort(np.asarray(baseline, dtype=np.float64))
+    cur = np.asarray(current, dtype=np.float64)
+    base = np.asarray(baseline, dtype=np.float64)
     if cur.size == 0 or base.size == 0:
         raise ValueError("ratio_ci needs samples on both sides")
     rng = np.random.default_rng(seed)
     q_cur = float(np.quantile(cur, q))
     q_base = float(np.quantile(base, q))
-    boot_cur = bootstrap_quantile(cur, q, resamples, rng)
-    boot_base = bootstrap_quantile(base, q, resamples, rng)
+    b_cur = _block(cur, q, current_min_block) if current_in_order else 1
+    b_base = _block(base, q, baseline_min_block) if baseline_in_order else 1
+    boot_cur = block_bootstrap_quantile(cur, q, resamples, b_cur, rng)
+    boot_base = block_bootstrap_quantile(base, q, resamples, b_base, rng)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = boot_cur / boot_base
         estimate = q_cur / q_base if q_base > 0 else math.inf
@@ -120,6 +218,21 @@ def ratio_ci(
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(ratios, [alpha, 1.0 - alpha])
     return float(estimate), float(low), float(high)
+
+
+def _block(series: FloatArray, q: float, floor: int) -> int:
+    """The block length of ``series``: from the data, at least ``floor``, at most n / 3."""
+    n = int(series.size)
+    return max(1, min(max(block_length(series, q), floor), n // 3))
+
+
+def calls_in_flight(throughput: float, mean_latency: float | None, n: int, kept: int) -> int:
+    """Calls in flight at once on average (Little's law: throughput x mean latency), counted
+    in kept samples when only ``kept`` of the ``n`` calls are kept (evenly spaced in time)."""
+    if mean_latency is None or not math.isfinite(throughput * mean_latency) or n <= 0:
+        return 1
+    in_flight = throughput * mean_latency * min(1.0, kept / n)
+    return max(1, math.ceil(in_flight - 1e-9))
 
 
 def _z(confidence: float) -> float:

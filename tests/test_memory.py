@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import mmap
 import threading
 import time
 import tracemalloc
@@ -212,13 +213,17 @@ def test_sampler_survives_a_failing_reader() -> None:
 # the real thing ------------------------------------------------------------------------------
 
 
-def _drive(sampler: MemorySampler, calls: int, leak: list[bytes] | None) -> list[float]:
+def _drive(sampler: MemorySampler, calls: int, leak: list[mmap.mmap] | None) -> list[float]:
     t0 = time.perf_counter()
     sampler.on_start(t0)
     ends = []
     for _ in range(calls):
         if leak is not None:
-            leak.append(b"x" * 100_000)  # touched pages: RSS really grows
+            # fresh anonymous pages, written: RSS really grows, even when the heap holds memory
+            # freed by earlier tests that a bytes object would reuse
+            page = mmap.mmap(-1, 100_000)
+            page.write(b"x" * 100_000)
+            leak.append(page)
         time.sleep(0.001)
         ends.append(time.perf_counter() - t0)
     sampler.on_stop()
@@ -226,7 +231,7 @@ def _drive(sampler: MemorySampler, calls: int, leak: list[bytes] | None) -> list
 
 
 def test_real_sampler_sees_a_leak() -> None:
-    leak: list[bytes] = []
+    leak: list[mmap.mmap] = []
     sampler = MemorySampler()
     ends = _drive(sampler, 300, leak)
     mem = sampler.memory(ends)

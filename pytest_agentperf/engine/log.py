@@ -5,7 +5,7 @@ from __future__ import annotations
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,14 +21,16 @@ MAX_ERROR_MESSAGES = 5
 
 
 class CallLog:
-    """Completed calls of one worker; rows are appended start, end, status, ttft in that order."""
+    """Completed calls of one worker; rows are appended start, end, status, cpu, ttft in that
+    order (ttft last: readers take its length as the number of complete rows)."""
 
-    __slots__ = ("end", "error_types", "itl", "start", "status", "ttft", "usage")
+    __slots__ = ("cpu", "end", "error_types", "itl", "start", "status", "ttft", "usage")
 
     def __init__(self) -> None:
         self.start = array("d")
         self.end = array("d")
         self.status = array("b")
+        self.cpu = array("d")
         self.ttft = array("d")
         self.itl = array("d")
         self.error_types: Counter[str] = Counter()
@@ -47,8 +49,9 @@ class CallLog:
         scope: CallScope,
         value: Any,
         model: str | None,
+        cpu: float = _NAN,
     ) -> None:
-        """Append one measured call.
+        """Append one measured call; ``cpu`` is its thread CPU time (NaN when not measured).
 
         Usage recorded during a failed call still counts (those tokens were billed); usage is
         read from the return value only for a successful call that recorded none.
@@ -62,6 +65,7 @@ class CallLog:
         self.start.append(t_int)
         self.end.append(end)
         self.status.append(status)
+        self.cpu.append(cpu)
         self.ttft.append(stream.first if stream is not None and ok else _NAN)
         if ok:
             if stream is not None:
@@ -82,6 +86,8 @@ class MergedLog:
     status: StatusArray
     ttft: FloatArray
     itl: FloatArray
+    cpu: FloatArray = field(default_factory=lambda: _EMPTY)
+    """Each call's thread CPU time in seconds (NaN where not measured: async calls, timeouts)."""
 
     @property
     def latency(self) -> FloatArray:
@@ -130,8 +136,9 @@ def merge(logs: Sequence[CallLog]) -> MergedLog:
         if logs
         else _EMPTY
     )
+    cpu = np.concatenate([_copy(log.cpu, len(log), np.float64) for log in logs]) if logs else _EMPTY
     order = np.argsort(start, kind="stable")
-    return MergedLog(start[order], end[order], status[order], ttft[order], itl)
+    return MergedLog(start[order], end[order], status[order], ttft[order], itl, cpu[order])
 
 
 def merge_counters(logs: Iterable[CallLog]) -> dict[str, int]:

@@ -153,6 +153,7 @@ class _Pool:
         with worker.lock:
             worker.call_start = time.perf_counter()
             worker.call_t_int = t_int
+        cpu0 = time.thread_time()  # this thread's CPU time: contention does not stretch it
         try:
             value = target.call(target.input_for(i))
             kind = stream_kind(value)
@@ -172,6 +173,7 @@ class _Pool:
         finally:
             _current.reset(token)
         end = time.perf_counter() - t0
+        cpu = time.thread_time() - cpu0
         with worker.lock:
             if worker.abandoned:
                 return False
@@ -182,7 +184,7 @@ class _Pool:
                 status = OK if error is None else ERROR
                 model = self.plan.settings.model
                 try:
-                    worker.log.record(t_int, end, status, error, stream, scope, value, model)
+                    worker.log.record(t_int, end, status, error, stream, scope, value, model, cpu)
                 except Exception as exc:  # reading the result failed (usage): this call's error
                     record_failure(worker.log, state, exc, t_int, end, scope, model)
         return True

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from tabulate import tabulate
 
+from ..compare import BUSY_FLAG, BUSY_MARGIN
 from ..redact import redact
 from ..units import format_seconds
 
@@ -86,8 +87,21 @@ def _status(record: dict[str, Any]) -> str:
     comp = _comparison(record)
     status = str(record["status"])
     if status == "PASS" and comp and comp.get("status"):
-        return "PASS" if comp["status"] == "UNCHANGED" else str(comp["status"])
+        status = "PASS" if comp["status"] == "UNCHANGED" else str(comp["status"])
+    if comp and comp.get("busy"):
+        status += " (busy)"  # measured under clearly more contention than the baseline
     return status
+
+
+def _cpu(record: dict[str, Any]) -> str:
+    """CPU time per call, and its share of the p50 latency when it is large enough to matter."""
+    cpu = record["result"].get("cpu") or {}
+    per_call = cpu.get("per_call")
+    if per_call is None:
+        return "-"
+    text = format_seconds(per_call)
+    share = cpu.get("share")
+    return f"{text} ({share:.0%})" if share is not None and share >= 0.1 else text
 
 
 def _comparison(record: dict[str, Any]) -> dict[str, Any] | None:
@@ -143,6 +157,8 @@ def _columns(records: Sequence[dict[str, Any]]) -> list[tuple[str, Cell]]:
             )
         )
     cols.append(("RSS+", lambda r: _memory(res(r).get("memory") or {})[0]))
+    if any_(lambda r: (res(r).get("cpu") or {}).get("per_call") is not None):
+        cols.append(("cpu/call", _cpu))
     if any_(_has_memory_budget):
         cols.append(("MB/1k", lambda r: _memory(res(r).get("memory") or {})[1]))
     if any_(lambda r: _comparison(r) is not None):
@@ -150,6 +166,8 @@ def _columns(records: Sequence[dict[str, Any]]) -> list[tuple[str, Cell]]:
             ("Δp50 (95% CI)", lambda r: _change(r, "p50_change_text")),
             ("Δp95 (95% CI)", lambda r: _change(r, "p95_change_text")),
         ]
+    if any_(lambda r: bool((_comparison(r) or {}).get("cpu"))):
+        cols.append(("Δcpu", lambda r: _change(r, "cpu_change_text")))
     if any_(_usage_compared):
         cols += [
             ("Δtok", lambda r: _change(r, "tokens_change_text")),
@@ -236,7 +254,25 @@ def failure_lines(records: Sequence[dict[str, Any]]) -> list[str]:
             lines.append(f"{r['test']} [{r['name']}]: {res['aborted']}")
         if res["errors"] and res.get("error_messages"):
             lines.append(f"{r['test']} [{r['name']}]: first error: {res['error_messages'][0]}")
+        busy = _busy_without_baseline(r)
+        if busy:
+            lines.append(f"{r['test']} [{r['name']}]: note: {busy}")
     return lines
+
+
+def _busy_without_baseline(record: dict[str, Any]) -> str | None:
+    """A busy machine is worth a note even when there is no baseline to compare with (with
+    one, the gate's own line says it)."""
+    if _comparison(record) is not None:
+        return None
+    cont = record["result"].get("contention") or {}
+    other = cont.get("other_cpu")
+    if other is None:
+        return None
+    level = other + (cont.get("steal") or 0.0)
+    if level < BUSY_MARGIN:
+        return None
+    return f"{BUSY_FLAG}: other processes used {level:.0%} CPU during the run"
 
 
 def section(
