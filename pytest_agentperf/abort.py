@@ -18,7 +18,9 @@ verdict by design), and only aborts on evidence, not on a point estimate:
   memory sampler.
 
 Other budgets (throughput, tokens, cost, TTFT/ITL, memory slope, drift) are not judged early: a
-partial run is no evidence about them; they are checked when the run ends as usual.
+partial run is no evidence about them; they are checked when the run ends as usual. Which rule
+applies to a budget is its ``BudgetSpec.early`` (``budgets.Early``); this module implements the
+rules.
 
 Looking again and again at a growing sample inflates the chance of a false alarm, so checks are
 spaced geometrically (each time the number of completed calls has grown by 10 %, not at every
@@ -36,15 +38,13 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from .budgets import BUDGETS, JUDGED_EARLY
+from .budgets import BUDGETS, Early
 from .stats import min_samples_for
 from .units import format_value
 
-EARLY = JUDGED_EARLY
 MIN_CALLS = 20
 CONFIDENCE = 0.99
 GROWTH = 1.1
-_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
 
 
 class _View(Protocol):
@@ -160,17 +160,19 @@ def judge(
     """Why budget ``name`` is broken beyond doubt by the completed calls given, or None.
 
     ``start``/``end`` are seconds (latency = end - start), ``status`` 0 ok, 1 error, 2 timeout.
-    Not for ``memory`` (see ``AbortMonitor``) nor budgets outside ``EARLY`` (always None).
+    Not for ``Early.PEAK_MEMORY`` (see ``AbortMonitor``) nor budgets without ``early`` (always
+    None).
     """
     spec = BUDGETS[name]
+    early = spec.early
     st = np.asarray(status)
     n = int(st.size)
     conf = f"{confidence * 100:.3g}%"
     lim = format_value(limit, spec.unit)
-    if name in ("error_rate", "timeout_rate"):
+    if early in (Early.ERRORS, Early.TIMEOUTS):
         if n < min_calls:
             return None
-        bad = int(np.count_nonzero(st != 0 if name == "error_rate" else st == 2))
+        bad = int(np.count_nonzero(st != 0 if early is Early.ERRORS else st == 2))
         low = wilson_lower(bad, n, confidence)
         if low <= limit:
             return None
@@ -178,17 +180,17 @@ def judge(
             f"{spec.label} {format_value(bad / n, spec.unit)} > budget {lim} "
             f"({conf} lower bound {format_value(low, spec.unit)})"
         )
-    if name not in ("max_latency", "mean_latency") and name not in _PERCENTILES:
+    if early not in (Early.MAX, Early.MEAN, Early.PERCENTILE):
         return None
     ok = st == 0
     latency = (np.asarray(end, dtype=np.float64) - np.asarray(start, dtype=np.float64))[ok]
     m = int(latency.size)
-    if name == "max_latency":
+    if early is Early.MAX:
         if m == 0 or float(latency.max()) <= limit:
             return None
         worst = format_value(float(latency.max()), spec.unit)
         return f"{spec.label} {worst} > budget {lim} (a call already took longer)"
-    if name == "mean_latency":
+    if early is Early.MEAN:
         if m < max(min_calls, 30):
             return None
         mean = float(latency.mean())
@@ -199,7 +201,8 @@ def judge(
             f"{spec.label} {format_value(mean, spec.unit)} > budget {lim} "
             f"({conf} lower bound {format_value(low, spec.unit)})"
         )
-    q = _PERCENTILES[name]
+    assert spec.percentile is not None, f"budget {name!r}: Early.PERCENTILE needs percentile="
+    q = float(spec.percentile)
     if m < max(min_calls, min_samples_for(q)):
         return None
     k = exceedances_needed(m, q, confidence)
@@ -228,8 +231,9 @@ class AbortMonitor:
         confidence: float = CONFIDENCE,
         min_calls: int = MIN_CALLS,
     ) -> None:
-        self.names = tuple(n for n in abort_on if n in budgets and n in EARLY)
-        self.ignored = tuple(n for n in abort_on if n not in EARLY)
+        early = {n for n in abort_on if n in BUDGETS and BUDGETS[n].early is not None}
+        self.names = tuple(n for n in abort_on if n in budgets and n in early)
+        self.ignored = tuple(n for n in abort_on if n not in early)
         self._budgets = dict(budgets)
         self._memory = memory
         self._confidence = confidence
@@ -264,20 +268,24 @@ class AbortMonitor:
         return self.reason
 
     def _memory_reason(self) -> str | None:
-        if "memory" not in self.names or self._memory is None:
+        if self._memory is None:
             return None
-        growth = self._memory.growth_mb
-        limit = self._budgets["memory"]
-        if growth is None or growth <= limit:
-            return None
-        spec = BUDGETS["memory"]
-        return (
-            f"{spec.label} {format_value(growth, spec.unit)} > budget "
-            f"{format_value(limit, spec.unit)} (already reached)"
-        )
+        for name in self.names:
+            spec = BUDGETS[name]
+            if spec.early is not Early.PEAK_MEMORY:
+                continue
+            growth = self._memory.growth_mb
+            limit = self._budgets[name]
+            if growth is None or growth <= limit:
+                continue
+            return (
+                f"{spec.label} {format_value(growth, spec.unit)} > budget "
+                f"{format_value(limit, spec.unit)} (already reached)"
+            )
+        return None
 
     def _judge(self, view: _View) -> str | None:
-        names = [n for n in self.names if n != "memory"]
+        names = [n for n in self.names if BUDGETS[n].early is not Early.PEAK_MEMORY]
         if not names:
             return None
         start, end, status = view.arrays()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from .errors import BudgetExceeded
@@ -13,18 +14,47 @@ from .units import Unit, format_value
 from .usage import UNNAMED_MODEL
 
 Measure = Callable[[PerfResult], "tuple[float | None, int]"]
+"""Reads a budget's value from a result: (value or None when unknown, sample size)."""
+
+
+class Early(enum.Enum):
+    """How ``abort_on`` judges a budget on the calls completed so far (see ``abort.py``)."""
+
+    ERRORS = "errors"
+    """Share of calls that failed: its Wilson lower confidence bound is above the limit."""
+    TIMEOUTS = "timeouts"
+    """Share of calls that timed out, judged like ``ERRORS``."""
+    PERCENTILE = "percentile"
+    """A latency percentile (the spec's ``percentile``): an order-statistic lower bound."""
+    MEAN = "mean"
+    """Mean latency: its normal-theory lower confidence bound."""
+    MAX = "max"
+    """Maximum latency: one successful call slower than the limit (it only grows)."""
+    PEAK_MEMORY = "peak_memory"
+    """Peak RSS growth so far, from the memory sampler (it only grows)."""
 
 
 @dataclass(frozen=True)
 class BudgetSpec:
-    """A budget kind: its unit, whether the limit is a maximum or a minimum, what it measures."""
+    """A budget kind, everything about it in one place.
+
+    ``label`` and ``unit`` are how its value is shown; ``measure`` reads it from a result;
+    ``minimum`` makes the limit a floor instead of a ceiling; ``percentile`` (for percentile
+    budgets) asks for a small-sample warning; ``unknown_hint`` says what to change when the
+    value is unknown (a callable builds it from the result); ``early`` is how ``abort_on``
+    judges it before the run ends (None: only on the whole run); ``not_above`` names the
+    budget whose limit this one's must not exceed (p50 <= p90), so contradicting limits are
+    refused.
+    """
 
     label: str
     unit: Unit
     measure: Measure
     minimum: bool = False
     percentile: float | None = None
-    unknown_hint: str = ""
+    unknown_hint: str | Callable[[PerfResult], str] = ""
+    early: Early | None = None
+    not_above: str | None = None
 
 
 def _stat(attr: str, name: str) -> Measure:
@@ -55,6 +85,21 @@ _DRIFT_HINT = (
     "the run had fewer than two time windows with calls; lengthen it (duration=) or set a "
     "shorter window="
 )
+
+
+def _cost_hint(r: PerfResult) -> str:
+    """Which models lack a price (or a name), else how to add prices."""
+    if not (r.usage.known and r.cost.unknown_models):
+        return _PRICE_HINT
+    named = [m for m in r.cost.unknown_models if m != UNNAMED_MODEL]
+    hints = []
+    if named:
+        hints.append(f"no price for model {', '.join(named)}: {_PRICE_HINT}")
+    if len(named) < len(r.cost.unknown_models):
+        hints.append(_UNNAMED_HINT)
+    return "; ".join(hints)
+
+
 _SLOPE_HINT = "too few calls or memory samples for a leak slope; run more calls"
 _USAGE_HINT = (
     "no call reported token usage; return the client's response, or call "
@@ -62,17 +107,57 @@ _USAGE_HINT = (
 )
 
 BUDGETS: Mapping[str, BudgetSpec] = {
-    "p50": BudgetSpec("p50 latency", Unit.SECONDS, _stat("latency", "p50"), percentile=50),
-    "p90": BudgetSpec("p90 latency", Unit.SECONDS, _stat("latency", "p90"), percentile=90),
-    "p95": BudgetSpec("p95 latency", Unit.SECONDS, _stat("latency", "p95"), percentile=95),
-    "p99": BudgetSpec("p99 latency", Unit.SECONDS, _stat("latency", "p99"), percentile=99),
-    "max_latency": BudgetSpec("max latency", Unit.SECONDS, _stat("latency", "max")),
-    "mean_latency": BudgetSpec("mean latency", Unit.SECONDS, _stat("latency", "mean")),
+    "p50": BudgetSpec(
+        "p50 latency",
+        Unit.SECONDS,
+        _stat("latency", "p50"),
+        percentile=50,
+        early=Early.PERCENTILE,
+        not_above="p90",
+    ),
+    "p90": BudgetSpec(
+        "p90 latency",
+        Unit.SECONDS,
+        _stat("latency", "p90"),
+        percentile=90,
+        early=Early.PERCENTILE,
+        not_above="p95",
+    ),
+    "p95": BudgetSpec(
+        "p95 latency",
+        Unit.SECONDS,
+        _stat("latency", "p95"),
+        percentile=95,
+        early=Early.PERCENTILE,
+        not_above="p99",
+    ),
+    "p99": BudgetSpec(
+        "p99 latency",
+        Unit.SECONDS,
+        _stat("latency", "p99"),
+        percentile=99,
+        early=Early.PERCENTILE,
+        not_above="max_latency",
+    ),
+    "max_latency": BudgetSpec(
+        "max latency", Unit.SECONDS, _stat("latency", "max"), early=Early.MAX
+    ),
+    "mean_latency": BudgetSpec(
+        "mean latency", Unit.SECONDS, _stat("latency", "mean"), early=Early.MEAN
+    ),
     "ttft_p50": BudgetSpec(
-        "p50 time to first chunk", Unit.SECONDS, _stat("ttft", "p50"), percentile=50
+        "p50 time to first chunk",
+        Unit.SECONDS,
+        _stat("ttft", "p50"),
+        percentile=50,
+        not_above="ttft_p95",
     ),
     "ttft_p95": BudgetSpec(
-        "p95 time to first chunk", Unit.SECONDS, _stat("ttft", "p95"), percentile=95
+        "p95 time to first chunk",
+        Unit.SECONDS,
+        _stat("ttft", "p95"),
+        percentile=95,
+        not_above="ttft_p99",
     ),
     "ttft_p99": BudgetSpec(
         "p99 time to first chunk", Unit.SECONDS, _stat("ttft", "p99"), percentile=99
@@ -81,12 +166,17 @@ BUDGETS: Mapping[str, BudgetSpec] = {
         "p95 gap between chunks", Unit.SECONDS, _stat("itl", "p95"), percentile=95
     ),
     "error_rate": BudgetSpec(
-        "error rate", Unit.FRACTION, lambda r: (r.error_rate if r.requests else None, r.requests)
+        "error rate",
+        Unit.FRACTION,
+        lambda r: (r.error_rate if r.requests else None, r.requests),
+        early=Early.ERRORS,
     ),
     "timeout_rate": BudgetSpec(
         "timeout rate",
         Unit.FRACTION,
         lambda r: (r.timeouts / r.requests if r.requests else None, r.requests),
+        early=Early.TIMEOUTS,
+        not_above="error_rate",
     ),
     "min_throughput": BudgetSpec(
         "throughput", Unit.PER_SECOND, lambda r: (r.throughput, r.requests), minimum=True
@@ -102,15 +192,23 @@ BUDGETS: Mapping[str, BudgetSpec] = {
         Unit.COUNT,
         lambda r: (r.usage.per_call.output_tokens, r.requests),
         unknown_hint=_USAGE_HINT,
+        not_above="tokens_per_call",
     ),
     "cost_per_call": BudgetSpec(
-        "cost per call", Unit.USD, lambda r: (r.cost.per_call, r.requests), unknown_hint=_PRICE_HINT
+        "cost per call",
+        Unit.USD,
+        lambda r: (r.cost.per_call, r.requests),
+        unknown_hint=_cost_hint,
+        not_above="total_cost",
     ),
     "total_cost": BudgetSpec(
-        "total cost", Unit.USD, lambda r: (r.cost.total, r.requests), unknown_hint=_PRICE_HINT
+        "total cost", Unit.USD, lambda r: (r.cost.total, r.requests), unknown_hint=_cost_hint
     ),
     "memory": BudgetSpec(
-        "peak RSS growth", Unit.MEGABYTES, lambda r: (r.memory.rss_delta_mb, r.memory.samples)
+        "peak RSS growth",
+        Unit.MEGABYTES,
+        lambda r: (r.memory.rss_delta_mb, r.memory.samples),
+        early=Early.PEAK_MEMORY,
     ),
     "memory_per_1k_calls": BudgetSpec(
         "RSS growth per 1k calls",
@@ -122,50 +220,43 @@ BUDGETS: Mapping[str, BudgetSpec] = {
         "p95 drift (last window / first)", Unit.RATIO, _drift, unknown_hint=_DRIFT_HINT
     ),
 }
-
-_CHAINS = (
-    ("p50", "p90", "p95", "p99", "max_latency"),
-    ("ttft_p50", "ttft_p95", "ttft_p99"),
-    ("timeout_rate", "error_rate"),
-    ("cost_per_call", "total_cost"),
-    ("output_tokens_per_call", "tokens_per_call"),
-)
-# Pairs (lower, higher) whose limits must not be inverted: every ordered pair of each chain.
-ORDERED = tuple(
-    (chain[i], chain[j])
-    for chain in _CHAINS
-    for i in range(len(chain))
-    for j in range(i + 1, len(chain))
-)
-
-JUDGED_EARLY = frozenset(
-    (
-        "error_rate",
-        "timeout_rate",
-        "p50",
-        "p90",
-        "p95",
-        "p99",
-        "mean_latency",
-        "max_latency",
-        "memory",
-    )
-)
-"""Budgets ``abort_on`` can judge before a run ends; the others need the whole run."""
+"""Every budget a marker or ``run()`` accepts, by the key it is set with. Adding a budget is
+one entry here: settings validate it, results are checked against it, ``abort_on`` judges it
+when it has ``early``, and reports list it."""
 
 
-def _unknown_message(spec: BudgetSpec, name: str, limit: float, r: PerfResult) -> str:
+def judged_early() -> tuple[str, ...]:
+    """Names of the budgets ``abort_on`` can judge before a run ends, sorted."""
+    return tuple(sorted(name for name, spec in BUDGETS.items() if spec.early is not None))
+
+
+def _ceilings(name: str) -> Iterator[str]:
+    """The budgets whose limits must be at least ``name``'s: its ``not_above`` chain."""
+    seen = {name}
+    above = BUDGETS[name].not_above
+    while above is not None and above not in seen:  # a cycle would be a registry typo
+        seen.add(above)
+        yield above
+        above = BUDGETS[above].not_above
+
+
+def inverted(limits: Mapping[str, float]) -> tuple[str, str] | None:
+    """The first pair (lower, higher) of ``limits`` set the wrong way round, e.g. a p50 limit
+    above the p99 one; None when they agree."""
+    for low in BUDGETS:
+        if low not in limits:
+            continue
+        for high in _ceilings(low):
+            if high in limits and limits[low] > limits[high]:
+                return low, high
+    return None
+
+
+def _unknown_message(spec: BudgetSpec, limit: float, r: PerfResult) -> str:
     lim = format_value(limit, spec.unit)
-    if name in ("cost_per_call", "total_cost") and r.usage.known and r.cost.unknown_models:
-        named = [m for m in r.cost.unknown_models if m != UNNAMED_MODEL]
-        hints = []
-        if named:
-            hints.append(f"no price for model {', '.join(named)}: {_PRICE_HINT}")
-        if len(named) < len(r.cost.unknown_models):
-            hints.append(_UNNAMED_HINT)
-        return f"{spec.label} unknown (budget {lim}): " + "; ".join(hints)
-    if spec.unknown_hint:
-        return f"{spec.label} unknown (budget {lim}): {spec.unknown_hint}"
+    hint = spec.unknown_hint(r) if callable(spec.unknown_hint) else spec.unknown_hint
+    if hint:
+        return f"{spec.label} unknown (budget {lim}): {hint}"
     return f"{spec.label} unknown (budget {lim}): no measurement (n={r.requests})"
 
 
@@ -185,9 +276,7 @@ def evaluate(budgets: Mapping[str, float], result: PerfResult) -> tuple[BudgetCh
         value, n = spec.measure(result)
         if value is None or (isinstance(value, float) and math.isnan(value)):
             checks.append(
-                BudgetCheck(
-                    name, limit, None, False, n, _unknown_message(spec, name, limit, result)
-                )
+                BudgetCheck(name, limit, None, False, n, _unknown_message(spec, limit, result))
             )
             continue
         passed = value >= limit if spec.minimum else value <= limit

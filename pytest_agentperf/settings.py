@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from .budgets import BUDGETS, JUDGED_EARLY, ORDERED
+from .budgets import BUDGETS, inverted, judged_early
 from .errors import SettingsError
 from .results import LoadShape
 from .units import Unit, format_seconds, format_value, parse
@@ -162,7 +162,7 @@ def parse_settings(*layers: Mapping[str, Any]) -> Settings:
     for layer in layers:
         merged.update(layer)
     for key in merged:
-        if key not in VALID_KEYS:
+        if key not in VALID_KEYS and key not in BUDGETS:  # BUDGETS: also entries added later
             raise SettingsError(f"unknown setting {key!r}{_suggest(key)}", key=key)
 
     kw: dict[str, Any] = {}
@@ -222,14 +222,15 @@ def parse_settings(*layers: Mapping[str, Any]) -> Settings:
     for key, value in merged.items():
         if key in BUDGETS and value is not None:
             budgets[key] = parse(value, BUDGETS[key].unit, key=key)
-    for low, high in ORDERED:
-        if low in budgets and high in budgets and budgets[low] > budgets[high]:
-            unit = BUDGETS[low].unit
-            raise SettingsError(
-                f"{low}={format_value(budgets[low], unit)} is above "
-                f"{high}={format_value(budgets[high], unit)}: these budgets contradict each other",
-                key=low,
-            )
+    pair = inverted(budgets)
+    if pair is not None:
+        low, high = pair
+        unit = BUDGETS[low].unit
+        raise SettingsError(
+            f"{low}={format_value(budgets[low], unit)} is above "
+            f"{high}={format_value(budgets[high], unit)}: these budgets contradict each other",
+            key=low,
+        )
     kw["budgets"] = MappingProxyType(budgets)
     if merged.get("abort_on") is not None:
         kw["abort_on"] = _abort_on(merged["abort_on"], budgets)
@@ -243,11 +244,11 @@ def _abort_on(value: Any, budgets: Mapping[str, float]) -> tuple[str, ...]:
             f'abort_on={value!r}: expected "any" or a list of budget names', key="abort_on"
         )
     if list(names) == ["any"]:
-        judged = tuple(name for name in budgets if name in JUDGED_EARLY)
+        judged = tuple(name for name in budgets if BUDGETS[name].early is not None)
         if not judged:
             raise SettingsError(
                 'abort_on="any" but none of this test\'s budgets can be judged before the run '
-                f"ends; set one of {', '.join(sorted(JUDGED_EARLY))}",
+                f"ends; set one of {', '.join(judged_early())}",
                 key="abort_on",
             )
         return judged
@@ -265,10 +266,10 @@ def _abort_on(value: Any, budgets: Mapping[str, float]) -> tuple[str, ...]:
             raise SettingsError(
                 f"abort_on: {name!r} has no budget in this test; set {name}= too", key="abort_on"
             )
-        if name not in JUDGED_EARLY:
+        if BUDGETS[name].early is None:
             raise SettingsError(
                 f"abort_on: {name!r} can only be judged on the whole run, not early; "
-                f"early abort works for {', '.join(sorted(JUDGED_EARLY))}",
+                f"early abort works for {', '.join(judged_early())}",
                 key="abort_on",
             )
     return tuple(names)

@@ -4,11 +4,21 @@ from typing import Any
 
 import pytest
 
-from pytest_agentperf.budgets import BUDGETS, evaluate, raise_if_broken, small_sample_warnings
-from pytest_agentperf.errors import BudgetExceeded
+from pytest_agentperf.abort import judge
+from pytest_agentperf.budgets import (
+    BUDGETS,
+    BudgetSpec,
+    Early,
+    evaluate,
+    judged_early,
+    raise_if_broken,
+    small_sample_warnings,
+)
+from pytest_agentperf.errors import BudgetExceeded, SettingsError
 from pytest_agentperf.results import Cost, LoadShape, PerCallUsage, PerfResult, Usage
 from pytest_agentperf.settings import VALID_KEYS, parse_settings
 from pytest_agentperf.stats import summarize
+from pytest_agentperf.units import Unit
 
 SHAPE = LoadShape(20, 1, None, "closed", None, 1, 30.0)
 
@@ -118,3 +128,43 @@ def test_no_passing_budget_message_uses_a_failing_relation() -> None:
         if check.passed:
             assert " > budget" not in check.message and " < budget" not in check.message
     assert any(c.passed for c in checks)
+
+
+def test_every_spec_is_consistent_with_the_registry() -> None:
+    for name, spec in BUDGETS.items():
+        if spec.early is Early.PERCENTILE:
+            assert spec.percentile is not None, name
+        if spec.not_above is not None:
+            assert spec.not_above in BUDGETS, name
+            assert BUDGETS[spec.not_above].unit is spec.unit, name
+
+
+def test_a_budget_added_by_one_registry_entry_is_validated_judged_and_listed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    p75 = BudgetSpec(
+        "p75 latency",
+        Unit.SECONDS,
+        lambda r: (r.latency.percentile(75), r.latency.n),
+        percentile=75,
+        early=Early.PERCENTILE,
+        not_above="p99",
+    )
+    monkeypatch.setitem(BUDGETS, "p75", p75)  # type: ignore[index]
+    # validated: parsed with its unit, ordered against its ceiling, accepted by abort_on
+    s = parse_settings({"p75": "500ms", "abort_on": "any"})
+    assert s.budgets == {"p75": 0.5} and s.abort_on == ("p75",)
+    with pytest.raises(SettingsError, match="p75=2 s is above p99=1 s"):
+        parse_settings({"p75": "2s", "p99": "1s"})
+    assert "p75" in judged_early()
+    # judged early, with the percentile rule, from its own percentile
+    n = 100
+    lat = [2.0] * 40 + [0.1] * (n - 40)
+    why = judge("p75", 0.5, [0.0] * n, lat, [0] * n)
+    assert why is not None and why.startswith("p75 latency") and "of 100 successful" in why
+    # checked and listed with the other budgets when the run ends
+    r = _result([0.1] * 50 + [2.0] * 50)
+    (check,) = evaluate(s.budgets, r)
+    assert check.name == "p75" and not check.passed
+    assert check.message == "p75 latency 2 s > budget 500 ms (n=100)"
+    assert small_sample_warnings(s.budgets, _result([0.1] * 5))  # p75 needs more than 5
