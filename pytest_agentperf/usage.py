@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,12 +36,19 @@ class CallScope:
 UNNAMED_MODEL = "unknown"
 """The model key of usage that named no model, when the marker gives no ``model=`` either."""
 
-_current: ContextVar[CallScope | None] = ContextVar("agentperf_call_scope", default=None)
+CURRENT_SCOPE: ContextVar[CallScope | None] = ContextVar("agentperf_call_scope", default=None)
+"""The ``CallScope`` of the measured call in progress, None outside one.
+
+The engine sets it around each measured call (``token = CURRENT_SCOPE.set(scope)`` ...
+``CURRENT_SCOPE.reset(token)``: a plain ContextVar, so entering a call costs no more than
+that); tasks and threads started inside the call inherit it. Everything else reads it with
+``current_scope()``.
+"""
 
 
 def current_scope() -> CallScope | None:
     """The scope of the measured call in progress, or None outside a run."""
-    return _current.get()
+    return CURRENT_SCOPE.get()
 
 
 def record_usage(
@@ -80,7 +87,7 @@ def record_usage(
         ),
         reasoning_tokens=_count(reasoning_tokens, "reasoning_tokens"),
     )
-    scope = _current.get()
+    scope = CURRENT_SCOPE.get()
     if scope is not None:
         scope.records.append(record)
 
@@ -107,37 +114,119 @@ def _count(value: Any, name: str) -> int:
 
 def record_tool(name: str, seconds: float, ok: bool) -> None:
     """Record one tool call made inside the measured call in progress."""
-    scope = _current.get()
+    scope = CURRENT_SCOPE.get()
     if scope is not None:
         scope.tools.append((name, seconds, ok))
 
 
 _SCALARS = (str, bytes, bytearray, int, float, bool)
-_EVENT_KINDS = frozenset(
-    (
-        "message_start",
-        "message_delta",
-        "response.completed",
-        "response.incomplete",
-        "response.failed",
+
+BlockReader = Callable[[Any, "str | None"], "UsageRecord | None"]
+"""Reads one usage block (with the model name found beside it); None when the block is not in
+this provider's field names."""
+EventReader = Callable[[Any], "list[UsageRecord] | None"]
+"""Reads the usage a stream event of one ``type`` carries; None or [] when it has none."""
+
+
+@dataclass(frozen=True)
+class UsageReader:
+    """How one provider's objects carry token usage; every part is optional.
+
+    ``block`` reads the object under ``usage`` (or ``token_usage``); ``metadata`` the object
+    under ``usage_metadata``, named by ``model`` when it returns a name; ``events`` read stream
+    events by their ``type``; ``whole`` reads an object that has none of these (LangChain's
+    ``LLMResult``) and claims it by its ``claims`` attribute; ``chunk_output`` tells whether a
+    stream chunk carries generated output (None: not this provider's chunk). The registered
+    readers (``integrations.USAGE_READERS``, then ``register_reader``) are tried in order.
+    """
+
+    block: BlockReader | None = None
+    metadata: BlockReader | None = None
+    model: Callable[[Any], str | None] | None = None
+    events: Mapping[str, EventReader] = field(default_factory=dict)
+    claims: str | None = None
+    whole: EventReader | None = None
+    chunk_output: Callable[[Any], bool | None] | None = None
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """The registered readers, split per part so that extraction is a few lookups."""
+
+    blocks: tuple[BlockReader, ...]
+    metadata: tuple[BlockReader, ...]
+    models: tuple[Callable[[Any], str | None], ...]
+    events: Mapping[str, EventReader]
+    whole: tuple[tuple[str, EventReader], ...]
+    chunk_output: tuple[Callable[[Any], bool | None], ...]
+
+
+def _tables_of(readers: Iterable[UsageReader]) -> _Tables:
+    rs = tuple(readers)
+    events: dict[str, EventReader] = {}
+    for r in rs:
+        for kind, read in r.events.items():
+            events.setdefault(kind, read)  # the first registered reader of a kind wins
+    return _Tables(
+        blocks=tuple(r.block for r in rs if r.block is not None),
+        metadata=tuple(r.metadata for r in rs if r.metadata is not None),
+        models=tuple(r.model for r in rs if r.model is not None),
+        events=events,
+        whole=tuple((r.claims, r.whole) for r in rs if r.whole is not None and r.claims),
+        chunk_output=tuple(r.chunk_output for r in rs if r.chunk_output is not None),
     )
-)
 
 
-def _get(obj: Any, name: str) -> Any:
-    """``obj[name]`` or ``obj.name``; None when missing (also when ``obj`` is None)."""
+_readers: list[UsageReader] = []
+_tables: _Tables | None = None
+
+
+def _loaded() -> _Tables:
+    """The reader tables, built on first use: the integrations register their readers in
+    ``integrations/__init__.py``, imported only when usage is first read."""
+    global _tables
+    if _tables is None:
+        from .integrations import USAGE_READERS
+
+        _tables = _tables_of((*USAGE_READERS, *_readers))
+    return _tables
+
+
+def register_reader(reader: UsageReader) -> None:
+    """Read usage in one more provider's shape too; tried after the built-in readers."""
+    global _tables
+    _readers.append(reader)
+    _tables = None
+
+
+def unregister_reader(reader: UsageReader) -> None:
+    """Undo ``register_reader(reader)``."""
+    global _tables
+    _readers.remove(reader)
+    _tables = None
+
+
+def get_field(obj: Any, name: str) -> Any:
+    """``obj[name]`` or ``obj.name``; None when missing (also when ``obj`` is None).
+
+    Provider objects reach us as SDK objects or as plain dicts (a JSON body, a LangChain
+    ``llm_output``); readers use this so that one reader serves both.
+    """
     if isinstance(obj, dict):
         return obj.get(name)
     return getattr(obj, name, None)
 
 
-def _has(obj: Any, name: str) -> bool:
+def has_field(obj: Any, name: str) -> bool:
+    """Whether ``obj`` has key or attribute ``name``."""
     if isinstance(obj, dict):
         return name in obj
     return hasattr(obj, name)
 
 
-def _as_int(value: Any) -> int | None:
+def token_count(value: Any) -> int | None:
+    """``value`` as a token count when it is a number, else None; a NaN or infinite count is a
+    ValueError (the provider object is broken, and the call must say so)."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
@@ -147,194 +236,103 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def _int0(value: Any) -> int:
-    v = _as_int(value)
+def token_count0(value: Any) -> int:
+    """``token_count(value)``, 0 when it is missing."""
+    v = token_count(value)
     return 0 if v is None else v
 
 
-def _str(value: Any) -> str | None:
+def model_name(value: Any) -> str | None:
+    """``value`` when it is a non-empty string (a model name), else None."""
     return value if isinstance(value, str) and value else None
 
 
-def _from_usage_block(usage: Any, model: str | None) -> UsageRecord | None:
-    """One record from a ``usage`` block: OpenAI chat, OpenAI Responses, Anthropic, Bedrock.
+def read_usage_block(usage: Any, model: str | None) -> UsageRecord | None:
+    """One record from a ``usage`` block in any registered provider's field names, or None.
 
     ``input_tokens`` always counts every prompt token (cache reads and writes included) and
     ``output_tokens`` every generated token (reasoning included), whatever the provider's
     own convention; the cache and reasoning fields are subsets used for pricing.
     """
-    prompt = _as_int(_get(usage, "prompt_tokens"))
-    completion = _as_int(_get(usage, "completion_tokens"))
-    if prompt is not None or completion is not None:
-        # OpenAI chat completions (and every OpenAI-compatible server).
-        pdet = _get(usage, "prompt_tokens_details")
-        cdet = _get(usage, "completion_tokens_details")
-        return UsageRecord(
-            input_tokens=prompt or 0,
-            output_tokens=completion or 0,
-            model=model,
-            cached_input_tokens=_int0(_get(pdet, "cached_tokens")),
-            cache_creation_input_tokens=_int0(_get(pdet, "cache_write_tokens")),
-            reasoning_tokens=_int0(_get(cdet, "reasoning_tokens")),
-        )
-    inp = _as_int(_get(usage, "input_tokens"))
-    out = _as_int(_get(usage, "output_tokens"))
-    if inp is not None or out is not None:
-        odet = _get(usage, "output_tokens_details")
-        if _has(usage, "cache_read_input_tokens") or _has(usage, "cache_creation_input_tokens"):
-            # Anthropic: input_tokens excludes the cached and cache-written tokens.
-            read = _int0(_get(usage, "cache_read_input_tokens"))
-            write = _int0(_get(usage, "cache_creation_input_tokens"))
-            return UsageRecord(
-                input_tokens=(inp or 0) + read + write,
-                output_tokens=out or 0,
-                model=model,
-                cached_input_tokens=read,
-                cache_creation_input_tokens=write,
-                reasoning_tokens=_int0(_get(odet, "thinking_tokens")),
-            )
-        # OpenAI Responses API.
-        idet = _get(usage, "input_tokens_details")
-        return UsageRecord(
-            input_tokens=inp or 0,
-            output_tokens=out or 0,
-            model=model,
-            cached_input_tokens=_int0(_get(idet, "cached_tokens")),
-            cache_creation_input_tokens=_int0(_get(idet, "cache_write_tokens")),
-            reasoning_tokens=_int0(_get(odet, "reasoning_tokens")),
-        )
-    inp = _as_int(_get(usage, "inputTokens"))
-    out = _as_int(_get(usage, "outputTokens"))
-    if inp is not None or out is not None:
-        # AWS Bedrock Converse: inputTokens excludes cache reads and writes.
-        read = _int0(_get(usage, "cacheReadInputTokens"))
-        write = _int0(_get(usage, "cacheWriteInputTokens"))
-        return UsageRecord(
-            input_tokens=(inp or 0) + read + write,
-            output_tokens=out or 0,
-            model=model,
-            cached_input_tokens=read,
-            cache_creation_input_tokens=write,
-        )
+    for read in _loaded().blocks:
+        rec = read(usage, model)
+        if rec is not None:
+            return rec
     return None
 
 
-def _from_usage_metadata(meta: Any, model: str | None) -> UsageRecord | None:
-    """LangChain ``usage_metadata`` (or Google GenAI's, which shares the attribute name)."""
-    inp = _as_int(_get(meta, "input_tokens"))
-    out = _as_int(_get(meta, "output_tokens"))
-    if inp is not None or out is not None:
-        idet = _get(meta, "input_token_details")
-        odet = _get(meta, "output_token_details")
-        return UsageRecord(
-            input_tokens=inp or 0,
-            output_tokens=out or 0,
-            model=model,
-            cached_input_tokens=_int0(_get(idet, "cache_read")),
-            cache_creation_input_tokens=_int0(_get(idet, "cache_creation")),
-            reasoning_tokens=_int0(_get(odet, "reasoning")),
-        )
-    prompt = _as_int(_get(meta, "prompt_token_count"))
-    cand = _as_int(_get(meta, "candidates_token_count"))
-    if prompt is not None or cand is not None:
-        # Google GenAI: candidates exclude the thinking tokens, which are billed as output.
-        thoughts = _int0(_get(meta, "thoughts_token_count"))
-        return UsageRecord(
-            input_tokens=prompt or 0,
-            output_tokens=(cand or 0) + thoughts,
-            model=model,
-            cached_input_tokens=_int0(_get(meta, "cached_content_token_count")),
-            reasoning_tokens=thoughts,
-        )
+def read_usage_metadata(meta: Any, model: str | None) -> UsageRecord | None:
+    """One record from a ``usage_metadata`` block (LangChain, Google GenAI), or None."""
+    for read in _loaded().metadata:
+        rec = read(meta, model)
+        if rec is not None:
+            return rec
     return None
 
 
-def _lc_model(msg: Any) -> str | None:
-    meta = getattr(msg, "response_metadata", None)
-    if isinstance(meta, dict):
-        return _str(meta.get("model_name")) or _str(meta.get("model"))
+def chunk_carries_output(chunk: Any) -> bool | None:
+    """Whether a stream chunk carries generated output, by the first registered reader that
+    knows the chunk's shape; None when none does."""
+    for judge in _loaded().chunk_output:
+        found = judge(chunk)
+        if found is not None:
+            return found
     return None
 
 
-def _from_generations(obj: Any) -> list[UsageRecord] | None:
-    """LangChain ``LLMResult`` / ``ChatResult``: message usage, else ``llm_output``."""
-    gens = _get(obj, "generations")
-    llm_output = _get(obj, "llm_output")
-    llm_model = None
-    if isinstance(llm_output, dict):
-        llm_model = _str(llm_output.get("model_name")) or _str(llm_output.get("model"))
-    out: list[UsageRecord] = []
-    if isinstance(gens, (list, tuple)):
-        for item in gens:
-            batch = item if isinstance(item, (list, tuple)) else (item,)
-            for gen in batch:
-                msg = getattr(gen, "message", None)
-                meta = getattr(msg, "usage_metadata", None) if msg is not None else None
-                if meta is not None:
-                    rec = _from_usage_metadata(meta, _lc_model(msg) or llm_model)
-                    if rec is not None:
-                        out.append(rec)
-    if out:
-        return out
-    if isinstance(llm_output, dict):
-        for key in ("token_usage", "usage"):
-            block = llm_output.get(key)
-            if block is not None:
-                rec = _from_usage_block(block, llm_model)
-                if rec is not None:
-                    return [rec]
-    return None
-
-
-def _from_event(obj: Any, kind: str) -> list[UsageRecord] | None:
-    """Streaming events that carry usage: Anthropic message events, OpenAI Responses events."""
-    if kind == "message_start":
-        # Anthropic: input counts here; its output count is a placeholder that the final
-        # message_delta's cumulative count replaces.
-        found = extract_usage(_get(obj, "message"))
-        for rec in found or ():
-            rec.output_tokens = 0
-            rec.reasoning_tokens = 0
-        return found
-    if kind == "message_delta":
-        # Anthropic's final delta: cumulative output tokens; input was in message_start.
-        usage = _get(obj, "usage")
-        out = _as_int(_get(usage, "output_tokens")) if usage is not None else None
-        return None if out is None else [UsageRecord(input_tokens=0, output_tokens=out)]
-    if kind in ("response.completed", "response.incomplete", "response.failed"):
-        return extract_usage(_get(obj, "response"))
+def _object_model(obj: Any) -> str | None:
+    for model in _loaded().models:
+        name = model(obj)
+        if name is not None:
+            return name
     return None
 
 
 def extract_usage(obj: Any) -> list[UsageRecord] | None:
     """Usage found in a call's return value (or a stream chunk), or None when there is none.
 
-    Duck-typed, so no client library is imported: OpenAI chat completions, Responses and
-    stream chunks (usage only in the last one), Anthropic messages and stream events,
-    LangChain messages / ``LLMResult`` / ``ChatResult``, Google GenAI responses, and plain
-    dicts with a top-level ``usage`` / ``usage_metadata`` / ``token_usage`` key. The model
-    name comes from the object when it has one, else it is None.
+    Duck-typed, so no client library is imported: the registered readers (see
+    ``integrations/__init__.py``) cover OpenAI chat completions, Responses and stream chunks
+    (usage only in the last one), Anthropic messages and stream events, AWS Bedrock, LangChain
+    messages / ``LLMResult`` / ``ChatResult``, Google GenAI responses, and plain dicts with a
+    top-level ``usage`` / ``usage_metadata`` / ``token_usage`` key. The model name comes from
+    the object when it has one, else it is None.
     """
     if obj is None or isinstance(obj, _SCALARS):
         return None
-    if isinstance(obj, dict):
-        return _from_dict(obj)
-    meta = getattr(obj, "usage_metadata", None)
+    tables = _loaded()
+    is_dict = isinstance(obj, dict)
+    meta = get_field(obj, "usage_metadata")
+    model: str | None = None
+    if is_dict:
+        model = model_name(obj.get("model")) or model_name(obj.get("model_name"))
     if meta is not None:
-        model = _lc_model(obj) or _str(getattr(obj, "model_version", None))
-        rec = _from_usage_metadata(meta, model)
+        if not is_dict:
+            model = _object_model(obj)
+        rec = read_usage_metadata(meta, model)
         if rec is not None:
             return [rec]
-    kind = getattr(obj, "type", None)
-    if isinstance(kind, str) and kind in _EVENT_KINDS:
-        return _from_event(obj, kind)
+    kind = get_field(obj, "type")
+    if isinstance(kind, str):
+        read_event = tables.events.get(kind)
+        if read_event is not None:
+            return read_event(obj) or None
+    if is_dict:
+        for key in ("usage", "token_usage"):
+            block = obj.get(key)
+            if block is not None:
+                rec = read_usage_block(block, model)
+                if rec is not None:
+                    return [rec]
+        return None
     usage = getattr(obj, "usage", None)
     if usage is not None:
-        rec = _from_usage_block(usage, _str(getattr(obj, "model", None)))
+        rec = read_usage_block(usage, model_name(getattr(obj, "model", None)))
         if rec is not None:
             return [rec]
-    if hasattr(obj, "generations"):
-        return _from_generations(obj)
+    for claims, whole in tables.whole:
+        if hasattr(obj, claims):
+            return whole(obj) or None
     return None
 
 
@@ -350,25 +348,6 @@ def read_usage(obj: Any) -> list[UsageRecord] | None:
         raise UsageExtractionError(
             f"reading token usage from a {type(obj).__name__} failed: {describe(exc)}"
         ) from exc
-
-
-def _from_dict(obj: dict[str, Any]) -> list[UsageRecord] | None:
-    model = _str(obj.get("model")) or _str(obj.get("model_name"))
-    meta = obj.get("usage_metadata")
-    if meta is not None:
-        rec = _from_usage_metadata(meta, model)
-        if rec is not None:
-            return [rec]
-    kind = obj.get("type")
-    if isinstance(kind, str) and kind in _EVENT_KINDS:
-        return _from_event(obj, kind)
-    for key in ("usage", "token_usage"):
-        block = obj.get(key)
-        if block is not None:
-            rec = _from_usage_block(block, model)
-            if rec is not None:
-                return [rec]
-    return None
 
 
 def combine_records(records: Iterable[UsageRecord]) -> list[UsageRecord]:

@@ -32,7 +32,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 
 from pytest_agentperf.integrations.langchain import activate, available, install
-from pytest_agentperf.usage import CallScope, UsageRecord, _current, extract_usage
+from pytest_agentperf.usage import CURRENT_SCOPE, CallScope, UsageRecord, extract_usage
 
 
 def reply(n: int = 0, model: str = "gpt-4o-mini") -> AIMessage:
@@ -128,20 +128,20 @@ class TokenUsageLLM(BaseLLM):
 
 def in_scope(fn: Any, *args: Any) -> tuple[CallScope, Any]:
     scope = CallScope()
-    token = _current.set(scope)
+    token = CURRENT_SCOPE.set(scope)
     try:
         return scope, fn(*args)
     finally:
-        _current.reset(token)
+        CURRENT_SCOPE.reset(token)
 
 
 async def in_scope_async(coro_fn: Any, *args: Any) -> tuple[CallScope, Any]:
     scope = CallScope()
-    token = _current.set(scope)
+    token = CURRENT_SCOPE.set(scope)
     try:
         return scope, await coro_fn(*args)
     finally:
-        _current.reset(token)
+        CURRENT_SCOPE.reset(token)
 
 
 def engine_usage(scope: CallScope, result: Any) -> list[UsageRecord]:
@@ -285,12 +285,12 @@ async def test_attribution_under_concurrency_with_async_models() -> None:
     scopes = [CallScope() for _ in range(100)]
 
     async def call(i: int) -> None:
-        token = _current.set(scopes[i])
+        token = CURRENT_SCOPE.set(scopes[i])
         try:
             await model.ainvoke(f"q{i}")
             await asyncio.gather(model.ainvoke("a"), asyncio.to_thread(model.invoke, "b"))
         finally:
-            _current.reset(token)
+            CURRENT_SCOPE.reset(token)
 
     with activate():
         await asyncio.gather(*(call(i) for i in range(100)))
@@ -302,7 +302,7 @@ def test_attribution_in_worker_threads() -> None:
 
     def call(ctx: contextvars.Context) -> CallScope:
         scope = CallScope()
-        ctx.run(_current.set, scope)
+        ctx.run(CURRENT_SCOPE.set, scope)
         ctx.run(model.invoke, "hi")
         ctx.run(model.batch, ["a", "b"])
         return scope

@@ -10,7 +10,7 @@ import pytest
 
 from pytest_agentperf.integrations.openai import instrument
 from pytest_agentperf.testing import OpenAIServer
-from pytest_agentperf.usage import CallScope, UsageRecord, _current
+from pytest_agentperf.usage import CURRENT_SCOPE, CallScope, UsageRecord
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
 
@@ -31,11 +31,11 @@ def async_client(srv: OpenAIServer) -> openai.AsyncOpenAI:
 
 def scoped(fn):  # type: ignore[no-untyped-def]
     scope = CallScope()
-    token = _current.set(scope)
+    token = CURRENT_SCOPE.set(scope)
     try:
         fn()
     finally:
-        _current.reset(token)
+        CURRENT_SCOPE.reset(token)
     return scope
 
 
@@ -126,7 +126,7 @@ async def test_async_client_plain_and_streaming_at_concurrency(server: OpenAISer
     scopes = [CallScope() for _ in range(50)]
 
     async def agent(i: int) -> None:
-        token = _current.set(scopes[i])
+        token = CURRENT_SCOPE.set(scopes[i])
         try:
             await c.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
             stream = await c.chat.completions.create(
@@ -145,7 +145,7 @@ async def test_async_client_plain_and_streaming_at_concurrency(server: OpenAISer
                 asyncio.create_task(c.chat.completions.create(model="o3", messages=MESSAGES)),  # type: ignore[arg-type]
             )
         finally:
-            _current.reset(token)
+            CURRENT_SCOPE.reset(token)
 
     await asyncio.gather(*(agent(i) for i in range(50)))
     await c.close()

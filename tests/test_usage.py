@@ -14,10 +14,10 @@ import pytest
 from pytest_agentperf import record_usage
 from pytest_agentperf.errors import InvalidUsage, UsageExtractionError
 from pytest_agentperf.usage import (
+    CURRENT_SCOPE,
     CallScope,
     UsageAccumulator,
     UsageRecord,
-    _current,
     combine_records,
     current_scope,
     extract_usage,
@@ -409,12 +409,12 @@ def test_record_usage_outside_a_run_is_a_noop() -> None:
 )
 def test_record_usage_refuses_what_it_cannot_count(kwargs: dict[str, object], named: str) -> None:
     scope = CallScope()
-    token = _current.set(scope)
+    token = CURRENT_SCOPE.set(scope)
     try:
         with pytest.raises(InvalidUsage, match=re.escape(f"record_usage({named})")) as info:
             record_usage(**{"input_tokens": 1, "output_tokens": 1, **kwargs})  # type: ignore[arg-type]
     finally:
-        _current.reset(token)
+        CURRENT_SCOPE.reset(token)
     assert isinstance(info.value, TypeError) and isinstance(info.value, ValueError)
     assert scope.records == []
     with pytest.raises(InvalidUsage):  # outside a run too: the mistake shows at once
@@ -424,11 +424,11 @@ def test_record_usage_refuses_what_it_cannot_count(kwargs: dict[str, object], na
 def test_record_usage_accepts_whole_numbers_of_any_integer_type() -> None:
     np = pytest.importorskip("numpy")
     scope = CallScope()
-    token = _current.set(scope)
+    token = CURRENT_SCOPE.set(scope)
     try:
         record_usage(np.int64(10), 2.0, "m")  # type: ignore[arg-type]
     finally:
-        _current.reset(token)
+        CURRENT_SCOPE.reset(token)
     assert scope.records == [UsageRecord(10, 2, "m")]
     assert type(scope.records[0].input_tokens) is int
 
@@ -446,13 +446,13 @@ def test_read_usage_reports_what_failed() -> None:
 
 def test_record_usage_inside_a_scope() -> None:
     scope = CallScope()
-    token = _current.set(scope)
+    token = CURRENT_SCOPE.set(scope)
     try:
         record_usage(10, 2, "gpt-4o", 4, reasoning_tokens=1)
         record_usage(input_tokens=1, output_tokens=1)
         record_tool("search", 0.25, False)
     finally:
-        _current.reset(token)
+        CURRENT_SCOPE.reset(token)
     assert scope.records == [UsageRecord(10, 2, "gpt-4o", 4, 0, 1), UsageRecord(1, 1)]
     assert scope.tools == [("search", 0.25, False)]
 
@@ -483,11 +483,11 @@ async def test_attribution_at_concurrency_100_across_gather_tasks_and_threads() 
     scopes = [CallScope() for _ in range(100)]
 
     async def measured(i: int) -> None:
-        token = _current.set(scopes[i])
+        token = CURRENT_SCOPE.set(scopes[i])
         try:
             await _agent(i, rng)
         finally:
-            _current.reset(token)
+            CURRENT_SCOPE.reset(token)
 
     await asyncio.gather(*(asyncio.create_task(measured(i)) for i in range(100)))
     for i, scope in enumerate(scopes):
@@ -510,7 +510,7 @@ def test_attribution_across_worker_threads() -> None:
 
     def run(i: int) -> None:
         ctx = contextvars.copy_context()
-        ctx.run(_current.set, scopes[i])
+        ctx.run(CURRENT_SCOPE.set, scopes[i])
         ctx.run(agent, i)
 
     with ThreadPoolExecutor(20) as pool:

@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from ..errors import describe
-from ..usage import CallScope, _current
+from ..usage import CURRENT_SCOPE, CallScope
 from .log import ERROR, OK, TIMEOUT, CallLog
 from .monitor import Monitor
 from .observer import TICK, ProgressSink, RunObserver, tick_for
@@ -50,7 +50,7 @@ async def _one_call(
     target = plan.target
     t0 = state.t0
     scope = CallScope()
-    token = _current.set(scope)
+    token = CURRENT_SCOPE.set(scope)
     error: str | None = None
     stream: StreamTimes | None = None
     value: Any = None
@@ -85,7 +85,7 @@ async def _one_call(
     finally:
         slot.start = None
         with contextlib.suppress(ValueError):  # a coroutine closed by the GC has no context
-            _current.reset(token)
+            CURRENT_SCOPE.reset(token)
     if slot.timed_out:
         # The deadline fired. The agent may have swallowed or converted the cancellation;
         # either way the call outlived its timeout, and the task must stay usable.

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from ..errors import EmptyStream, ResultHandlingError, describe
-from ..usage import UsageRecord, _current, _get, combine_records, read_usage
+from ..usage import UsageRecord, chunk_carries_output, combine_records, current_scope, read_usage
 
 _NAN = float("nan")
 
@@ -16,7 +16,7 @@ _NAN = float("nan")
 def _keep_usage(found: list[UsageRecord]) -> None:
     """Usage seen in chunks counts only when nothing was recorded during the call; the chunks
     of one stream are one LLM request (summed per model, e.g. Anthropic's start and delta)."""
-    scope = _current.get()
+    scope = current_scope()
     if scope is not None and not scope.records and found:
         scope.records.extend(combine_records(found))
 
@@ -28,49 +28,13 @@ def carries_output(chunk: Any) -> bool:
     (``response.created``, ``message_start``...), an OpenAI chat chunk with an empty delta or
     only usage, a LangChain chunk with no content, an empty string from a text parser. Those
     would make the first "token" arrive before the model produced anything. Anything not
-    recognised counts as output.
+    recognised counts as output. Each provider's rule lives in its module under
+    ``integrations/`` (``UsageReader.chunk_output``).
     """
     if isinstance(chunk, (str, bytes)):
         return bool(chunk)  # a text stream's empty pieces (a role chunk, say) are not output
-    kind = _get(chunk, "type")
-    if isinstance(kind, str) and (kind.startswith("response.") or kind in _ANTHROPIC_EVENTS):
-        return kind.endswith(".delta") or kind == "content_block_delta"
-    choices = _get(chunk, "choices")
-    if isinstance(choices, (list, tuple)) and _get(chunk, "object") != "text_completion":
-        return any(_delta_has_output(_get(c, "delta")) for c in choices)
-    if hasattr(chunk, "tool_call_chunks") and hasattr(chunk, "content"):  # LangChain chunk
-        return bool(chunk.content) or bool(chunk.tool_call_chunks)
-    return True
-
-
-_ANTHROPIC_EVENTS = frozenset(
-    {
-        "message_start",
-        "message_delta",
-        "message_stop",
-        "content_block_start",
-        "content_block_delta",
-        "content_block_stop",
-        "ping",
-    }
-)
-
-
-def _delta_has_output(delta: Any) -> bool:
-    if delta is None:
-        return False
-    return any(_get(delta, key) for key in _OUTPUT_KEYS)
-
-
-_OUTPUT_KEYS = (
-    "content",
-    "tool_calls",
-    "refusal",
-    "function_call",
-    "reasoning_content",
-    "reasoning",
-)
-"""Delta fields that carry generated output; a reasoning model's thinking counts as output."""
+    found = chunk_carries_output(chunk)  # the provider's own rule (integrations/)
+    return True if found is None else found
 
 
 class StreamTimes:

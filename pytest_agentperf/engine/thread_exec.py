@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import SettingsError, describe
-from ..usage import CallScope, _current
+from ..usage import CURRENT_SCOPE, CallScope
 from .log import ERROR, OK, TIMEOUT, CallLog
 from .monitor import Monitor
 from .observer import TICK, ProgressSink, RunObserver, tick_for
@@ -146,7 +146,7 @@ class _Pool:
         target = self.plan.target
         t0 = state.t0
         scope = CallScope()
-        token = _current.set(scope)
+        token = CURRENT_SCOPE.set(scope)
         stream: StreamTimes | None = None
         error: str | None = None
         value: Any = None
@@ -171,7 +171,7 @@ class _Pool:
             state.fail(exc)
             return False
         finally:
-            _current.reset(token)
+            CURRENT_SCOPE.reset(token)
         end = time.perf_counter() - t0
         cpu = time.thread_time() - cpu0
         with worker.lock:

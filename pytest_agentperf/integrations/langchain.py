@@ -15,6 +15,10 @@ no run) it records nothing. The runner activates it once around a whole run
 (``with activate(): run_load(...)``); the run's tasks and worker threads run in copies of
 the context of that block, so they all see it.
 
+The module also holds LangChain's usage readers (``READER``): ``usage_metadata`` of a message,
+``LLMResult`` / ``ChatResult``, and which stream chunks carry output; they read by shape and
+import nothing.
+
 Usage the callback recorded wins over usage read from the call's return value (the engine
 uses ``CallScope.records`` when it is non-empty), so a chain that returns an ``AIMessage``
 is not counted twice.
@@ -31,7 +35,19 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from ..usage import CallScope, _current, extract_usage
+from ..usage import (
+    CallScope,
+    UsageReader,
+    UsageRecord,
+    current_scope,
+    extract_usage,
+    get_field,
+    model_name,
+    read_usage_block,
+    read_usage_metadata,
+    token_count,
+    token_count0,
+)
 
 _handler_var: ContextVar[Any] = ContextVar("agentperf_langchain_handler", default=None)
 _install_lock = threading.Lock()
@@ -63,7 +79,7 @@ def _make_handler() -> Any:
             self._tools: dict[Any, tuple[str, float, CallScope]] = {}
 
         def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-            scope = _current.get()
+            scope = current_scope()
             if scope is None:
                 return
             records = extract_usage(response)
@@ -73,7 +89,7 @@ def _make_handler() -> Any:
         def on_tool_start(
             self, serialized: Any, input_str: Any, *, run_id: Any = None, **kwargs: Any
         ) -> None:
-            scope = _current.get()
+            scope = current_scope()
             if scope is None:
                 return
             name = kwargs.get("name")
@@ -137,3 +153,75 @@ def activate() -> Iterator[bool]:
         yield True
     finally:
         _handler_var.reset(token)
+
+
+def _metadata(meta: Any, model: str | None) -> UsageRecord | None:
+    """``AIMessage.usage_metadata``: ``input_tokens`` / ``output_tokens`` with details."""
+    inp = token_count(get_field(meta, "input_tokens"))
+    out = token_count(get_field(meta, "output_tokens"))
+    if inp is None and out is None:
+        return None
+    idet = get_field(meta, "input_token_details")
+    odet = get_field(meta, "output_token_details")
+    return UsageRecord(
+        input_tokens=inp or 0,
+        output_tokens=out or 0,
+        model=model,
+        cached_input_tokens=token_count0(get_field(idet, "cache_read")),
+        cache_creation_input_tokens=token_count0(get_field(idet, "cache_creation")),
+        reasoning_tokens=token_count0(get_field(odet, "reasoning")),
+    )
+
+
+def _message_model(msg: Any) -> str | None:
+    meta = getattr(msg, "response_metadata", None)
+    if isinstance(meta, dict):
+        return model_name(meta.get("model_name")) or model_name(meta.get("model"))
+    return None
+
+
+def _from_generations(obj: Any) -> list[UsageRecord] | None:
+    """``LLMResult`` / ``ChatResult``: message usage, else ``llm_output``."""
+    gens = get_field(obj, "generations")
+    llm_output = get_field(obj, "llm_output")
+    llm_model = None
+    if isinstance(llm_output, dict):
+        llm_model = model_name(llm_output.get("model_name")) or model_name(llm_output.get("model"))
+    out: list[UsageRecord] = []
+    if isinstance(gens, (list, tuple)):
+        for item in gens:
+            batch = item if isinstance(item, (list, tuple)) else (item,)
+            for gen in batch:
+                msg = getattr(gen, "message", None)
+                meta = getattr(msg, "usage_metadata", None) if msg is not None else None
+                if meta is not None:
+                    rec = read_usage_metadata(meta, _message_model(msg) or llm_model)
+                    if rec is not None:
+                        out.append(rec)
+    if out:
+        return out
+    if isinstance(llm_output, dict):
+        for key in ("token_usage", "usage"):
+            block = llm_output.get(key)
+            if block is not None:
+                rec = read_usage_block(block, llm_model)
+                if rec is not None:
+                    return [rec]
+    return None
+
+
+def _chunk_output(chunk: Any) -> bool | None:
+    """A message chunk carries output when it has content or tool call chunks."""
+    if hasattr(chunk, "tool_call_chunks") and hasattr(chunk, "content"):
+        return bool(chunk.content) or bool(chunk.tool_call_chunks)
+    return None
+
+
+READER = UsageReader(
+    metadata=_metadata,
+    model=_message_model,
+    claims="generations",
+    whole=_from_generations,
+    chunk_output=_chunk_output,
+)
+"""Messages' ``usage_metadata``, ``LLMResult`` / ``ChatResult``, and message chunks."""

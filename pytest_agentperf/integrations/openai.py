@@ -1,4 +1,5 @@
-"""Opt-in instrumentation of an ``openai`` client instance (``OpenAI`` / ``AsyncOpenAI``).
+"""OpenAI: usage readers for chat completions and the Responses API, and opt-in instrumentation
+of an ``openai`` client instance (``OpenAI`` / ``AsyncOpenAI``).
 
 ``instrument(client)`` wraps ``client.chat.completions.create`` / ``.parse`` and
 ``client.responses.create`` / ``.parse`` on that instance, so that every call it makes inside
@@ -8,25 +9,33 @@ they end; a chat completions stream reports usage only when the request sets
 ``stream_options={"include_usage": True}`` (without it the usage stays unknown). Outside a
 measured call the wrappers only forward the call. Copies made with ``client.with_options()``
 are not instrumented; instrument them too.
+
+The readers work by shape, so any OpenAI-compatible server's objects or JSON are read too.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
-from ..usage import CallScope, UsageRecord, _current, combine_records, extract_usage
+from ..usage import (
+    UsageReader,
+    UsageRecord,
+    extract_usage,
+    get_field,
+    token_count,
+    token_count0,
+)
+from .proxy import instrument_methods
 
 C = TypeVar("C")
 
-_MARK = "_agentperf_instrumented"
-_METHODS = (
-    ("chat", "completions", "create"),
-    ("chat", "completions", "parse"),
-    ("responses", None, "create"),
-    ("responses", None, "parse"),
+METHODS = (
+    "chat.completions.create",
+    "chat.completions.parse",
+    "responses.create",
+    "responses.parse",
 )
+"""The client methods ``instrument`` wraps."""
 
 
 def instrument(client: C) -> C:
@@ -34,143 +43,99 @@ def instrument(client: C) -> C:
     the same client. Idempotent."""
     import openai
 
-    if getattr(client, _MARK, False):
-        return client
     if isinstance(client, openai.AsyncOpenAI):
-        wrap = _wrap_async
-    elif isinstance(client, openai.OpenAI):
-        wrap = _wrap_sync
-    else:
-        raise TypeError(
-            f"instrument() takes an openai.OpenAI or openai.AsyncOpenAI client, "
-            f"not {type(client).__name__}"
-        )
-    for first, second, name in _METHODS:
-        resource = getattr(client, first, None)
-        if resource is not None and second is not None:
-            resource = getattr(resource, second, None)
-        original = getattr(resource, name, None) if resource is not None else None
-        if original is not None:
-            setattr(resource, name, wrap(original))
-    setattr(client, _MARK, True)
-    return client
+        return instrument_methods(client, METHODS, is_async=True)
+    if isinstance(client, openai.OpenAI):
+        return instrument_methods(client, METHODS, is_async=False)
+    raise TypeError(
+        f"instrument() takes an openai.OpenAI or openai.AsyncOpenAI client, "
+        f"not {type(client).__name__}"
+    )
 
 
-def _record(scope: CallScope, records: list[UsageRecord]) -> None:
-    if records:
-        scope.records.extend(combine_records(records))
+def _chat_block(usage: Any, model: str | None) -> UsageRecord | None:
+    """Chat completions (and every OpenAI-compatible server): ``prompt_tokens`` ..."""
+    prompt = token_count(get_field(usage, "prompt_tokens"))
+    completion = token_count(get_field(usage, "completion_tokens"))
+    if prompt is None and completion is None:
+        return None
+    pdet = get_field(usage, "prompt_tokens_details")
+    cdet = get_field(usage, "completion_tokens_details")
+    return UsageRecord(
+        input_tokens=prompt or 0,
+        output_tokens=completion or 0,
+        model=model,
+        cached_input_tokens=token_count0(get_field(pdet, "cached_tokens")),
+        cache_creation_input_tokens=token_count0(get_field(pdet, "cache_write_tokens")),
+        reasoning_tokens=token_count0(get_field(cdet, "reasoning_tokens")),
+    )
 
 
-def _wrap_sync(original: Any) -> Any:
-    @functools.wraps(original)
-    def create(*args: Any, **kwargs: Any) -> Any:
-        scope = _current.get()
-        result = original(*args, **kwargs)
-        if scope is None:
-            return result
-        if kwargs.get("stream") and hasattr(result, "__iter__"):
-            return _SyncStream(result, scope)
-        _record(scope, extract_usage(result) or [])
-        return result
-
-    return create
+_OUTPUT_KEYS = (
+    "content",
+    "tool_calls",
+    "refusal",
+    "function_call",
+    "reasoning_content",
+    "reasoning",
+)
+"""Delta fields that carry generated output; a reasoning model's thinking counts as output."""
 
 
-def _wrap_async(original: Any) -> Any:
-    @functools.wraps(original)
-    async def create(*args: Any, **kwargs: Any) -> Any:
-        scope = _current.get()
-        result = await original(*args, **kwargs)
-        if scope is None:
-            return result
-        if kwargs.get("stream") and hasattr(result, "__aiter__"):
-            return _AsyncStream(result, scope)
-        _record(scope, extract_usage(result) or [])
-        return result
-
-    return create
+def _chat_chunk_output(chunk: Any) -> bool | None:
+    """A chat completions chunk carries output when a choice's delta has any; an empty delta
+    or a usage-only chunk does not (legacy text completions are left to the default)."""
+    choices = get_field(chunk, "choices")
+    if not isinstance(choices, (list, tuple)) or get_field(chunk, "object") == "text_completion":
+        return None
+    return any(_delta_has_output(get_field(c, "delta")) for c in choices)
 
 
-class _StreamBase:
-    """Common part of the stream proxies: collect usage from chunks, record it once."""
-
-    def __init__(self, stream: Any, scope: CallScope) -> None:
-        self._stream = stream
-        self._scope = scope
-        self._records: list[UsageRecord] = []
-        self._done = False
-
-    def _see(self, chunk: Any) -> None:
-        found = extract_usage(chunk)
-        if found:
-            self._records.extend(found)
-
-    def _finish(self) -> None:
-        if not self._done:
-            self._done = True
-            _record(self._scope, self._records)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
+def _delta_has_output(delta: Any) -> bool:
+    if delta is None:
+        return False
+    return any(get_field(delta, key) for key in _OUTPUT_KEYS)
 
 
-class _SyncStream(_StreamBase):
-    """Proxy of ``openai.Stream`` that records the usage of its chunks when it ends."""
-
-    def __iter__(self) -> Iterator[Any]:
-        try:
-            for chunk in self._stream:
-                self._see(chunk)
-                yield chunk
-        finally:
-            self._finish()
-
-    def __next__(self) -> Any:
-        try:
-            chunk = next(self._stream)
-        except StopIteration:
-            self._finish()
-            raise
-        self._see(chunk)
-        return chunk
-
-    def __enter__(self) -> _SyncStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._finish()
-        self._stream.close()
+def _responses_block(usage: Any, model: str | None) -> UsageRecord | None:
+    """Responses API: ``input_tokens`` / ``output_tokens`` with ``*_details``."""
+    inp = token_count(get_field(usage, "input_tokens"))
+    out = token_count(get_field(usage, "output_tokens"))
+    if inp is None and out is None:
+        return None
+    idet = get_field(usage, "input_tokens_details")
+    odet = get_field(usage, "output_tokens_details")
+    return UsageRecord(
+        input_tokens=inp or 0,
+        output_tokens=out or 0,
+        model=model,
+        cached_input_tokens=token_count0(get_field(idet, "cached_tokens")),
+        cache_creation_input_tokens=token_count0(get_field(idet, "cache_write_tokens")),
+        reasoning_tokens=token_count0(get_field(odet, "reasoning_tokens")),
+    )
 
 
-class _AsyncStream(_StreamBase):
-    """Proxy of ``openai.AsyncStream`` that records the usage of its chunks when it ends."""
+def _response_event(event: Any) -> list[UsageRecord] | None:
+    """The final Responses stream events carry the whole response, usage included."""
+    return extract_usage(get_field(event, "response"))
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        try:
-            async for chunk in self._stream:
-                self._see(chunk)
-                yield chunk
-        finally:
-            self._finish()
 
-    async def __anext__(self) -> Any:
-        try:
-            chunk = await self._stream.__anext__()
-        except StopAsyncIteration:
-            self._finish()
-            raise
-        self._see(chunk)
-        return chunk
+def _responses_chunk_output(chunk: Any) -> bool | None:
+    """Responses stream events: only the ``*.delta`` ones carry output."""
+    kind = get_field(chunk, "type")
+    if not isinstance(kind, str) or not kind.startswith("response."):
+        return None
+    return kind.endswith(".delta")
 
-    async def __aenter__(self) -> _AsyncStream:
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+CHAT_READER = UsageReader(block=_chat_block, chunk_output=_chat_chunk_output)
+"""Chat completions: usage blocks and stream chunks."""
 
-    async def close(self) -> None:
-        self._finish()
-        await self._stream.close()
+RESPONSES_READER = UsageReader(
+    block=_responses_block,
+    events=dict.fromkeys(
+        ("response.completed", "response.incomplete", "response.failed"), _response_event
+    ),
+    chunk_output=_responses_chunk_output,
+)
+"""Responses API: usage blocks, final stream events and which events carry output."""

@@ -1,0 +1,163 @@
+"""Shared wrappers around a client's methods: record the usage of every call they make.
+
+A provider module lists the method paths of its client (``("chat.completions.create", ...)``)
+and calls ``instrument_methods``; each method is replaced, on that client instance only, by a
+wrapper that reads the usage of what the method returns (``usage.extract_usage``) into the
+measured call in progress. A stream (``stream=True``) is passed through in a proxy that records
+the usage of its chunks once, when it ends. Outside a measured call the wrappers only forward.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any, TypeVar
+
+from ..usage import CallScope, UsageRecord, combine_records, current_scope, extract_usage
+
+C = TypeVar("C")
+
+MARK = "_agentperf_instrumented"
+"""Attribute set on an instrumented client, so that instrumenting it again does nothing."""
+
+
+def instrument_methods(client: C, paths: Iterable[str], *, is_async: bool) -> C:
+    """Wrap each method of ``client`` named by a dotted path (missing ones are skipped);
+    ``is_async``: the methods are coroutine functions and their streams async iterators.
+    Returns the same client. Idempotent."""
+    if getattr(client, MARK, False):
+        return client
+    wrap = _wrap_async if is_async else _wrap_sync
+    for path in paths:
+        *parents, name = path.split(".")
+        owner: Any = client
+        for part in parents:
+            owner = getattr(owner, part, None)
+        original = getattr(owner, name, None) if owner is not None else None
+        if original is not None:
+            setattr(owner, name, wrap(original))
+    setattr(client, MARK, True)
+    return client
+
+
+def _record(scope: CallScope, records: list[UsageRecord]) -> None:
+    if records:
+        scope.records.extend(combine_records(records))
+
+
+def _returned(result: Any, scope: CallScope | None, stream: type[_StreamBase] | None) -> Any:
+    """What a wrapper returns: ``result`` as is outside a call, a recording proxy for a
+    stream, else ``result`` after its usage was recorded."""
+    if scope is None:
+        return result
+    if stream is not None:
+        return stream(result, scope)
+    _record(scope, extract_usage(result) or [])
+    return result
+
+
+def _wrap_sync(original: Any) -> Any:
+    @functools.wraps(original)
+    def create(*args: Any, **kwargs: Any) -> Any:
+        scope = current_scope()
+        result = original(*args, **kwargs)
+        streamed = kwargs.get("stream") and hasattr(result, "__iter__")
+        return _returned(result, scope, _SyncStream if streamed else None)
+
+    return create
+
+
+def _wrap_async(original: Any) -> Any:
+    @functools.wraps(original)
+    async def create(*args: Any, **kwargs: Any) -> Any:
+        scope = current_scope()
+        result = await original(*args, **kwargs)
+        streamed = kwargs.get("stream") and hasattr(result, "__aiter__")
+        return _returned(result, scope, _AsyncStream if streamed else None)
+
+    return create
+
+
+class _StreamBase:
+    """Common part of the stream proxies: collect usage from chunks, record it once."""
+
+    def __init__(self, stream: Any, scope: CallScope) -> None:
+        self._stream = stream
+        self._scope = scope
+        self._records: list[UsageRecord] = []
+        self._done = False
+
+    def _see(self, chunk: Any) -> None:
+        found = extract_usage(chunk)
+        if found:
+            self._records.extend(found)
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            _record(self._scope, self._records)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _SyncStream(_StreamBase):
+    """Proxy of a client's stream that records the usage of its chunks when it ends."""
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            for chunk in self._stream:
+                self._see(chunk)
+                yield chunk
+        finally:
+            self._finish()
+
+    def __next__(self) -> Any:
+        try:
+            chunk = next(self._stream)
+        except StopIteration:
+            self._finish()
+            raise
+        self._see(chunk)
+        return chunk
+
+    def __enter__(self) -> _SyncStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._finish()
+        self._stream.close()
+
+
+class _AsyncStream(_StreamBase):
+    """Proxy of a client's async stream that records the usage of its chunks when it ends."""
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        try:
+            async for chunk in self._stream:
+                self._see(chunk)
+                yield chunk
+        finally:
+            self._finish()
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self._stream.__anext__()
+        except StopAsyncIteration:
+            self._finish()
+            raise
+        self._see(chunk)
+        return chunk
+
+    async def __aenter__(self) -> _AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._finish()
+        await self._stream.close()
