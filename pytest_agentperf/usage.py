@@ -247,6 +247,14 @@ def model_name(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _first(readers: tuple[BlockReader, ...], block: Any, model: str | None) -> UsageRecord | None:
+    for read in readers:
+        rec = read(block, model)
+        if rec is not None:
+            return rec
+    return None
+
+
 def read_usage_block(usage: Any, model: str | None) -> UsageRecord | None:
     """One record from a ``usage`` block in any registered provider's field names, or None.
 
@@ -254,37 +262,21 @@ def read_usage_block(usage: Any, model: str | None) -> UsageRecord | None:
     ``output_tokens`` every generated token (reasoning included), whatever the provider's
     own convention; the cache and reasoning fields are subsets used for pricing.
     """
-    for read in _loaded().blocks:
-        rec = read(usage, model)
-        if rec is not None:
-            return rec
-    return None
+    return _first((_tables or _loaded()).blocks, usage, model)
 
 
 def read_usage_metadata(meta: Any, model: str | None) -> UsageRecord | None:
     """One record from a ``usage_metadata`` block (LangChain, Google GenAI), or None."""
-    for read in _loaded().metadata:
-        rec = read(meta, model)
-        if rec is not None:
-            return rec
-    return None
+    return _first((_tables or _loaded()).metadata, meta, model)
 
 
 def chunk_carries_output(chunk: Any) -> bool | None:
     """Whether a stream chunk carries generated output, by the first registered reader that
     knows the chunk's shape; None when none does."""
-    for judge in _loaded().chunk_output:
+    for judge in (_tables or _loaded()).chunk_output:
         found = judge(chunk)
         if found is not None:
             return found
-    return None
-
-
-def _object_model(obj: Any) -> str | None:
-    for model in _loaded().models:
-        name = model(obj)
-        if name is not None:
-            return name
     return None
 
 
@@ -300,39 +292,55 @@ def extract_usage(obj: Any) -> list[UsageRecord] | None:
     """
     if obj is None or isinstance(obj, _SCALARS):
         return None
-    tables = _loaded()
-    is_dict = isinstance(obj, dict)
-    meta = get_field(obj, "usage_metadata")
-    model: str | None = None
-    if is_dict:
-        model = model_name(obj.get("model")) or model_name(obj.get("model_name"))
+    # Runs once per measured call (and per stream chunk): a few lookups, no imports.
+    t = _tables or _loaded()
+    if isinstance(obj, dict):
+        return _from_dict(obj, t)
+    meta = getattr(obj, "usage_metadata", None)
     if meta is not None:
-        if not is_dict:
-            model = _object_model(obj)
-        rec = read_usage_metadata(meta, model)
+        model = None
+        for read_model in t.models:
+            model = read_model(obj)
+            if model is not None:
+                break
+        rec = _first(t.metadata, meta, model)
         if rec is not None:
             return [rec]
-    kind = get_field(obj, "type")
+    kind = getattr(obj, "type", None)
     if isinstance(kind, str):
-        read_event = tables.events.get(kind)
+        read_event = t.events.get(kind)
         if read_event is not None:
             return read_event(obj) or None
-    if is_dict:
-        for key in ("usage", "token_usage"):
-            block = obj.get(key)
-            if block is not None:
-                rec = read_usage_block(block, model)
-                if rec is not None:
-                    return [rec]
-        return None
     usage = getattr(obj, "usage", None)
     if usage is not None:
-        rec = read_usage_block(usage, model_name(getattr(obj, "model", None)))
+        rec = _first(t.blocks, usage, model_name(getattr(obj, "model", None)))
         if rec is not None:
             return [rec]
-    for claims, whole in tables.whole:
+    for claims, whole in t.whole:
         if hasattr(obj, claims):
             return whole(obj) or None
+    return None
+
+
+def _from_dict(obj: dict[str, Any], t: _Tables) -> list[UsageRecord] | None:
+    """A plain dict (a JSON body): the same keys as an object's attributes."""
+    model = model_name(obj.get("model")) or model_name(obj.get("model_name"))
+    meta = obj.get("usage_metadata")
+    if meta is not None:
+        rec = _first(t.metadata, meta, model)
+        if rec is not None:
+            return [rec]
+    kind = obj.get("type")
+    if isinstance(kind, str):
+        read_event = t.events.get(kind)
+        if read_event is not None:
+            return read_event(obj) or None
+    for key in ("usage", "token_usage"):
+        block = obj.get(key)
+        if block is not None:
+            rec = _first(t.blocks, block, model)
+            if rec is not None:
+                return [rec]
     return None
 
 
