@@ -34,7 +34,8 @@ from .locking import DEFAULT_TIMEOUT, locked
 from .results import Contention, FloatArray, LoadShape, PerfResult, Stats
 
 FORMAT = "pytest-agentperf-baseline"
-SCHEMA_VERSION = 1
+BASELINE_SCHEMA_VERSION = 1
+"""Version of the baseline file's layout (its own format, versioned apart from the JSON report)."""
 MAX_SAMPLES = 2000
 """Latency samples stored per run; larger runs keep this many evenly spaced quantiles."""
 
@@ -521,7 +522,7 @@ def dumps(runs: Iterable[BaselineRun], unreadable: Iterable[Any] = ()) -> str:
         docs.append(d)
         lines.append(json.dumps([round(float(x), 6) for x in r.latency.samples], allow_nan=False))
     docs.extend(unreadable)
-    doc = {"format": FORMAT, "schema": SCHEMA_VERSION, "runs": docs}
+    doc = {"format": FORMAT, "schema": BASELINE_SCHEMA_VERSION, "runs": docs}
     text = json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False)
     for i, line in enumerate(lines):
         text = text.replace(f'"@@{nonce}:{i}@@"', line, 1)
@@ -879,10 +880,10 @@ def parse(text: str, path: str = "<baseline>") -> Baseline:
     schema = doc.get("schema")
     if isinstance(schema, bool) or not isinstance(schema, int):
         raise error("the schema version is missing or not a number")
-    if schema > SCHEMA_VERSION:
+    if schema > BASELINE_SCHEMA_VERSION:
         raise error(
             f"written with schema {schema} by a newer pytest-agentperf; this version "
-            f"reads schema {SCHEMA_VERSION}: upgrade pytest-agentperf"
+            f"reads schema {BASELINE_SCHEMA_VERSION}: upgrade pytest-agentperf"
         )
     if schema < 1:
         raise error(f"unknown schema version {schema}")

@@ -11,7 +11,8 @@ if TYPE_CHECKING:  # the plugin builds progress lines without loading the engine
     from .engine import Progress
 
 SHOW_AFTER = 2.0
-"""Seconds a run must last before its progress line appears."""
+"""Seconds a run must last before its progress line appears; the live window (windows.py)
+picks its length then too, so the line's first figures are ready."""
 
 
 class ProgressLine:

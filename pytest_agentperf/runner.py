@@ -24,7 +24,6 @@ from .results import Allocation, PerfResult
 from .settings import Settings, parse_settings
 from .windows import LiveWindow
 
-SCHEMA_VERSION = 1
 MAX_REPORTED_SAMPLES = 100_000
 
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from .progress import SHOW_AFTER
 from .results import FloatArray, Window
 from .units import format_seconds
 
@@ -141,10 +142,6 @@ class _View(Protocol):
     def elapsed(self) -> float: ...
 
     def arrays(self) -> tuple[FloatArray, FloatArray, npt.NDArray[Any]]: ...
-
-
-SHOW_AFTER = 2.0
-"""Seconds into a run before the live window picks its length (and a progress line shows)."""
 
 
 class LiveWindow:

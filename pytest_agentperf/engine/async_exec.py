@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import describe
 from ..usage import CURRENT_SCOPE, CallScope
 from .log import ERROR, OK, TIMEOUT, CallLog
+from .loop import GRACE
 from .monitor import Monitor
 from .observer import TICK, ProgressSink, RunObserver, tick_for
 from .outcome import record_failure
@@ -197,10 +198,6 @@ async def _open_dispatch(plan: Plan, state: RunState, log: CallLog, slots: set[_
     finally:
         # a fatal outcome is raised by execute_async; a stopped run waits only a grace period
         await settle(tasks, state)
-
-
-GRACE = 1.0
-"""Seconds a stopped run (abort, fatal error) gives cancelled calls to finish their cleanup."""
 
 
 async def settle(tasks: Collection[asyncio.Task[Any]], state: RunState) -> None:

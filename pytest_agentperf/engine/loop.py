@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 GRACE = 1.0
-"""Seconds left tasks get to finish their cleanup when the loop closes."""
+"""Seconds cancelled calls get to finish their cleanup: once a run stops (abort, fatal error),
+and again for tasks still left when the loop closes."""
 _Item = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 

@@ -14,7 +14,8 @@ from ..baseline import machine_info
 from ..redact import redact
 
 FORMAT = "pytest-agentperf-results"
-SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 1
+"""Version of the JSON report's layout (its own format, versioned apart from the baseline file)."""
 
 KIND: FileKind = json_kind(
     "pytest-agentperf JSON report",
@@ -28,7 +29,7 @@ def document(records: Sequence[dict[str, Any]], plugin_version: str) -> dict[str
     """The report's JSON document; every string in it has passed through ``redact``."""
     doc = {
         "format": FORMAT,
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": REPORT_SCHEMA_VERSION,
         "plugin_version": plugin_version,
         "machine": asdict(machine_info()),
         "runs": list(records),
