@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -182,3 +183,28 @@ def test_the_shared_wrapper_records_async_calls_and_streams() -> None:
 
     scope = asyncio.run(agent())
     assert scope.records == [UsageRecord(2, 1, "m"), UsageRecord(4, 1, "m")]
+
+
+def test_anthropic_instrument_wraps_messages_create_by_client_kind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class _Messages:
+        def create(self, **kwargs: Any) -> Any:
+            usage = {"input_tokens": 5, "output_tokens": 2, "cache_read_input_tokens": 3}
+            return {"type": "message", "model": "claude-x", "usage": usage}
+
+    class Anthropic:  # stands in for anthropic.Anthropic: no SDK needed to read its objects
+        def __init__(self) -> None:
+            self.messages = _Messages()
+
+    class AsyncAnthropic:
+        pass
+
+    fake = type(sys)("anthropic")
+    fake.Anthropic, fake.AsyncAnthropic = Anthropic, AsyncAnthropic  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "anthropic", fake)
+    client = anthropic.instrument(Anthropic())
+    scope = _in_scope(lambda: client.messages.create(model="claude-x", max_tokens=9))
+    assert scope.records == [UsageRecord(8, 2, "claude-x", cached_input_tokens=3)]
+    with pytest.raises(TypeError, match="anthropic.Anthropic or anthropic.AsyncAnthropic"):
+        anthropic.instrument(object())
