@@ -6,6 +6,7 @@ import enum
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import BudgetExceeded
 from .results import BudgetCheck, PerfResult, Stats
@@ -106,65 +107,30 @@ _USAGE_HINT = (
     "pytest_agentperf.record_usage() inside the agent"
 )
 
+
+def _percentile(series: str, label: str, q: int, **kw: Any) -> BudgetSpec:
+    """The spec of the ``q``-th percentile of a duration series (latency, ttft, itl)."""
+    return BudgetSpec(f"p{q} {label}", Unit.SECONDS, _stat(series, f"p{q}"), percentile=q, **kw)
+
+
+_LATENCY = "latency"
+_TTFT = "time to first chunk"
+
 BUDGETS: Mapping[str, BudgetSpec] = {
-    "p50": BudgetSpec(
-        "p50 latency",
-        Unit.SECONDS,
-        _stat("latency", "p50"),
-        percentile=50,
-        early=Early.PERCENTILE,
-        not_above="p90",
-    ),
-    "p90": BudgetSpec(
-        "p90 latency",
-        Unit.SECONDS,
-        _stat("latency", "p90"),
-        percentile=90,
-        early=Early.PERCENTILE,
-        not_above="p95",
-    ),
-    "p95": BudgetSpec(
-        "p95 latency",
-        Unit.SECONDS,
-        _stat("latency", "p95"),
-        percentile=95,
-        early=Early.PERCENTILE,
-        not_above="p99",
-    ),
-    "p99": BudgetSpec(
-        "p99 latency",
-        Unit.SECONDS,
-        _stat("latency", "p99"),
-        percentile=99,
-        early=Early.PERCENTILE,
-        not_above="max_latency",
-    ),
+    "p50": _percentile("latency", _LATENCY, 50, early=Early.PERCENTILE, not_above="p90"),
+    "p90": _percentile("latency", _LATENCY, 90, early=Early.PERCENTILE, not_above="p95"),
+    "p95": _percentile("latency", _LATENCY, 95, early=Early.PERCENTILE, not_above="p99"),
+    "p99": _percentile("latency", _LATENCY, 99, early=Early.PERCENTILE, not_above="max_latency"),
     "max_latency": BudgetSpec(
         "max latency", Unit.SECONDS, _stat("latency", "max"), early=Early.MAX
     ),
     "mean_latency": BudgetSpec(
         "mean latency", Unit.SECONDS, _stat("latency", "mean"), early=Early.MEAN
     ),
-    "ttft_p50": BudgetSpec(
-        "p50 time to first chunk",
-        Unit.SECONDS,
-        _stat("ttft", "p50"),
-        percentile=50,
-        not_above="ttft_p95",
-    ),
-    "ttft_p95": BudgetSpec(
-        "p95 time to first chunk",
-        Unit.SECONDS,
-        _stat("ttft", "p95"),
-        percentile=95,
-        not_above="ttft_p99",
-    ),
-    "ttft_p99": BudgetSpec(
-        "p99 time to first chunk", Unit.SECONDS, _stat("ttft", "p99"), percentile=99
-    ),
-    "itl_p95": BudgetSpec(
-        "p95 gap between chunks", Unit.SECONDS, _stat("itl", "p95"), percentile=95
-    ),
+    "ttft_p50": _percentile("ttft", _TTFT, 50, not_above="ttft_p95"),
+    "ttft_p95": _percentile("ttft", _TTFT, 95, not_above="ttft_p99"),
+    "ttft_p99": _percentile("ttft", _TTFT, 99),
+    "itl_p95": _percentile("itl", "gap between chunks", 95),
     "error_rate": BudgetSpec(
         "error rate",
         Unit.FRACTION,

@@ -247,6 +247,55 @@ def model_name(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+@dataclass(frozen=True)
+class UsageFields:
+    """One provider's usage block as data: which fields hold which count.
+
+    A name with dots reads a nested field (``"prompt_tokens_details.cached_tokens"``). The
+    block is this provider's when ``input`` or ``output`` is present (and, with ``marks``, one
+    of those fields too). Records are normalised: ``cache_outside_input`` adds cache reads and
+    writes to the input (Anthropic and Bedrock count them apart), ``reasoning_outside_output``
+    adds reasoning to the output (Google counts it apart). Called like a ``BlockReader``.
+    """
+
+    input: str
+    output: str
+    cached: str = ""
+    cache_write: str = ""
+    reasoning: str = ""
+    marks: tuple[str, ...] = ()
+    cache_outside_input: bool = False
+    reasoning_outside_output: bool = False
+
+    def __call__(self, block: Any, model: str | None) -> UsageRecord | None:
+        if self.marks and not any(has_field(block, m) for m in self.marks):
+            return None
+        inp = token_count(get_field(block, self.input))
+        out = token_count(get_field(block, self.output))
+        if inp is None and out is None:
+            return None
+        cached = _count_at(block, self.cached)
+        write = _count_at(block, self.cache_write)
+        reasoning = _count_at(block, self.reasoning)
+        return UsageRecord(
+            input_tokens=(inp or 0) + (cached + write if self.cache_outside_input else 0),
+            output_tokens=(out or 0) + (reasoning if self.reasoning_outside_output else 0),
+            model=model,
+            cached_input_tokens=cached,
+            cache_creation_input_tokens=write,
+            reasoning_tokens=reasoning,
+        )
+
+
+def _count_at(block: Any, path: str) -> int:
+    """The token count at a dotted ``path`` of ``block``; 0 when missing or no path."""
+    if not path:
+        return 0
+    for name in path.split("."):
+        block = get_field(block, name)
+    return token_count0(block)
+
+
 def _first(readers: tuple[BlockReader, ...], block: Any, model: str | None) -> UsageRecord | None:
     for read in readers:
         rec = read(block, model)

@@ -10,15 +10,14 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from ..usage import (
+    UsageFields,
     UsageReader,
     UsageRecord,
     extract_usage,
     get_field,
-    has_field,
     token_count,
-    token_count0,
 )
-from .proxy import instrument_methods
+from .proxy import instrument_client
 
 C = TypeVar("C")
 
@@ -44,40 +43,7 @@ def instrument(client: C) -> C:
     client. Idempotent."""
     import anthropic
 
-    if isinstance(client, anthropic.AsyncAnthropic):
-        return instrument_methods(client, METHODS, is_async=True)
-    if isinstance(client, anthropic.Anthropic):
-        return instrument_methods(client, METHODS, is_async=False)
-    raise TypeError(
-        f"instrument() takes an anthropic.Anthropic or anthropic.AsyncAnthropic client, "
-        f"not {type(client).__name__}"
-    )
-
-
-def _block(usage: Any, model: str | None) -> UsageRecord | None:
-    """A Messages ``usage`` block: told from OpenAI Responses' by its cache fields.
-    ``input_tokens`` there excludes the cached and cache-written tokens; ours includes them."""
-    if not (
-        has_field(usage, "cache_read_input_tokens")
-        or has_field(usage, "cache_creation_input_tokens")
-    ):
-        return None
-    inp = token_count(get_field(usage, "input_tokens"))
-    out = token_count(get_field(usage, "output_tokens"))
-    if inp is None and out is None:
-        return None
-    read = token_count0(get_field(usage, "cache_read_input_tokens"))
-    write = token_count0(get_field(usage, "cache_creation_input_tokens"))
-    return UsageRecord(
-        input_tokens=(inp or 0) + read + write,
-        output_tokens=out or 0,
-        model=model,
-        cached_input_tokens=read,
-        cache_creation_input_tokens=write,
-        reasoning_tokens=token_count0(
-            get_field(get_field(usage, "output_tokens_details"), "thinking_tokens")
-        ),
-    )
+    return instrument_client(client, METHODS, anthropic, "Anthropic", "AsyncAnthropic")
 
 
 def _message_start(event: Any) -> list[UsageRecord] | None:
@@ -105,7 +71,16 @@ def _chunk_output(chunk: Any) -> bool | None:
 
 
 READER = UsageReader(
-    block=_block,
+    # told from OpenAI Responses' block (same names) by its cache fields
+    block=UsageFields(
+        input="input_tokens",
+        output="output_tokens",
+        cached="cache_read_input_tokens",
+        cache_write="cache_creation_input_tokens",
+        reasoning="output_tokens_details.thinking_tokens",
+        marks=("cache_read_input_tokens", "cache_creation_input_tokens"),
+        cache_outside_input=True,
+    ),
     events={"message_start": _message_start, "message_delta": _message_delta},
     chunk_output=_chunk_output,
 )

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from ..usage import UsageFields, UsageReader
 
-from ..usage import UsageReader, UsageRecord, get_field, token_count, token_count0
-
-
-def _block(usage: Any, model: str | None) -> UsageRecord | None:
-    """``inputTokens`` there excludes cache reads and writes; ours includes them."""
-    inp = token_count(get_field(usage, "inputTokens"))
-    out = token_count(get_field(usage, "outputTokens"))
-    if inp is None and out is None:
-        return None
-    read = token_count0(get_field(usage, "cacheReadInputTokens"))
-    write = token_count0(get_field(usage, "cacheWriteInputTokens"))
-    return UsageRecord(
-        input_tokens=(inp or 0) + read + write,
-        output_tokens=out or 0,
-        model=model,
-        cached_input_tokens=read,
-        cache_creation_input_tokens=write,
+READER = UsageReader(
+    block=UsageFields(
+        input="inputTokens",
+        output="outputTokens",
+        cached="cacheReadInputTokens",
+        cache_write="cacheWriteInputTokens",
+        cache_outside_input=True,  # inputTokens excludes cache reads and writes
     )
-
-
-READER = UsageReader(block=_block)
+)
 """Converse responses' ``usage`` block."""

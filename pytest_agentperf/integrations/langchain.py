@@ -37,6 +37,7 @@ from typing import Any
 
 from ..usage import (
     CallScope,
+    UsageFields,
     UsageReader,
     UsageRecord,
     current_scope,
@@ -45,8 +46,6 @@ from ..usage import (
     model_name,
     read_usage_block,
     read_usage_metadata,
-    token_count,
-    token_count0,
 )
 
 _handler_var: ContextVar[Any] = ContextVar("agentperf_langchain_handler", default=None)
@@ -155,24 +154,6 @@ def activate() -> Iterator[bool]:
         _handler_var.reset(token)
 
 
-def _metadata(meta: Any, model: str | None) -> UsageRecord | None:
-    """``AIMessage.usage_metadata``: ``input_tokens`` / ``output_tokens`` with details."""
-    inp = token_count(get_field(meta, "input_tokens"))
-    out = token_count(get_field(meta, "output_tokens"))
-    if inp is None and out is None:
-        return None
-    idet = get_field(meta, "input_token_details")
-    odet = get_field(meta, "output_token_details")
-    return UsageRecord(
-        input_tokens=inp or 0,
-        output_tokens=out or 0,
-        model=model,
-        cached_input_tokens=token_count0(get_field(idet, "cache_read")),
-        cache_creation_input_tokens=token_count0(get_field(idet, "cache_creation")),
-        reasoning_tokens=token_count0(get_field(odet, "reasoning")),
-    )
-
-
 def _message_model(msg: Any) -> str | None:
     meta = getattr(msg, "response_metadata", None)
     if isinstance(meta, dict):
@@ -218,7 +199,13 @@ def _chunk_output(chunk: Any) -> bool | None:
 
 
 READER = UsageReader(
-    metadata=_metadata,
+    metadata=UsageFields(
+        input="input_tokens",
+        output="output_tokens",
+        cached="input_token_details.cache_read",
+        cache_write="input_token_details.cache_creation",
+        reasoning="output_token_details.reasoning",
+    ),
     model=_message_model,
     claims="generations",
     whole=_from_generations,

@@ -18,14 +18,13 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from ..usage import (
+    UsageFields,
     UsageReader,
     UsageRecord,
     extract_usage,
     get_field,
-    token_count,
-    token_count0,
 )
-from .proxy import instrument_methods
+from .proxy import instrument_client
 
 C = TypeVar("C")
 
@@ -43,32 +42,7 @@ def instrument(client: C) -> C:
     the same client. Idempotent."""
     import openai
 
-    if isinstance(client, openai.AsyncOpenAI):
-        return instrument_methods(client, METHODS, is_async=True)
-    if isinstance(client, openai.OpenAI):
-        return instrument_methods(client, METHODS, is_async=False)
-    raise TypeError(
-        f"instrument() takes an openai.OpenAI or openai.AsyncOpenAI client, "
-        f"not {type(client).__name__}"
-    )
-
-
-def _chat_block(usage: Any, model: str | None) -> UsageRecord | None:
-    """Chat completions (and every OpenAI-compatible server): ``prompt_tokens`` ..."""
-    prompt = token_count(get_field(usage, "prompt_tokens"))
-    completion = token_count(get_field(usage, "completion_tokens"))
-    if prompt is None and completion is None:
-        return None
-    pdet = get_field(usage, "prompt_tokens_details")
-    cdet = get_field(usage, "completion_tokens_details")
-    return UsageRecord(
-        input_tokens=prompt or 0,
-        output_tokens=completion or 0,
-        model=model,
-        cached_input_tokens=token_count0(get_field(pdet, "cached_tokens")),
-        cache_creation_input_tokens=token_count0(get_field(pdet, "cache_write_tokens")),
-        reasoning_tokens=token_count0(get_field(cdet, "reasoning_tokens")),
-    )
+    return instrument_client(client, METHODS, openai, "OpenAI", "AsyncOpenAI")
 
 
 _OUTPUT_KEYS = (
@@ -97,24 +71,6 @@ def _delta_has_output(delta: Any) -> bool:
     return any(get_field(delta, key) for key in _OUTPUT_KEYS)
 
 
-def _responses_block(usage: Any, model: str | None) -> UsageRecord | None:
-    """Responses API: ``input_tokens`` / ``output_tokens`` with ``*_details``."""
-    inp = token_count(get_field(usage, "input_tokens"))
-    out = token_count(get_field(usage, "output_tokens"))
-    if inp is None and out is None:
-        return None
-    idet = get_field(usage, "input_tokens_details")
-    odet = get_field(usage, "output_tokens_details")
-    return UsageRecord(
-        input_tokens=inp or 0,
-        output_tokens=out or 0,
-        model=model,
-        cached_input_tokens=token_count0(get_field(idet, "cached_tokens")),
-        cache_creation_input_tokens=token_count0(get_field(idet, "cache_write_tokens")),
-        reasoning_tokens=token_count0(get_field(odet, "reasoning_tokens")),
-    )
-
-
 def _response_event(event: Any) -> list[UsageRecord] | None:
     """The final Responses stream events carry the whole response, usage included."""
     return extract_usage(get_field(event, "response"))
@@ -128,11 +84,26 @@ def _responses_chunk_output(chunk: Any) -> bool | None:
     return kind.endswith(".delta")
 
 
-CHAT_READER = UsageReader(block=_chat_block, chunk_output=_chat_chunk_output)
+CHAT_READER = UsageReader(
+    block=UsageFields(
+        input="prompt_tokens",
+        output="completion_tokens",
+        cached="prompt_tokens_details.cached_tokens",
+        cache_write="prompt_tokens_details.cache_write_tokens",
+        reasoning="completion_tokens_details.reasoning_tokens",
+    ),
+    chunk_output=_chat_chunk_output,
+)
 """Chat completions: usage blocks and stream chunks."""
 
 RESPONSES_READER = UsageReader(
-    block=_responses_block,
+    block=UsageFields(
+        input="input_tokens",
+        output="output_tokens",
+        cached="input_tokens_details.cached_tokens",
+        cache_write="input_tokens_details.cache_write_tokens",
+        reasoning="output_tokens_details.reasoning_tokens",
+    ),
     events=dict.fromkeys(
         ("response.completed", "response.incomplete", "response.failed"), _response_event
     ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Iterable, Iterator
+from types import ModuleType
 from typing import Any, TypeVar
 
 from ..usage import CallScope, UsageRecord, combine_records, current_scope, extract_usage
@@ -38,6 +39,21 @@ def instrument_methods(client: C, paths: Iterable[str], *, is_async: bool) -> C:
             setattr(owner, name, wrap(original))
     setattr(client, MARK, True)
     return client
+
+
+def instrument_client(
+    client: C, paths: Iterable[str], sdk: ModuleType, sync: str, async_: str
+) -> C:
+    """``instrument_methods`` for a client of the SDK's class ``sync`` or ``async_`` (named
+    in module ``sdk``); a TypeError naming them for anything else."""
+    if isinstance(client, getattr(sdk, async_)):
+        return instrument_methods(client, paths, is_async=True)
+    if isinstance(client, getattr(sdk, sync)):
+        return instrument_methods(client, paths, is_async=False)
+    raise TypeError(
+        f"instrument() takes an {sdk.__name__}.{sync} or {sdk.__name__}.{async_} client, "
+        f"not {type(client).__name__}"
+    )
 
 
 def _record(scope: CallScope, records: list[UsageRecord]) -> None:
