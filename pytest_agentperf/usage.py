@@ -186,6 +186,8 @@ def _loaded() -> _Tables:
     ``integrations/__init__.py``, imported only when usage is first read."""
     global _tables
     if _tables is None:
+        # Two threads may both build the tables on first use; they build equal ones and the
+        # last assignment wins, so no lock is needed on this per-call path.
         from .integrations import USAGE_READERS
 
         _tables = _tables_of((*USAGE_READERS, *_readers))
