@@ -206,5 +206,5 @@ def test_anthropic_instrument_wraps_messages_create_by_client_kind(
     client = anthropic.instrument(Anthropic())
     scope = _in_scope(lambda: client.messages.create(model="claude-x", max_tokens=9))
     assert scope.records == [UsageRecord(8, 2, "claude-x", cached_input_tokens=3)]
-    with pytest.raises(TypeError, match="anthropic.Anthropic or anthropic.AsyncAnthropic"):
+    with pytest.raises(TypeError, match=r"anthropic\.Anthropic or anthropic\.AsyncAnthropic"):
         anthropic.instrument(object())
