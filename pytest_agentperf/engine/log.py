@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..results import FloatArray, StatusArray
-from ..usage import CallScope, UsageAccumulator, read_usage
+from ..usage import CallScope, UsageAccumulator, UsageRecord, read_usage
 from .streams import StreamTimes
 
 OK, ERROR, TIMEOUT = 0, 1, 2
@@ -60,19 +60,32 @@ class CallLog:
         (``UsageExtractionError``), nothing is recorded and the caller records the call as
         failed instead.
         """
-        ok = status == OK
-        records = scope.records or (read_usage(value) if ok else None) or ()
-        self.start.append(t_int)
-        self.end.append(end)
-        self.status.append(status)
-        self.cpu.append(cpu)
-        self.ttft.append(stream.first if stream is not None and ok else _NAN)
-        if ok:
-            if stream is not None:
+        # the hot path: a plain successful call that recorded nothing and returned None
+        # costs five appends and three truth tests
+        records: list[UsageRecord] | None
+        if status == OK:
+            records = scope.records
+            if not records and value is not None:
+                records = read_usage(value)
+            self.start.append(t_int)
+            self.end.append(end)
+            self.status.append(OK)
+            self.cpu.append(cpu)
+            if stream is None:
+                self.ttft.append(_NAN)
+            else:
+                self.ttft.append(stream.first)
                 self.itl.extend(stream.gaps)
         else:
+            records = scope.records
+            self.start.append(t_int)
+            self.end.append(end)
+            self.status.append(status)
+            self.cpu.append(cpu)
+            self.ttft.append(_NAN)
             self.error_types["Timeout" if status == TIMEOUT else error or "Error"] += 1
-        self.usage.add_call(records, model)
+        if records:
+            self.usage.add_call(records, model)
         if scope.tools:
             self.usage.add_tools(scope.tools)
 
