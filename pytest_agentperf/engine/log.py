@@ -24,7 +24,7 @@ class CallLog:
     """Completed calls of one worker; rows are appended start, end, status, cpu, ttft in that
     order (ttft last: readers take its length as the number of complete rows)."""
 
-    __slots__ = ("cpu", "end", "error_types", "itl", "start", "status", "ttft", "usage")
+    __slots__ = ("_appends", "cpu", "end", "error_types", "itl", "start", "status", "ttft", "usage")
 
     def __init__(self) -> None:
         self.start = array("d")
@@ -35,6 +35,14 @@ class CallLog:
         self.itl = array("d")
         self.error_types: Counter[str] = Counter()
         self.usage = UsageAccumulator()
+        # bound once: calling a stored bound method skips a method lookup per append
+        self._appends = (
+            self.start.append,
+            self.end.append,
+            self.status.append,
+            self.cpu.append,
+            self.ttft.append,
+        )
 
     def __len__(self) -> int:
         return len(self.ttft)
@@ -63,26 +71,27 @@ class CallLog:
         # the hot path: a plain successful call that recorded nothing and returned None
         # costs five appends and three truth tests
         records: list[UsageRecord] | None
+        add_start, add_end, add_status, add_cpu, add_ttft = self._appends
         if status == OK:
             records = scope.records
             if not records and value is not None:
                 records = read_usage(value)
-            self.start.append(t_int)
-            self.end.append(end)
-            self.status.append(OK)
-            self.cpu.append(cpu)
+            add_start(t_int)
+            add_end(end)
+            add_status(OK)
+            add_cpu(cpu)
             if stream is None:
-                self.ttft.append(_NAN)
+                add_ttft(_NAN)
             else:
-                self.ttft.append(stream.first)
+                add_ttft(stream.first)
                 self.itl.extend(stream.gaps)
         else:
             records = scope.records
-            self.start.append(t_int)
-            self.end.append(end)
-            self.status.append(status)
-            self.cpu.append(cpu)
-            self.ttft.append(_NAN)
+            add_start(t_int)
+            add_end(end)
+            add_status(status)
+            add_cpu(cpu)
+            add_ttft(_NAN)
             self.error_types["Timeout" if status == TIMEOUT else error or "Error"] += 1
         if records:
             self.usage.add_call(records, model)
