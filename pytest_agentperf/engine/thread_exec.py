@@ -24,8 +24,6 @@ from .plan import Plan, RunState
 from .streams import StreamTimes, consume_sync
 from .target import PLAIN, SYNC_STREAM, KindCache, returned_awaitable
 
-_perf = time.perf_counter
-_thread_time = time.thread_time
 _NAN = float("nan")
 
 MAX_OPEN_LOOP_THREADS = 1024
@@ -160,6 +158,8 @@ class _Pool:
         kinds = worker.kinds
         flight = worker.flight
         log = worker.log
+        perf = time.perf_counter
+        thread_time = time.thread_time
         t_int: float | None = None
         while True:
             if one is None:
@@ -178,27 +178,27 @@ class _Pool:
             start = 0.0
             try:
                 x = None if bare is not None else target.input_for(i)
-                cpu0 = _thread_time()  # this thread's CPU time: contention does not stretch it
-                flight[0] = start = _perf()
+                cpu0 = thread_time()  # this thread's CPU time: contention does not stretch it
+                flight[0] = start = perf()
                 value = bare() if bare is not None else call(x)
-                end = _perf()
-                cpu = _thread_time() - cpu0
+                end = perf()
+                cpu = thread_time() - cpu0
                 kind = kinds.kind if type(value) is kinds.cls else kinds.detect(value)
                 if kind != PLAIN:
                     if kind == SYNC_STREAM and not inspect.isawaitable(value):
                         t_stream = start if t_int is None else state.t0 + t_int
                         stream = consume_sync(value, t_stream, self.plan.settings.allow_empty)
-                        end = _perf()
-                        cpu = _thread_time() - cpu0
+                        end = perf()
+                        cpu = thread_time() - cpu0
                     else:  # an awaitable or an async iterator from a sync function: a misuse
                         if inspect.iscoroutine(value):
                             value.close()
                         state.fail(returned_awaitable(target.label))
                         return False
             except Exception as exc:
-                end = _perf()
+                end = perf()
                 if start:
-                    cpu = _thread_time() - cpu0
+                    cpu = thread_time() - cpu0
                 error = type(exc).__name__
                 message = describe(exc)
             except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop the run, propagate
