@@ -108,3 +108,59 @@ def test_a_sync_agent_returning_a_coroutine_after_plain_values_still_fails() -> 
 
     with pytest.raises(UsageError, match="returned an awaitable"):
         _run(agent, requests=20)
+
+
+def _pool_with_one_worker(timeout: float) -> tuple[Any, Any]:
+    from pytest_agentperf.engine.log import CallLog
+    from pytest_agentperf.engine.plan import Plan, RunState
+    from pytest_agentperf.engine.target import make_target
+    from pytest_agentperf.engine.thread_exec import _Pool, _Worker
+
+    plan = Plan.measured(
+        make_target(lambda: None, None), parse_settings({"requests": 10, "timeout": timeout})
+    )
+    state = RunState(plan)
+    state.stopping = True  # no replacement thread is started by the monitor
+    pool = _Pool(plan, state, True)
+    worker = _Worker(CallLog())
+    pool.workers.append(worker)
+    pool.active = 1
+    return pool, worker
+
+
+def test_the_monitor_abandons_an_expired_call_and_its_worker_sees_it() -> None:
+    """The worker hands a call back with one dict.pop; when the monitor took the call first,
+    the worker learns under the lock that it was abandoned (recorded once, as a timeout)."""
+    pool, worker = _pool_with_one_worker(timeout=1.0)
+    worker.flight[0] = 10.0  # a call started at t=10
+    pool.check_timeouts(10.5)  # not expired: left alone
+    assert worker.flight == {0: 10.0} and not worker.abandoned
+    pool.check_timeouts(11.5)  # expired: taken and abandoned
+    assert worker.flight == {} and worker.abandoned
+    assert len(pool.state.extra) == 1 and pool.state.extra.status[0] == 2  # TIMEOUT
+    assert worker.flight.pop(0, None) is None and not pool._reclaim(worker)
+    pool.check_timeouts(20.0)  # an abandoned worker is not counted twice
+    assert len(pool.state.extra) == 1
+
+
+def test_a_call_ended_before_the_monitor_looked_is_the_workers() -> None:
+    pool, worker = _pool_with_one_worker(timeout=1.0)
+    worker.flight[0] = 10.0
+    assert worker.flight.pop(0, None) == 10.0  # the worker took its call back
+    pool.check_timeouts(11.5)
+    assert not worker.abandoned and len(pool.state.extra) == 0
+
+
+def test_a_new_call_taken_by_the_monitor_by_mistake_is_given_back() -> None:
+    """The monitor saw an expired start, but by the time it took the call out a new call had
+    started: that one is not expired, so it goes back and nothing is abandoned."""
+
+    class Racy(dict[int, float]):
+        def get(self, key: int, default: Any = None) -> Any:
+            return 0.0  # what the monitor read a moment ago: the previous, expired call
+
+    pool, worker = _pool_with_one_worker(timeout=1.0)
+    worker.flight = Racy({0: 11.4})
+    pool.check_timeouts(11.5)
+    assert dict(worker.flight) == {0: 11.4} and not worker.abandoned
+    assert len(pool.state.extra) == 0
