@@ -17,7 +17,7 @@ from .observer import TICK, ProgressSink, RunObserver, tick_for
 from .outcome import record_failure
 from .plan import Plan, RunState
 from .streams import StreamTimes, consume_async, consume_sync
-from .target import ASYNC_STREAM, PLAIN, SYNC_STREAM, stream_kind
+from .target import ASYNC_STREAM, AWAITABLE, PLAIN, SYNC_STREAM, KindCache
 
 _NAN = float("nan")
 
@@ -38,71 +38,114 @@ class _Slot:
         self.cancelled_at = 0.0
 
 
-async def _one_call(
+async def _calls(
     plan: Plan,
     state: RunState,
     slot: _Slot,
-    i: int,
-    t_int: float,
     log: CallLog,
     measured: bool,
+    kinds: tuple[KindCache, KindCache],
+    one: tuple[int, float] | None = None,
 ) -> None:
-    """Run call ``i`` (intended to start at ``t_int``) and append its row to ``log``."""
+    """Make calls and append their rows to ``log``: the one call ``one`` (index, intended
+    start), or, closed loop, calls claimed from ``state`` until the run is over.
+
+    A closed-loop worker makes all its calls in this one coroutine (no coroutine per call), and
+    a call's start is taken right before the agent is called, its end right after it returns:
+    the scope and context-variable set-up and the bookkeeping stay outside the two timestamps.
+    """
     target = plan.target
+    bare = target.bare
+    call = target.call
+    allow_empty = plan.settings.allow_empty
+    model = plan.settings.model
+    first, second = kinds
     t0 = state.t0
-    scope = CallScope()
-    token = CURRENT_SCOPE.set(scope)
-    error: str | None = None
-    stream: StreamTimes | None = None
-    value: Any = None
-    slot.start = time.perf_counter()
-    try:
-        value = target.call(target.input_for(i))
-        kind = stream_kind(value)
-        if kind == PLAIN:
-            value = await value
-            kind = stream_kind(value)
-        if kind == ASYNC_STREAM:
-            stream = await consume_async(value, t0 + t_int, plan.settings.allow_empty)
-        elif kind == SYNC_STREAM:
-            stream = consume_sync(value, t0 + t_int, plan.settings.allow_empty)
-    except asyncio.CancelledError as exc:
-        if not slot.timed_out:
-            if state.stopping:  # the run is being stopped (abort, fatal error, cancelled)
+    claim = state.claim
+    perf = time.perf_counter
+    t_int = 0.0
+    while True:
+        if one is None:
+            i = claim()
+            if i is None:
                 return
-            if _cancel_requested(slot.task):  # someone cancelled this task: let it end
-                raise
-            # Nobody cancelled this task: the agent raised CancelledError itself (e.g. it
-            # awaited an inner task that was cancelled). That is this call's failure.
-            error = type(exc).__name__
-            state.note_error(describe(exc))
-    except Exception as exc:  # the agent's failure is a measurement, not a crash
-        if not slot.timed_out:  # else it is the agent's answer to our cancellation: a timeout
-            error = type(exc).__name__
-            state.note_error(describe(exc))
-    except BaseException as exc:  # KeyboardInterrupt, SystemExit...: stop the run, propagate
-        state.fail(exc)
-        raise
-    finally:
-        slot.start = None
-        with contextlib.suppress(ValueError):  # a coroutine closed by the GC has no context
-            CURRENT_SCOPE.reset(token)
-    if slot.timed_out:
-        # The deadline fired. The agent may have swallowed or converted the cancellation;
-        # either way the call outlived its timeout, and the task must stay usable.
-        slot.timed_out = False
-        for _ in range(slot.cancels):
-            _uncancel(slot.task)
-        slot.cancels = 0
-        status = TIMEOUT
-    else:
-        status = OK if error is None else ERROR
-    if measured:
-        end = time.perf_counter() - t0
+        else:
+            i, t_int = one
+        scope = CallScope()
+        token = CURRENT_SCOPE.set(scope)
+        error: str | None = None
+        stream: StreamTimes | None = None
+        value: Any = None
+        start = 0.0
         try:
-            log.record(t_int, end, status, error, stream, scope, value, plan.settings.model)
-        except Exception as exc:  # reading the result failed (usage): this call's error
-            record_failure(log, state, exc, t_int, end, scope, plan.settings.model)
+            if bare is None:
+                x = target.input_for(i)
+                slot.start = start = perf()
+                value = call(x)
+            else:
+                slot.start = start = perf()
+                value = bare()
+            kind = first.kind if type(value) is first.cls else first.detect(value)
+            if kind in (PLAIN, AWAITABLE):
+                value = await value
+                end = perf()
+                kind = second.kind if type(value) is second.cls else second.detect(value)
+            else:
+                end = perf()
+            if kind in (ASYNC_STREAM, SYNC_STREAM):
+                if one is None:
+                    t_int = start - t0
+                if kind == ASYNC_STREAM:
+                    stream = await consume_async(value, t0 + t_int, allow_empty)
+                else:
+                    stream = consume_sync(value, t0 + t_int, allow_empty)
+                end = perf()
+        except asyncio.CancelledError as exc:
+            end = perf()
+            if not slot.timed_out:
+                if state.stopping:  # the run is being stopped (abort, fatal error, cancelled)
+                    return
+                if _cancel_requested(slot.task):  # someone cancelled this task: let it end
+                    raise
+                # Nobody cancelled this task: the agent raised CancelledError itself (e.g. it
+                # awaited an inner task that was cancelled). That is this call's failure.
+                error = type(exc).__name__
+                state.note_error(describe(exc))
+        except Exception as exc:  # the agent's failure is a measurement, not a crash
+            end = perf()
+            if not slot.timed_out:  # else it is the agent's answer to our cancellation: a timeout
+                error = type(exc).__name__
+                state.note_error(describe(exc))
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit...: stop the run, propagate
+            state.fail(exc)
+            raise
+        finally:
+            slot.start = None
+            # try/except, not contextlib.suppress: free on the normal path (no context manager)
+            try:  # noqa: SIM105
+                CURRENT_SCOPE.reset(token)
+            except ValueError:  # a coroutine closed by the GC runs in no context of its own
+                pass
+        if slot.timed_out:
+            # The deadline fired. The agent may have swallowed or converted the cancellation;
+            # either way the call outlived its timeout, and the task must stay usable.
+            slot.timed_out = False
+            for _ in range(slot.cancels):
+                _uncancel(slot.task)
+            slot.cancels = 0
+            status = TIMEOUT
+        else:
+            status = OK if error is None else ERROR
+        if measured:
+            if one is None:
+                t_int = (start or end) - t0  # no start: the input could not be read
+            end -= t0
+            try:
+                log.record(t_int, end, status, error, stream, scope, value, model)
+            except Exception as exc:  # reading the result failed (usage): this call's error
+                record_failure(log, state, exc, t_int, end, scope, model)
+        if one is not None:
+            return
 
 
 def _uncancel(task: asyncio.Task[Any] | None) -> None:
@@ -144,19 +187,24 @@ def _expire(slots: Iterable[_Slot], now: float, timeout: float) -> None:
 
 
 async def _closed_worker(
-    plan: Plan, state: RunState, slot: _Slot, log: CallLog, measured: bool
+    plan: Plan,
+    state: RunState,
+    slot: _Slot,
+    log: CallLog,
+    measured: bool,
+    kinds: tuple[KindCache, KindCache],
 ) -> None:
-    perf = time.perf_counter
-    t0 = state.t0
     slot.task = asyncio.current_task()
-    while True:
-        i = state.claim()
-        if i is None:
-            return
-        await _one_call(plan, state, slot, i, perf() - t0, log, measured)
+    await _calls(plan, state, slot, log, measured, kinds)
 
 
-async def _open_dispatch(plan: Plan, state: RunState, log: CallLog, slots: set[_Slot]) -> None:
+async def _open_dispatch(
+    plan: Plan,
+    state: RunState,
+    log: CallLog,
+    slots: set[_Slot],
+    kinds: tuple[KindCache, KindCache],
+) -> None:
     perf = time.perf_counter
     loop = asyncio.get_running_loop()
     cap = plan.settings.max_in_flight
@@ -169,7 +217,7 @@ async def _open_dispatch(plan: Plan, state: RunState, log: CallLog, slots: set[_
         slot = _Slot(asyncio.current_task())
         slots.add(slot)
         try:
-            await _one_call(plan, state, slot, i, t_int, log, True)
+            await _calls(plan, state, slot, log, True, kinds, (i, t_int))
         finally:
             slots.discard(slot)
             if sem is not None:
@@ -246,15 +294,16 @@ async def execute_async(
     state = RunState(plan)
     loop = asyncio.get_running_loop()
     slots: set[_Slot] = set()
+    kinds = (KindCache(), KindCache())  # of what the call returns, of what it awaits to
     if plan.settings.rate is not None and measured:
         logs = [CallLog()]
-        coros = [_open_dispatch(plan, state, logs[0], slots)]
+        coros = [_open_dispatch(plan, state, logs[0], slots, kinds)]
     else:
         # One log for every worker: they all run on this thread, and a log per worker would
         # cost memory per unit of concurrency even when few calls are made.
         logs = [CallLog()]
         slots.update(_Slot(None) for _ in range(plan.workers))
-        coros = [_closed_worker(plan, state, slot, logs[0], measured) for slot in slots]
+        coros = [_closed_worker(plan, state, slot, logs[0], measured, kinds) for slot in slots]
     tasks: list[asyncio.Task[None]] = []
 
     def cancel_workers() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..results import FloatArray, StatusArray
-from ..usage import CallScope, UsageAccumulator, read_usage
+from ..usage import CallScope, UsageAccumulator, UsageRecord, read_usage
 from .streams import StreamTimes
 
 OK, ERROR, TIMEOUT = 0, 1, 2
@@ -24,7 +24,7 @@ class CallLog:
     """Completed calls of one worker; rows are appended start, end, status, cpu, ttft in that
     order (ttft last: readers take its length as the number of complete rows)."""
 
-    __slots__ = ("cpu", "end", "error_types", "itl", "start", "status", "ttft", "usage")
+    __slots__ = ("_appends", "cpu", "end", "error_types", "itl", "start", "status", "ttft", "usage")
 
     def __init__(self) -> None:
         self.start = array("d")
@@ -35,6 +35,14 @@ class CallLog:
         self.itl = array("d")
         self.error_types: Counter[str] = Counter()
         self.usage = UsageAccumulator()
+        # bound once: calling a stored bound method skips a method lookup per append
+        self._appends = (
+            self.start.append,
+            self.end.append,
+            self.status.append,
+            self.cpu.append,
+            self.ttft.append,
+        )
 
     def __len__(self) -> int:
         return len(self.ttft)
@@ -60,19 +68,33 @@ class CallLog:
         (``UsageExtractionError``), nothing is recorded and the caller records the call as
         failed instead.
         """
-        ok = status == OK
-        records = scope.records or (read_usage(value) if ok else None) or ()
-        self.start.append(t_int)
-        self.end.append(end)
-        self.status.append(status)
-        self.cpu.append(cpu)
-        self.ttft.append(stream.first if stream is not None and ok else _NAN)
-        if ok:
-            if stream is not None:
+        # the hot path: a plain successful call that recorded nothing and returned None
+        # costs five appends and three truth tests
+        records: list[UsageRecord] | None
+        add_start, add_end, add_status, add_cpu, add_ttft = self._appends
+        if status == OK:
+            records = scope.records
+            if not records and value is not None:
+                records = read_usage(value)
+            add_start(t_int)
+            add_end(end)
+            add_status(OK)
+            add_cpu(cpu)
+            if stream is None:
+                add_ttft(_NAN)
+            else:
+                add_ttft(stream.first)
                 self.itl.extend(stream.gaps)
         else:
+            records = scope.records
+            add_start(t_int)
+            add_end(end)
+            add_status(status)
+            add_cpu(cpu)
+            add_ttft(_NAN)
             self.error_types["Timeout" if status == TIMEOUT else error or "Error"] += 1
-        self.usage.add_call(records, model)
+        if records:
+            self.usage.add_call(records, model)
         if scope.tools:
             self.usage.add_tools(scope.tools)
 

@@ -114,10 +114,16 @@ class RunState:
 
     def claim(self) -> int | None:
         """Index of the next call to make, or None when the run is over (thread-safe)."""
-        if self.stopping:
+        if self._stopping:  # the ``stopping`` property, inlined: this runs once per call
+            return None
+        cancel = self._cancel
+        if cancel is not None and cancel.is_set():
+            self._stopping = True
             return None
         i = next(self._counter)
-        if (self._total is not None and i >= self._total) or time.perf_counter() >= self.deadline:
+        if (self._total is not None and i >= self._total) or (
+            self._duration is not None and time.perf_counter() >= self.deadline
+        ):
             with self._refused_lock:  # once per worker at the end of a run: off the hot path
                 self._refused += 1
             return None

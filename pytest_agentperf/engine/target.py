@@ -6,6 +6,7 @@ import functools
 import inspect
 import itertools
 import threading
+import types
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,8 @@ class Target:
     is_async: bool
     inputs: Sequence[Any] | LazyInputs | None
     label: str
+    bare: Callable[[], Any] | None = None
+    """The agent itself when it takes no input: the hot path calls it with no wrapper frame."""
 
     def input_for(self, i: int) -> Any:
         inputs = self.inputs
@@ -130,8 +133,13 @@ def make_target(fn: Any, inputs: Any) -> Target:
             "pass a function, a coroutine function or a Runnable"
         )
     is_async = _is_async_callable(fn)
-    call = (lambda _x, _fn=fn: _fn()) if inputs is None else fn
-    return Target(call, is_async, inputs, label)
+    if inputs is None:
+
+        def call(_x: Any) -> Any:
+            return fn()
+
+        return Target(call, is_async, None, label, fn)
+    return Target(fn, is_async, inputs, label)
 
 
 PLAIN, SYNC_STREAM, ASYNC_STREAM = 0, 1, 2
@@ -159,3 +167,34 @@ def returned_awaitable(label: str) -> UsageError:
         f"{label} returned an awaitable but is not an async function; pass the coroutine "
         "function itself (async def), or wrap it: async def agent(x): return await ..."
     )
+
+
+AWAITABLE = 3
+"""A value that can be awaited (a coroutine...): the kind ``KindCache`` adds to ``stream_kind``."""
+
+
+class KindCache:
+    """The kind of one target's values, detected once per type.
+
+    An agent returns values of one type call after call, so the hot path compares the type
+    with the last one seen (``type(v) is cache.cls``) and calls ``detect`` only when it
+    changes. Generators are never cached: whether one is awaitable (``types.coroutine``)
+    depends on the instance, not its type; ``detect`` calls them SYNC_STREAM, as
+    ``stream_kind`` does.
+    """
+
+    __slots__ = ("cls", "kind")
+
+    def __init__(self) -> None:
+        self.cls: type | None = None
+        self.kind = PLAIN
+
+    def detect(self, value: Any) -> int:
+        """PLAIN, SYNC_STREAM, ASYNC_STREAM or AWAITABLE; remembered for ``type(value)``."""
+        kind = stream_kind(value)
+        if kind == PLAIN and inspect.isawaitable(value):
+            kind = AWAITABLE
+        if not isinstance(value, types.GeneratorType):
+            self.cls = type(value)
+            self.kind = kind
+        return kind

@@ -22,7 +22,9 @@ from .observer import TICK, ProgressSink, RunObserver, tick_for
 from .outcome import record_failure
 from .plan import Plan, RunState
 from .streams import StreamTimes, consume_sync
-from .target import ASYNC_STREAM, SYNC_STREAM, returned_awaitable, stream_kind
+from .target import PLAIN, SYNC_STREAM, KindCache, returned_awaitable
+
+_NAN = float("nan")
 
 MAX_OPEN_LOOP_THREADS = 1024
 """Threads an uncapped sync open-loop run may grow to; give concurrency= to cap it lower."""
@@ -33,14 +35,17 @@ MAX_THREADS = 100_000
 class _Worker:
     """One daemon thread and the call it is making, watched by the monitor for timeouts."""
 
-    __slots__ = ("abandoned", "call_start", "call_t_int", "lock", "log")
+    __slots__ = ("abandoned", "call_t_int", "flight", "kinds", "lock", "log")
 
     def __init__(self, log: CallLog) -> None:
         self.lock = threading.Lock()
-        self.call_start: float | None = None
-        self.call_t_int = 0.0
+        self.flight: dict[int, float] = {}
+        """``{0: start}`` while a call is in flight (perf_counter); empty between calls."""
+        self.call_t_int: float | None = None
+        """The intended start (open loop), or None: the call started when it did."""
         self.abandoned = False
         self.log = log
+        self.kinds = KindCache()  # one per thread: a shared cache would be updated in a race
 
 
 class _Pool:
@@ -97,15 +102,8 @@ class _Pool:
                 self.done.set()
 
     def _closed_loop(self, worker: _Worker) -> None:
-        state = self.state
-        perf = time.perf_counter
         try:
-            while True:
-                i = state.claim()
-                if i is None:
-                    return
-                if not self._call(worker, i, perf() - state.t0):
-                    return
+            self._calls(worker, None)
         finally:
             self._retire(worker)
 
@@ -135,75 +133,135 @@ class _Pool:
                 if perf() - state.t0 - t_int > self.plan.late_after:
                     with self.lock:
                         state.late += 1
-                if not self._call(worker, i, t_int):
+                if not self._calls(worker, (i, t_int)):
                     return
         finally:
             self._retire(worker)
 
-    def _call(self, worker: _Worker, i: int, t_int: float) -> bool:
-        """Make call ``i``; False when this thread must stop (abandoned, or a fatal error)."""
+    def _calls(self, worker: _Worker, one: tuple[int, float] | None) -> bool:
+        """Make the call ``one`` (index, intended start), or, closed loop, calls claimed from
+        the run until it is over; False when this thread must stop (abandoned, fatal error).
+
+        A closed-loop worker makes all its calls in this one frame. The two timestamps sit
+        right around the agent call; the CPU-time reads, the scope and the bookkeeping stay
+        outside them. The call in flight is ``worker.flight[0]`` (its start): the worker
+        takes it back with one atomic ``dict.pop`` when the call returns, so the common case
+        needs no lock (see ``check_timeouts`` for the monitor's side).
+        """
         state = self.state
         target = self.plan.target
-        t0 = state.t0
-        scope = CallScope()
-        token = CURRENT_SCOPE.set(scope)
-        stream: StreamTimes | None = None
-        error: str | None = None
-        value: Any = None
-        with worker.lock:
-            worker.call_start = time.perf_counter()
-            worker.call_t_int = t_int
-        cpu0 = time.thread_time()  # this thread's CPU time: contention does not stretch it
-        try:
-            value = target.call(target.input_for(i))
-            kind = stream_kind(value)
-            if kind == ASYNC_STREAM or inspect.isawaitable(value):
-                if inspect.iscoroutine(value):
-                    value.close()
-                state.fail(returned_awaitable(target.label))
+        bare = target.bare
+        call = target.call
+        claim = state.claim
+        measured = self.measured
+        model = self.plan.settings.model
+        kinds = worker.kinds
+        flight = worker.flight
+        log = worker.log
+        perf = time.perf_counter
+        thread_time = time.thread_time
+        t_int: float | None = None
+        while True:
+            if one is None:
+                i = claim()
+                if i is None:
+                    return True
+            else:
+                i, t_int = one
+            scope = CallScope()
+            token = CURRENT_SCOPE.set(scope)
+            stream: StreamTimes | None = None
+            error: str | None = None
+            value: Any = None
+            cpu = _NAN
+            worker.call_t_int = t_int  # before the start: the monitor reads them in that order
+            start = 0.0
+            try:
+                x = None if bare is not None else target.input_for(i)
+                cpu0 = thread_time()  # this thread's CPU time: contention does not stretch it
+                flight[0] = start = perf()
+                value = bare() if bare is not None else call(x)
+                end = perf()
+                cpu = thread_time() - cpu0
+                kind = kinds.kind if type(value) is kinds.cls else kinds.detect(value)
+                if kind != PLAIN:
+                    if kind == SYNC_STREAM and not inspect.isawaitable(value):
+                        t_stream = start if t_int is None else state.t0 + t_int
+                        stream = consume_sync(value, t_stream, self.plan.settings.allow_empty)
+                        end = perf()
+                        cpu = thread_time() - cpu0
+                    else:  # an awaitable or an async iterator from a sync function: a misuse
+                        if inspect.iscoroutine(value):
+                            value.close()
+                        state.fail(returned_awaitable(target.label))
+                        return False
+            except Exception as exc:
+                end = perf()
+                if start:
+                    cpu = thread_time() - cpu0
+                error = type(exc).__name__
+                message = describe(exc)
+            except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop the run, propagate
+                state.fail(exc)
                 return False
-            if kind == SYNC_STREAM:
-                stream = consume_sync(value, t0 + t_int, self.plan.settings.allow_empty)
-        except Exception as exc:
-            error = type(exc).__name__
-            message = describe(exc)
-        except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop the run, propagate
-            state.fail(exc)
-            return False
-        finally:
-            CURRENT_SCOPE.reset(token)
-        end = time.perf_counter() - t0
-        cpu = time.thread_time() - cpu0
-        with worker.lock:
-            if worker.abandoned:
-                return False
-            worker.call_start = None
-            if self.measured:
+            finally:  # costs nothing on the normal path (Python 3.11+)
+                CURRENT_SCOPE.reset(token)
+            if start and flight.pop(0, None) is None and not self._reclaim(worker):
+                return False  # abandoned: the monitor recorded this call as a timeout
+            if measured:
+                t0 = state.t0
+                t_call = (start or end) - t0 if t_int is None else t_int  # no start: no input
+                end -= t0
                 if error is not None:
                     state.note_error(message)
                 status = OK if error is None else ERROR
-                model = self.plan.settings.model
                 try:
-                    worker.log.record(t_int, end, status, error, stream, scope, value, model, cpu)
+                    log.record(t_call, end, status, error, stream, scope, value, model, cpu)
                 except Exception as exc:  # reading the result failed (usage): this call's error
-                    record_failure(worker.log, state, exc, t_int, end, scope, model)
-        return True
+                    record_failure(log, state, exc, t_call, end, scope, model)
+            if one is not None:
+                return True
+
+    def _reclaim(self, worker: _Worker) -> bool:
+        """The call's start was not in ``flight``: the monitor took it. Whether it gave it
+        back (the call had not timed out) rather than abandoning the call."""
+        with worker.lock:  # the monitor holds it while it has the start: wait for its verdict
+            if worker.abandoned:
+                return False
+            worker.flight.pop(0, None)
+            return True
 
     def check_timeouts(self, now: float) -> None:
-        """Abandon calls that outlived the timeout; count them and replace their threads."""
+        """Abandon calls that outlived the timeout; count them and replace their threads.
+
+        The worker clears its call with one ``flight.pop`` and takes the lock only when the
+        start was gone; the monitor takes the start out under the lock, so the two never both
+        think they own a call: a call is either recorded by its worker or abandoned here.
+        """
         timeout = self.plan.settings.timeout
+        t0 = self.state.t0
         for worker in list(self.workers):
+            started = worker.flight.get(0)
+            if started is None or now - started < timeout:
+                continue
             with worker.lock:
-                started = worker.call_start
-                if started is None or worker.abandoned or now - started < timeout:
+                if worker.abandoned:
+                    continue
+                t_int = worker.call_t_int
+                taken = worker.flight.pop(0, None)
+                if taken is None:  # the call ended meanwhile
+                    continue
+                if now - taken < timeout:  # a new call started meanwhile: give it back
+                    worker.flight[0] = taken
                     continue
                 worker.abandoned = True
-                t_int = worker.call_t_int
+            if t_int is None:  # closed loop: the call was meant to start when it did
+                t_int = taken - t0
             with self.lock:
                 self.active -= 1
                 self.workers.remove(worker)
             if self.measured:  # the abandoned thread's own scope is out of reach: no usage
-                end = now - self.state.t0
+                end = now - t0
                 self.state.extra.record(t_int, end, TIMEOUT, None, None, CallScope(), None, None)
             if not self.state.stopping:
                 self.spawn()
@@ -215,6 +273,7 @@ class _Pool:
         for worker in list(self.workers):
             with worker.lock:
                 worker.abandoned = True
+                worker.flight.pop(0, None)  # the worker finds its call taken: not recorded
         self.done.set()
 
 
