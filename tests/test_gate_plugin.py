@@ -41,6 +41,18 @@ BASELINE = Path(".agentperf") / "baseline.json"
 # Comparisons that must come out unchanged use a 100 % tolerance (a 2x limit), so that a loaded
 # machine cannot turn sleep jitter into a regression; the 5x slowdowns are far beyond it.
 LOOSE = "--agentperf-tolerance=100%"
+# The machine is reported quiet to these sessions: this suite runs under ``-n 2``, so the other
+# worker's load would otherwise make a session "busy" next to its baseline, and the gate would
+# rightly call some regressions INCONCLUSIVE. How contention is judged is tested on its own in
+# test_contention_plugin.py; here it is the gate. A conftest reaches xdist workers too.
+QUIET_MACHINE = """
+import pytest
+import pytest_agentperf.contention as contention
+
+@pytest.fixture(autouse=True)
+def quiet_machine(monkeypatch):
+    monkeypatch.setattr(contention, "read_cpu_times", lambda: (None, "unavailable"))
+"""
 
 
 @pytest.fixture
@@ -48,6 +60,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     monkeypatch.delenv("DELAY_ONE", raising=False)
     monkeypatch.delenv("DELAY_TWO", raising=False)
     pytester.makepyfile(agents=AGENTS, test_perf=TESTS)
+    pytester.makeconftest(QUIET_MACHINE)
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     return pytester
 
