@@ -261,14 +261,29 @@ class PerfResult:
         """True when every budget held."""
         return all(b.passed for b in self.budgets)
 
-    def to_dict(self, *, samples: bool = True) -> dict[str, Any]:
-        """A JSON-ready dict; latency samples are rounded to microseconds."""
-        out = _to_jsonable(self, samples=samples)
+    def to_dict(self, *, samples: bool = True, max_samples: int | None = None) -> dict[str, Any]:
+        """A JSON-ready dict; latency samples are rounded to microseconds.
+
+        ``max_samples`` keeps at most that many evenly spaced samples per series. The series
+        are cut as arrays, so only the samples written become Python floats (a million calls
+        would otherwise cost tens of MB of floats just to be thrown away).
+        """
+        out = _to_jsonable(self, samples=samples, limit=max_samples)
         assert isinstance(out, dict)
         return out
 
 
-def _to_jsonable(value: Any, *, samples: bool) -> Any:
+def thin(samples: FloatArray, limit: int | None) -> FloatArray:
+    """At most ``limit`` evenly spaced samples of ``samples`` (all of them when ``limit`` is None
+    or not exceeded); sample ``i`` of the result is ``samples[int(i * len / limit)]``."""
+    if limit is None or len(samples) <= limit:
+        return samples
+    step = len(samples) / limit
+    # float64 product then truncation: the same indices as int(i * step) in Python
+    return samples[(np.arange(limit, dtype=np.float64) * step).astype(np.int64)]
+
+
+def _to_jsonable(value: Any, *, samples: bool, limit: int | None = None) -> Any:
     if not isinstance(value, PerfResult) and callable(getattr(value, "to_dict", None)):
         return value.to_dict()  # e.g. the baseline Comparison: its own JSON form
     if is_dataclass(value) and not isinstance(value, type):
@@ -276,17 +291,17 @@ def _to_jsonable(value: Any, *, samples: bool) -> Any:
         for f in fields(value):
             item = getattr(value, f.name)
             if isinstance(item, np.ndarray):
-                if samples:
-                    out[f.name] = [round(float(x), 6) for x in item]
+                if samples:  # tolist() only for what is written
+                    out[f.name] = [round(x, 6) for x in thin(item, limit).tolist()]
                 continue
-            out[f.name] = _to_jsonable(item, samples=samples)
+            out[f.name] = _to_jsonable(item, samples=samples, limit=limit)
         if isinstance(value, ModelUsage):
             out["total_tokens"] = value.total_tokens
         return out
     if isinstance(value, Mapping):
-        return {str(k): _to_jsonable(v, samples=samples) for k, v in value.items()}
+        return {str(k): _to_jsonable(v, samples=samples, limit=limit) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v, samples=samples) for v in value]
+        return [_to_jsonable(v, samples=samples, limit=limit) for v in value]
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
     if isinstance(value, np.generic):

@@ -140,12 +140,8 @@ def check_run_name(name: object) -> None:
 
 def record_of(test_id: str, result: PerfResult, warnings: Sequence[str] = ()) -> dict[str, Any]:
     """The JSON-ready record of one run, as it travels to reports (and across xdist)."""
-    data = result.to_dict(samples=True)
-    for key in ("latency", "ttft", "itl"):
-        samples = data[key].get("samples", [])
-        if len(samples) > MAX_REPORTED_SAMPLES:
-            step = len(samples) / MAX_REPORTED_SAMPLES
-            data[key]["samples"] = [samples[int(i * step)] for i in range(MAX_REPORTED_SAMPLES)]
+    # samples are cut as arrays before any becomes a Python float
+    data = result.to_dict(samples=True, max_samples=MAX_REPORTED_SAMPLES)
     return {
         "test": test_id,
         "name": result.name,
