@@ -46,12 +46,14 @@ def replies() -> Iterator[AIMessage]:
 
 @pytest.mark.asyncio
 # warmup=10: LangChain does first-use work (imports, caches) on its first calls at each level
-# of concurrency; one warmup call per worker keeps that out of the measured calls.
+# of concurrency; one warmup call per worker keeps that out of the measured calls. The fake
+# model answers in microseconds: the p95 budgets here show the mechanism and are loose enough
+# for a shared CI runner, where a stall of a few hundred ms now and then is normal.
 @pytest.mark.agent_perf(
     requests=100,
     concurrency=10,
     warmup=10,
-    p95="100ms",
+    p95="500ms",
     tokens_per_call=60,
     cost_per_call="$0.00005",
 )
@@ -123,7 +125,7 @@ async def weather_agent(question: str) -> str:
 
 @pytest.mark.asyncio
 @pytest.mark.agent_perf(
-    requests=60, concurrency=12, warmup=12, p95="200ms", tokens_per_call=400, error_rate=0
+    requests=60, concurrency=12, warmup=12, p95="1s", tokens_per_call=400, error_rate=0
 )
 async def test_tool_calling_agent(agentperf):
     """Two model calls and two tool calls per question, all attributed to the right call."""
