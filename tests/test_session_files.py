@@ -168,8 +168,10 @@ def test_unmarked(agentperf):
 def test_a_marked_test_that_made_no_run_is_warned_about(agents: pytest.Pytester) -> None:
     agents.makepyfile(test_perf=NO_RUN)
     result = agents.runpytest("-rA")
-    result.assert_outcomes(passed=5, failed=1, skipped=1, warnings=2)
+    result.assert_outcomes(passed=5, failed=1, skipped=1)
     out = result.stdout.str()
+    # counted by name: older pytest-asyncio adds warnings of its own to the total
+    assert out.count("AgentPerfWarning: test_perf.py::") == 2
     result.stdout.fnmatch_lines(
         ["*AgentPerfWarning: test_perf.py::test_forgot_await is marked agent_perf but made no*"]
     )
@@ -182,7 +184,10 @@ def test_a_marked_test_that_made_no_run_is_warned_about(agents: pytest.Pytester)
 @pytest.mark.parametrize("flag", ["error::pytest_agentperf.AgentPerfWarning", "error"])
 def test_a_test_that_made_no_run_fails_under_w_error(agents: pytest.Pytester, flag: str) -> None:
     agents.makepyfile(test_perf=NO_RUN)
-    result = agents.runpytest("-W", flag, "-k", "never_called or test_ran")
+    # pytest-asyncio 0.23 does not know the ini's loop-scope option: its config warning must
+    # not be what "-W error" turns into an error here
+    ignore = "ignore::pytest.PytestConfigWarning"
+    result = agents.runpytest("-W", flag, "-W", ignore, "-k", "never_called or test_ran")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(
         [
