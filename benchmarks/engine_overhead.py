@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
+from per_call import bare_workers  # the same worker-coroutine loop as per_call.py
 
 from pytest_agentperf.engine import run_load
 from pytest_agentperf.settings import parse_settings
@@ -47,22 +48,6 @@ async def _bare_async(n: int, concurrency: int, fn: Callable[[], object]) -> lis
             latencies.append(perf() - t0)
 
     await asyncio.gather(*(one() for _ in range(n)))
-    return latencies
-
-
-async def _bare_workers(n: int, concurrency: int) -> list[float]:
-    """The leanest loop: ``concurrency`` worker coroutines, each timing its calls."""
-    latencies: list[float] = []
-    perf = time.perf_counter
-    remaining = iter(range(n))
-
-    async def worker() -> None:
-        for _ in remaining:
-            t0 = perf()
-            await _noop_async()
-            latencies.append(perf() - t0)
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies
 
 
@@ -112,7 +97,7 @@ def main() -> None:
         f"1. async no-op {n} calls c=100: engine {eng:,.0f}/s, bare {bare:,.0f}/s, "
         f"ratio {eng / bare:.2f} (target >= 0.8)"
     )
-    lean = _best_rate(lambda: asyncio.run(_bare_workers(n, 100)), n, repeats)
+    lean = _best_rate(lambda: asyncio.run(bare_workers(n, 100)), n, repeats)
     print(
         f"   against a bare worker-pool loop (no timeout, no usage): {lean:,.0f}/s, "
         f"ratio {eng / lean:.2f} (information)"

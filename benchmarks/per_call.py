@@ -83,7 +83,7 @@ def _bare_sync(n: int) -> list[float]:
     return lat
 
 
-async def _bare_workers(n: int, concurrency: int) -> list[float]:
+async def bare_workers(n: int, concurrency: int) -> list[float]:
     """``concurrency`` long-lived worker coroutines, each timing its calls into one list."""
     lat: list[float] = []
     perf = time.perf_counter
@@ -215,7 +215,7 @@ def main() -> None:
     for _ in range(repeats):
         t = _timed(lambda: _run(_noop_async, requests=n, concurrency=100))
         eng_rate = max(eng_rate, n / t)
-        bare_rate = max(bare_rate, n / _timed(lambda: asyncio.run(_bare_workers(n, 100))))
+        bare_rate = max(bare_rate, n / _timed(lambda: asyncio.run(bare_workers(n, 100))))
     print(
         f"2. closed-loop throughput, async no-op c=100, {n:,} calls: engine {eng_rate:,.0f}/s, "
         f"worker loop {bare_rate:,.0f}/s, ratio {eng_rate / bare_rate:.2f} (target >= 0.5)"
