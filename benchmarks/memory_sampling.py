@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from pytest_agentperf.engine import run_load
-from pytest_agentperf.memory import MIN_INTERVAL, MemorySampler
+from pytest_agentperf.observers.memory import MIN_INTERVAL, MemorySampler
 from pytest_agentperf.settings import parse_settings
 
 

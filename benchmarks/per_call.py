@@ -157,7 +157,7 @@ _MEMORY_CHILD = textwrap.dedent(
     """
     import asyncio, gc, json, sys
     import psutil
-    from pytest_agentperf.runner import AgentPerf, Session
+    from pytest_agentperf.fixture import AgentPerf, Session
     async def noop():
         return None
     n = int(sys.argv[1])

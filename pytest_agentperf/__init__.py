@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import moved
 from .errors import (
     AgentPerfError,
     AgentPerfWarning,
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from .integrations.openai import instrument as instrument_openai
     from .results import PerfResult
     from .usage import record_usage
+
+moved.install(__name__)
 
 _LAZY = {
     "instrument_openai": ("integrations.openai", "instrument"),

@@ -2,14 +2,14 @@
 
 Loading this module (pytest does it for every session) imports only light modules: options,
 marker and ini registration are eager, while the engine, numpy, the baseline gate and the
-integrations load on first use, through ``session_of`` and ``gate_of``, when a perf test runs.
+integrations load on first use, through ``pipeline_of`` and ``gate_of``, when a perf test runs.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,15 +17,19 @@ import pytest
 from . import __version__
 from .errors import AgentPerfWarning, PricingError, SettingsError
 from .options import DEFAULT_BASELINE_PATH, MARKER, REGRESSION_MODES, parse_scale
+from .report import WRITERS, WriterEntry
 from .units import Unit, parse
 
 if TYPE_CHECKING:
-    from .gate import BaselineGate, GateOptions
+    from .baseline.gate import BaselineGate, GateOptions
+    from .fixture import AgentPerf
+    from .pipeline import RunPipeline
     from .pricing import PriceTable
     from .progress import ProgressLine
-    from .runner import AgentPerf, Session
+    from .record import RunRecord
+    from .report.protocol import ReportContext
 
-session_key = pytest.StashKey["Session"]()
+pipeline_key = pytest.StashKey["RunPipeline"]()
 gate_key = pytest.StashKey["BaselineGate"]()
 fixture_key = pytest.StashKey["AgentPerf"]()
 cost_key = pytest.StashKey["CostOptions"]()
@@ -47,12 +51,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="F",
         help="multiply requests= and duration= of every run by F (e.g. 0.1 for a smoke run)",
     )
-    group.addoption(
-        "--agentperf-json",
-        metavar="PATH",
-        default=None,
-        help="write every run of every perf test to PATH as JSON",
-    )
+    for entry in WRITERS:  # one option per report writer that has one
+        if entry.option:
+            group.addoption(entry.option, metavar=entry.metavar, default=None, help=entry.help)
     group.addoption(
         "--agentperf-baseline",
         action="store_true",
@@ -104,6 +105,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspec
+
+    pluginmanager.add_hookspecs(hookspec)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -111,42 +118,47 @@ def pytest_configure(config: pytest.Config) -> None:
         "(see pytest-agentperf docs)",
     )
     # Options are checked here, so that a bad one stops the session at once; the state that
-    # runs need (session_of, gate_of) is built when the first perf test asks for it.
+    # runs need (pipeline_of, gate_of) is built when the first perf test asks for it.
     _scale(config)
     _tolerance(config)
     if _cost_options_given(config):  # reads the user's price file: only when one is named
         config.stash[cost_key] = _cost_options(config)
     if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(_Collector(config), "agentperf-collector")
+        collector = _Collector(config)
+        config.pluginmanager.register(collector, "agentperf-collector")
+        for entry in WRITERS:
+            if entry.dest is None or config.getoption(entry.dest):
+                writer = _WriterHook(entry, collector)
+                config.pluginmanager.register(writer, f"agentperf-writer-{entry.name}")
 
 
-def session_of(config: pytest.Config) -> Session:
-    """This process's plugin state (prices, progress line, baseline gate), built on first use.
+def pipeline_of(config: pytest.Config) -> RunPipeline:
+    """This process's run pipeline (prices, progress line, baseline gate), built on first use.
 
     The first ``agentperf`` fixture builds it, so a session without perf tests never loads the
     engine, numpy or an integration.
     """
-    session = config.stash.get(session_key, None)
-    if session is None:
-        from .runner import Session
+    pipeline = config.stash.get(pipeline_key, None)
+    if pipeline is None:
+        from .pipeline import RunPipeline
 
-        session = Session(scale=_scale(config))
+        pipeline = RunPipeline(scale=_scale(config))
         prices, whatif, monthly = config.stash.get(cost_key, None) or _cost_options(config)
-        session.prices, session.whatif_models, session.monthly_calls = prices, whatif, monthly
+        pipeline.prices, pipeline.whatif_models, pipeline.monthly_calls = prices, whatif, monthly
         if _is_controller_terminal(config):
-            session.progress = _progress_factory(config)
+            pipeline.progress = _progress_factory(config)
         gate = gate_of(config)
-        session.after_run.append(gate.after_run)
-        session.gates.append(gate.check)
-        config.stash[session_key] = session
-    return session
+        pipeline.after_run.append(gate.after_run)
+        pipeline.gates.append(gate.check)
+        config.stash[pipeline_key] = pipeline
+    return pipeline
 
 
 def gate_of(config: pytest.Config) -> BaselineGate:
     """The baseline gate of this process (it reads the baseline file), built on first use."""
     gate = config.stash.get(gate_key, None)
     if gate is None:
-        from .gate import BaselineGate
+        from .baseline.gate import BaselineGate
 
         gate = BaselineGate(_gate_options(config))
         config.stash[gate_key] = gate
@@ -196,7 +208,7 @@ def _tolerance(config: pytest.Config) -> float:
 
 
 def _gate_options(config: pytest.Config) -> GateOptions:
-    from .gate import GateOptions
+    from .baseline.gate import GateOptions
 
     cli = config.getoption("agentperf_baseline_path")
     if cli:
@@ -310,11 +322,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture
 def agentperf(request: pytest.FixtureRequest) -> Generator[AgentPerf, None, None]:
     """Run an agent under load: ``agentperf.run(fn, inputs)`` or ``await agentperf.arun(...)``."""
-    from .runner import AgentPerf
+    from .fixture import AgentPerf
 
     item = request.node
     fixture = AgentPerf(
-        session_of(request.config),
+        pipeline_of(request.config),
         item.nodeid,
         _marker_layers(item),
         warn=lambda message: item.warn(AgentPerfWarning(message)),
@@ -356,48 +368,47 @@ def pytest_runtest_makereport(
     fixture = item.stash.get(fixture_key, None)
     if fixture is not None:  # runs made in this phase (a fixture's setup or teardown too)
         runs = fixture.take_new_records()
-        if runs:
-            outcome.get_result().agentperf_runs = runs
+        if runs:  # as JSON data: the report crosses to the xdist controller as it is
+            outcome.get_result().agentperf_runs = [r.to_dict() for r in runs]
 
 
 class _Collector:
-    """Gathers run records from test reports (also those xdist workers send) and prints them."""
+    """Gathers run records from test reports (also those xdist workers send), saves the
+    baseline and calls ``pytest_agentperf_session_finished``; controlling process only."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.records: list[dict[str, Any]] = []
+        self.records: list[RunRecord] = []
         self.executed: set[str] = set()
         self.passed: set[str] = set()
         self.saved: str | None = None
         self.written: list[str] = []
+        """Lines the writers returned (where each report went), shown above the section."""
+        self.failures: list[str] = []
+        """Lines of outputs that could not be written: they fail the session."""
+        self.section: list[str] = []
+        """The lines of the terminal summary section (``ReportContext.echo``)."""
+        self._context: ReportContext | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        runs = getattr(report, "agentperf_runs", None)
         if report.when == "call" and not report.skipped:
             self.executed.add(report.nodeid)
             if report.passed:
                 self.passed.add(report.nodeid)
+        runs = getattr(report, "agentperf_runs", None)
         if runs:
-            self.records.extend(runs)
+            from .record import RunRecord
+
+            for data in runs:  # decoded once, here, whether from this process or a worker
+                record = RunRecord.from_dict(data)
+                self.records.append(record)
+                self.config.hook.pytest_agentperf_run_finished(config=self.config, record=record)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """Write the reports, and save the baseline unless interrupted, once, here in the
-        controlling process (also with ``-p no:terminal``). One that fails fails the session."""
-        failures = []
-        path = self.config.getoption("agentperf_json")
-        if path:  # imported only here: a session without reports loads no numpy
-            from .report import json as json_report
-            from .report.output import write_report
-
-            line, failed = write_report(
-                "JSON report",
-                path,
-                lambda: json_report.write(
-                    path, self.records, __version__, root=self.config.rootpath
-                ),
-            )
-            self.written.append(line)
-            failures += [line] if failed else []
+        """Save the baseline unless interrupted, then hand every record to the
+        ``pytest_agentperf_session_finished`` implementations (the report writers among
+        them), once, here in the controlling process (also with ``-p no:terminal``). An output
+        that cannot be written fails the session."""
         interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
         gate = self.gate()
         if gate is not None:  # None: no perf test ran and no save was asked for
@@ -407,14 +418,40 @@ class _Collector:
                 cwd=self.config.rootpath,
                 complete=self.passed,
             )
-            failures += [self.saved] if failed and self.saved else []
-        if failures and session.exitstatus == pytest.ExitCode.OK:
+            self.failures += [self.saved] if failed and self.saved else []
+        self.config.hook.pytest_agentperf_session_finished(
+            config=self.config, records=tuple(self.records)
+        )
+        if self.failures and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        if failures and self.config.pluginmanager.get_plugin("terminalreporter") is None:
+        if self.failures and self.config.pluginmanager.get_plugin("terminalreporter") is None:
             import sys
 
-            for line in failures:  # no terminal summary will show it
+            for line in self.failures:  # no terminal summary will show it
                 sys.stderr.write(f"agentperf: {line}\n")
+
+    def context(self) -> ReportContext:
+        """What the writers get beside the records: the gate's lines, notes, a terminal.
+        Built once, after the baseline was saved."""
+        if self._context is None:
+            from .report.protocol import ReportContext
+
+            gate = self.gate()
+            notes = (self.saved,) if self.saved else ()
+            summary: list[str] = []
+            # with no perf run the section speaks only of a baseline problem or a save
+            if gate is not None and (self.records or gate.problem or notes):
+                from .baseline.gate import summary_lines
+
+                summary = summary_lines(gate, self.records, self.executed)
+            self._context = ReportContext(
+                plugin_version=__version__,
+                root=self.config.rootpath,
+                summary=tuple(summary),
+                notes=notes,
+                echo=self.section.append,
+            )
+        return self._context
 
     def gate(self) -> BaselineGate | None:
         """The baseline gate; None when no perf test ran here or on a worker and no save was
@@ -427,21 +464,37 @@ class _Collector:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         for line in self.written:
             terminalreporter.write_line(f"agentperf: {line}")
-        gate = self.gate()
-        notes = [self.saved] if self.saved else []
-        # with no perf run the section appears only for a baseline problem or a save
-        speak = bool(self.records or (gate is not None and gate.problem) or notes)
-        if not speak:
-            return
-        from .gate import summary_lines
-        from .report import terminal
-
-        gate_lines = summary_lines(gate, self.records, self.executed) if gate is not None else []
-        lines = terminal.section(self.records, gate_lines, notes)
-        if lines:
+        if self.section:
             terminalreporter.write_sep("=", "agent performance")
-            for line in lines:
+            for line in self.section:
                 terminalreporter.write_line(line)
+
+
+class _WriterHook:
+    """One report writer (``report.WRITERS``) as an implementation of
+    ``pytest_agentperf_session_finished``: the way a conftest.py adds an output."""
+
+    def __init__(self, entry: WriterEntry, collector: _Collector) -> None:
+        self.entry = entry
+        self.collector = collector
+
+    def pytest_agentperf_session_finished(
+        self, config: pytest.Config, records: Sequence[RunRecord]
+    ) -> None:
+        context = self.collector.context()
+        if self.entry.dest is None and not (records or context.summary or context.notes):
+            return  # an output that is always on has nothing to say: load nothing for it
+        from .report.output import write_report
+
+        value = config.getoption(self.entry.dest) if self.entry.dest else None
+        writer = self.entry.factory()(value)
+        line, failed = write_report(
+            writer.label, writer.target, lambda: writer.write(records, context)
+        )
+        if line:
+            self.collector.written.append(line)
+        if failed and line:
+            self.collector.failures.append(line)
 
 
 __all__ = ["agentperf", "agentperf_openai_server"]

@@ -7,6 +7,7 @@ with no price is reported as unknown (None), never as zero or as another model's
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import math
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .errors import AgentPerfWarning, PricingError
@@ -487,6 +489,19 @@ def parse_monthly_calls(value: str | int | None) -> int | None:
     return calls
 
 
+@dataclass(frozen=True)
+class CostProjection:
+    """What a run's tokens would cost on other models, and per month (``--agentperf-cost-whatif``,
+    ini ``agentperf_monthly_calls``); None where a price or the usage is unknown."""
+
+    whatif: Mapping[str, float | None] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """Cost per call with the same tokens on each what-if model."""
+    monthly_calls: int | None = None
+    monthly_cost: float | None = None
+
+
 def cost_projection(
     usage: Usage,
     requests: int,
@@ -495,13 +510,15 @@ def cost_projection(
     *,
     whatif: Sequence[str] = (),
     monthly_calls: int | None = None,
-) -> dict[str, Any]:
+) -> CostProjection | None:
     """What-if costs per call on other models, and the projected monthly cost (None where a
-    price or the usage is unknown); empty when neither was asked for."""
-    out: dict[str, Any] = {}
-    if whatif:
-        out["whatif"] = {m: whatif_cost(usage, requests, m, table) for m in whatif}
-    if monthly_calls:
-        out["monthly_calls"] = monthly_calls
-        out["monthly_cost"] = None if cost.per_call is None else cost.per_call * monthly_calls
-    return out
+    price or the usage is unknown); None when neither was asked for."""
+    if not whatif and not monthly_calls:
+        return None
+    return CostProjection(
+        whatif=MappingProxyType({m: whatif_cost(usage, requests, m, table) for m in whatif}),
+        monthly_calls=monthly_calls or None,
+        monthly_cost=(
+            None if cost.per_call is None or not monthly_calls else cost.per_call * monthly_calls
+        ),
+    )

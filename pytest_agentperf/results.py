@@ -6,14 +6,18 @@ recomputes a statistic.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+
+from .codec import from_jsonable, to_jsonable
+
+if TYPE_CHECKING:
+    from .baseline.comparison import Comparison
 
 FloatArray = npt.NDArray[np.float64]
 StatusArray = npt.NDArray[np.int8]
@@ -74,6 +78,8 @@ class ModelUsage:
     cached_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
     reasoning_tokens: int = 0
+
+    JSON_PROPERTIES: ClassVar[tuple[str, ...]] = ("total_tokens",)
 
     @property
     def total_tokens(self) -> int:
@@ -254,7 +260,8 @@ class PerfResult:
     contention: Contention = field(default_factory=Contention)
     cpu: CpuTime = field(default_factory=CpuTime)
     budgets: tuple[BudgetCheck, ...] = ()
-    comparison: Any = None
+    comparison: Comparison | None = None
+    """This run against its baseline run (None when no baseline was compared)."""
 
     @property
     def passed(self) -> bool:
@@ -268,42 +275,14 @@ class PerfResult:
         are cut as arrays, so only the samples written become Python floats (a million calls
         would otherwise cost tens of MB of floats just to be thrown away).
         """
-        out = _to_jsonable(self, samples=samples, limit=max_samples)
+        out = to_jsonable(self, samples=samples, limit=max_samples)
         assert isinstance(out, dict)
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PerfResult:
+        """The result ``to_dict`` wrote (samples come back as read-only arrays).
 
-def thin(samples: FloatArray, limit: int | None) -> FloatArray:
-    """At most ``limit`` evenly spaced samples of ``samples`` (all of them when ``limit`` is None
-    or not exceeded); sample ``i`` of the result is ``samples[int(i * len / limit)]``."""
-    if limit is None or len(samples) <= limit:
-        return samples
-    step = len(samples) / limit
-    # float64 product then truncation: the same indices as int(i * step) in Python
-    return samples[(np.arange(limit, dtype=np.float64) * step).astype(np.int64)]
-
-
-def _to_jsonable(value: Any, *, samples: bool, limit: int | None = None) -> Any:
-    if not isinstance(value, PerfResult) and callable(getattr(value, "to_dict", None)):
-        return value.to_dict()  # e.g. the baseline Comparison: its own JSON form
-    if is_dataclass(value) and not isinstance(value, type):
-        out: dict[str, Any] = {}
-        for f in fields(value):
-            item = getattr(value, f.name)
-            if isinstance(item, np.ndarray):
-                if samples:  # tolist() only for what is written
-                    out[f.name] = [round(x, 6) for x in thin(item, limit).tolist()]
-                continue
-            out[f.name] = _to_jsonable(item, samples=samples, limit=limit)
-        if isinstance(value, ModelUsage):
-            out["total_tokens"] = value.total_tokens
-        return out
-    if isinstance(value, Mapping):
-        return {str(k): _to_jsonable(v, samples=samples, limit=limit) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v, samples=samples, limit=limit) for v in value]
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, np.generic):
-        return _to_jsonable(value.item(), samples=samples)
-    return value
+        Raises ``codec.DecodeError`` (a ``ValueError``) naming the field that does not fit.
+        """
+        return from_jsonable(cls, data, "result")

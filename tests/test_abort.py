@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from pytest_agentperf.abort import (
+from pytest_agentperf.observers.abort import (
     CONFIDENCE,
     AbortMonitor,
     binom_sf,

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_agentperf import record_usage
+from pytest_agentperf.assemble import build_result
 from pytest_agentperf.budgets import raise_if_broken
-from pytest_agentperf.collect import build_result
 from pytest_agentperf.engine import RawRun, arun_load, run_load
 from pytest_agentperf.engine.log import ERROR, OK, CallLog, merge
 from pytest_agentperf.errors import BudgetExceeded

@@ -21,9 +21,11 @@ from pytest_agentperf.baseline import (
     Machine,
     cap_samples,
     dumps,
+    environment,
     load,
     run_from_result,
     save,
+    store,
 )
 from pytest_agentperf.errors import AgentPerfError, BaselineError
 from pytest_agentperf.results import Cost, LoadShape, PerCallUsage, PerfResult, Stats, Usage
@@ -95,8 +97,8 @@ def test_round_trip(tmp_path: Path) -> None:
     assert got is not None
     assert got.shape == e.shape
     assert (got.requests, got.errors, got.timeouts) == (102, 2, 1)
-    assert got.tokens_per_call == 120.0
-    assert got.cost_per_call == pytest.approx(0.000123456789, rel=1e-8)
+    assert got.figures["tokens_per_call"] == 120.0
+    assert got.figures["cost_per_call"] == pytest.approx(0.000123456789, rel=1e-8)
     assert got.machine == ENV.machine
     assert got.commit == ENV.commit
     assert got.plugin_version == "0.1.0"
@@ -144,13 +146,13 @@ def test_file_is_diff_friendly(tmp_path: Path) -> None:
 
 def test_non_finite_values_are_written_as_null(tmp_path: Path) -> None:
     e = entry(throughput=float("nan"))
-    e = replace(e, tokens_per_call=float("inf"))
+    e = replace(e, figures={**e.figures, "tokens_per_call": float("inf")})
     path = tmp_path / "b.json"
     save(path, [e])
     got = load(path)
     assert got is not None
     run = got.get(e.test, e.run)
-    assert run is not None and run.tokens_per_call is None and run.throughput == 0.0
+    assert run is not None and run.figures["tokens_per_call"] is None and run.throughput == 0.0
 
 
 def test_run_without_usage_or_samples(tmp_path: Path) -> None:
@@ -162,7 +164,7 @@ def test_run_without_usage_or_samples(tmp_path: Path) -> None:
     assert got is not None
     run = got.get("t::x", "default")
     assert run is not None
-    assert run.tokens_per_call is None and run.cost_per_call is None
+    assert run.figures["tokens_per_call"] is None and run.figures["cost_per_call"] is None
     assert run.latency.n == 0 and run.latency.samples.size == 0 and run.latency.p50 is None
 
 
@@ -224,11 +226,11 @@ def test_a_crash_mid_write_leaves_the_old_file(
         raise OSError(28, "No space left on device")
 
     if fail_at == "replace":
-        monkeypatch.setattr(bl.os, "replace", boom)
+        monkeypatch.setattr(store.os, "replace", boom)
     elif fail_at == "fsync":
-        monkeypatch.setattr(bl.os, "fsync", boom)
+        monkeypatch.setattr(store.os, "fsync", boom)
     else:
-        monkeypatch.setattr(bl, "dumps", lambda *a: "x" * 10)  # a short document...
+        monkeypatch.setattr(store, "dumps", lambda *a: "x" * 10)  # a short document...
         real_fdopen = os.fdopen
 
         class _Half:
@@ -245,7 +247,7 @@ def test_a_crash_mid_write_leaves_the_old_file(
                 self.f.write(text[: len(text) // 2])  # ...half written, then the disk fills
                 raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(bl.os, "fdopen", lambda *a, **k: _Half(real_fdopen(*a, **k)))
+        monkeypatch.setattr(store.os, "fdopen", lambda *a, **k: _Half(real_fdopen(*a, **k)))
     with pytest.raises(BaselineError, match=r"could not write the baseline file .*unchanged"):
         save(path, [entry("t::new")])
     assert path.read_text(encoding="utf-8") == old
@@ -261,7 +263,7 @@ def test_an_interrupt_mid_write_leaves_the_old_file(
     def interrupt(*args: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bl.os, "replace", interrupt)
+    monkeypatch.setattr(store.os, "replace", interrupt)
     with pytest.raises(KeyboardInterrupt):
         save(path, [entry("t::new")])
     assert path.read_text(encoding="utf-8") == old
@@ -493,7 +495,7 @@ def test_binary_file(tmp_path: Path) -> None:
 def test_oversized_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "baseline.json"
     write_valid(path)
-    monkeypatch.setattr(bl, "_MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(store, "_MAX_FILE_BYTES", 100)
     with pytest.raises(BaselineError, match="larger than"):
         load(path)
 
@@ -517,7 +519,7 @@ def test_older_writer_fields_are_tolerated(tmp_path: Path) -> None:
     got = load(path)
     assert got is not None
     run = got.get("tests/test_a.py::test_one", "default")
-    assert run is not None and run.commit is None and run.cost_per_call is None
+    assert run is not None and run.commit is None and run.figures["cost_per_call"] is None
 
 
 # --------------------------------------------------------------------------- environment
@@ -553,14 +555,14 @@ def test_git_commit_is_failure_tolerant(monkeypatch: pytest.MonkeyPatch, outcome
             raise outcome
         return outcome
 
-    monkeypatch.setattr(bl.subprocess, "run", fake_run)
+    monkeypatch.setattr(environment.subprocess, "run", fake_run)
     assert bl.git_commit() is None
 
 
 def test_git_commit_reads_the_head(monkeypatch: pytest.MonkeyPatch) -> None:
     sha = "a" * 40
     monkeypatch.setattr(
-        bl.subprocess,
+        environment.subprocess,
         "run",
         lambda *a, **k: subprocess.CompletedProcess(["git"], 0, sha + "\n", ""),
     )
@@ -575,12 +577,14 @@ def test_current_environment() -> None:
 
 
 def test_a_run_record_gives_the_same_entry_as_the_result() -> None:
-    """The controller saves from run records (also those xdist workers send)."""
-    from pytest_agentperf.runner import record_of
+    """The controller saves from run records (also those xdist workers send): a record that
+    crossed as JSON gives the entry its result gives."""
+    from pytest_agentperf.record import RunRecord
 
     result = make_result(n=3000)
     from_result = run_from_result("t::x", result, ENV)
-    from_record = bl.run_from_record(json.loads(json.dumps(record_of("t::x", result))), ENV)
+    data = json.loads(json.dumps(RunRecord.of("t::x", result).to_dict()))
+    from_record = run_from_result("t::x", RunRecord.from_dict(data).result, ENV)
     assert replace(from_record, created="") == replace(from_result, created="")
     # Records carry samples already rounded to microseconds: quantiles agree within 1 µs.
     stored, direct = from_record.latency.samples, from_result.latency.samples
@@ -588,9 +592,15 @@ def test_a_run_record_gives_the_same_entry_as_the_result() -> None:
     assert from_record.latency.samples.size == MAX_SAMPLES
 
 
-def test_a_malformed_record_is_a_baseline_error() -> None:
-    with pytest.raises(BaselineError, match="malformed run record"):
-        bl.run_from_record({"test": "t::x", "name": "main", "result": {"shape": None}}, ENV)
+def test_a_malformed_record_names_the_field() -> None:
+    from pytest_agentperf.codec import DecodeError
+    from pytest_agentperf.record import RunRecord
+
+    good = RunRecord.of("t::x", make_result(n=10)).to_dict()
+    with pytest.raises(DecodeError, match=r"record\.result\.shape: expected an object"):
+        RunRecord.from_dict({**good, "result": {**good["result"], "shape": None}})
+    with pytest.raises(DecodeError, match=r"record\.status: 'MAYBE' is not a RunStatus"):
+        RunRecord.from_dict({**good, "status": "MAYBE"})
 
 
 def test_a_name_that_cannot_be_encoded_is_a_baseline_error(tmp_path: Path) -> None:
@@ -628,12 +638,12 @@ def test_a_file_the_reader_would_reject_as_too_large_is_not_written(
 ) -> None:
     path = tmp_path / "baseline.json"
     old = write_valid(path)
-    monkeypatch.setattr(bl, "_MAX_RUNS", 2)
+    monkeypatch.setattr(store, "_MAX_RUNS", 2)
     with pytest.raises(BaselineError, match=r"3 runs in .* more than the 2 runs"):
         save(path, [entry("t::b"), entry("t::c")])
     assert path.read_text(encoding="utf-8") == old
-    monkeypatch.setattr(bl, "_MAX_RUNS", 20_000)
-    monkeypatch.setattr(bl, "_MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(store, "_MAX_RUNS", 20_000)
+    monkeypatch.setattr(store, "_MAX_FILE_BYTES", 1000)
     with pytest.raises(BaselineError, match="own file with --agentperf-baseline-path"):
         save(path, [entry("t::b")])
     assert path.read_text(encoding="utf-8") == old

@@ -7,11 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from pytest_agentperf.baseline import BaselineRun, Environment, Machine, load, run_from_record, save
+from pytest_agentperf.baseline import BaselineRun, Environment, Machine, load, save
 from pytest_agentperf.errors import BaselineError
 from pytest_agentperf.locking import LockTimeout, lock_path, locked
+from pytest_agentperf.results import LoadShape
+from pytest_agentperf.stats import summarize
 
 ENV = Environment(Machine(), None, "1")
 PROCESSES = 4
@@ -19,16 +22,11 @@ ROUNDS = 12
 
 
 def _entry(test: str) -> BaselineRun:
-    record: dict[str, Any] = {
-        "test": test,
-        "name": "default",
-        "result": {
-            "shape": {"requests": 3, "concurrency": 1, "warmup": 0, "timeout": 1.0},
-            "requests": 3,
-            "latency": {"n": 3, "samples": [0.1, 0.2, 0.3]},
-        },
-    }
-    return run_from_record(record, ENV)
+    shape = LoadShape(3, 1, None, "closed", None, 0, 1.0)
+    latency = summarize(np.asarray([0.1, 0.2, 0.3]))
+    return BaselineRun(
+        test, "default", shape, 3, 0, 0, 1.0, 3.0, latency, ENV.machine, None, "1", ""
+    )
 
 
 def _saver(path: str, worker: int, barrier: Any, failures: Any) -> None:

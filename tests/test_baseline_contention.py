@@ -77,7 +77,7 @@ def test_cpu_time_and_contention_survive_the_file(tmp_path: Path) -> None:
     assert loaded is not None
     got = loaded.get("tests/test_a.py::test_one", "default")
     assert got is not None
-    assert got.cpu_per_call == 0.00123457
+    assert got.figures["cpu_per_call"] == 0.00123457
     assert got.cpu_share == 0.8123
     assert got.contention == replace(CONTENTION, other_cpu=0.4812)
     assert got.in_order
@@ -93,7 +93,7 @@ def test_an_older_file_without_order_is_read_as_sorted_independent_samples() -> 
     assert got is not None
     assert not got.in_order
     assert np.all(np.diff(got.latency.samples) >= 0)
-    assert got.cpu_per_call is None and got.contention is None
+    assert got.figures["cpu_per_call"] is None and got.contention is None
 
 
 def test_large_runs_keep_calls_evenly_spaced_in_time() -> None:

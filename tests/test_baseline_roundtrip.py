@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,10 @@ from pytest_agentperf.baseline import (
     Machine,
     dumps,
     load,
-    run_from_record,
     run_from_result,
     save,
 )
+from pytest_agentperf.record import RunRecord
 from pytest_agentperf.results import Cost, LoadShape, PerCallUsage, PerfResult, Stats, Usage
 from pytest_agentperf.stats import summarize
 
@@ -70,9 +71,8 @@ def results(draw: Any) -> PerfResult:
 
 def _read_back(tmp_path: Path, test: str, result: PerfResult, via_record: bool) -> None:
     if via_record:  # the controller's path: the record a test report carried
-        written = run_from_record(
-            {"test": test, "name": result.name, "result": result.to_dict()}, ENV
-        )
+        data = json.loads(json.dumps(RunRecord.of(test, result).to_dict(), allow_nan=False))
+        written = run_from_result(test, RunRecord.from_dict(data).result, ENV)
     else:
         written = run_from_result(test, result, ENV)
     path = tmp_path / "baseline.json"

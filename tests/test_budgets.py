@@ -4,7 +4,6 @@ from typing import Any
 
 import pytest
 
-from pytest_agentperf.abort import judge
 from pytest_agentperf.budgets import (
     BUDGETS,
     BudgetSpec,
@@ -15,6 +14,7 @@ from pytest_agentperf.budgets import (
     small_sample_warnings,
 )
 from pytest_agentperf.errors import BudgetExceeded, SettingsError
+from pytest_agentperf.observers.abort import judge
 from pytest_agentperf.results import Cost, LoadShape, PerCallUsage, PerfResult, Usage
 from pytest_agentperf.settings import VALID_KEYS, parse_settings
 from pytest_agentperf.stats import summarize

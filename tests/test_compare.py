@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pytest_agentperf.baseline import Environment, Machine, run_from_result
-from pytest_agentperf.compare import (
+from pytest_agentperf.baseline.comparison import (
     ERROR_RATE_TOLERANCE,
     Comparison,
     Status,
@@ -263,7 +263,7 @@ def test_changed_load_shape_is_not_comparable(change: dict[str, Any], field: str
     assert c.status is Status.NOT_COMPARABLE
     assert not c.regressed
     assert field in c.messages[0]
-    assert c.p95 is None
+    assert c.get("p95") is None
 
 
 def test_warmup_and_timeout_do_not_change_the_shape() -> None:
@@ -276,9 +276,9 @@ def test_unchanged() -> None:
     jitter = np.random.default_rng(2).uniform(0.97, 1.03, samples.size)
     c = compare(make_result(samples * jitter), base)
     assert c.status is Status.UNCHANGED
-    assert c.p50 is not None and c.p95 is not None
-    assert c.p50.low is not None and c.p50.high is not None
-    assert c.p50.low < 1.0 < c.p50.high
+    assert c.get("p50") is not None and c.get("p95") is not None
+    assert c.get("p50").low is not None and c.get("p50").high is not None
+    assert c.get("p50").low < 1.0 < c.get("p50").high
 
 
 def test_regressed_latency_message_has_baseline_now_and_interval() -> None:
@@ -286,8 +286,8 @@ def test_regressed_latency_message_has_baseline_now_and_interval() -> None:
     c = compare(make_result(lognormal(300, 2) * 2.0), base)
     assert c.status is Status.REGRESSED
     assert c.regressed
-    assert c.p50 is not None and c.p50.status is Status.REGRESSED
-    assert c.p50.low is not None and c.p50.low > 1.1
+    assert c.get("p50") is not None and c.get("p50").status is Status.REGRESSED
+    assert c.get("p50").low is not None and c.get("p50").low > 1.1
     msg = c.failure_message("default")
     assert "run 'default' regressed" in msg
     assert "p50 latency" in msg and "->" in msg and "95% CI" in msg
@@ -299,9 +299,9 @@ def test_inconclusive_when_only_the_point_estimate_exceeds() -> None:
     base_samples = lognormal(20, 4, sigma=0.6)
     base = baseline_of(make_result(base_samples))
     c = compare(make_result(base_samples * 1.2), base)
-    assert c.p50 is not None
-    assert c.p50.change == pytest.approx(1.2, rel=1e-4)
-    assert c.p50.low is not None and c.p50.low < 1.1
+    assert c.get("p50") is not None
+    assert c.get("p50").change == pytest.approx(1.2, rel=1e-4)
+    assert c.get("p50").low is not None and c.get("p50").low < 1.1
     assert c.status is Status.INCONCLUSIVE
     assert not c.regressed
 
@@ -325,40 +325,40 @@ def test_error_rate_regressed_inconclusive_improved() -> None:
     samples = lognormal(500, 1)
     base = baseline_of(make_result(samples, requests=500, errors=0))
     c = compare(make_result(samples[:450], requests=500, errors=50), base)
-    assert c.error_rate is not None and c.error_rate.status is Status.REGRESSED
+    assert c.get("error_rate") is not None and c.get("error_rate").status is Status.REGRESSED
     assert c.status is Status.REGRESSED
     assert "error rate 0% -> 10%" in c.failure_message("default")
 
     small = lognormal(20, 2)
     base = baseline_of(make_result(small, requests=20, errors=0))
     c = compare(make_result(small[:19], requests=20, errors=1), base)
-    assert c.error_rate is not None and c.error_rate.status is Status.INCONCLUSIVE
+    assert c.get("error_rate") is not None and c.get("error_rate").status is Status.INCONCLUSIVE
 
     base = baseline_of(make_result(samples[:400], requests=500, errors=100))
     c = compare(make_result(samples[:400], requests=500, errors=0), base)
-    assert c.error_rate is not None and c.error_rate.status is Status.IMPROVED
+    assert c.get("error_rate") is not None and c.get("error_rate").status is Status.IMPROVED
 
 
 def test_error_rate_within_absolute_tolerance_is_unchanged() -> None:
     samples = lognormal(2000, 1)
     base = baseline_of(make_result(samples, requests=2000, errors=20))
     c = compare(make_result(samples, requests=2000, errors=30), base)
-    assert c.error_rate is not None
-    assert c.error_rate.change == pytest.approx(0.005)
-    assert c.error_rate.change < ERROR_RATE_TOLERANCE
-    assert c.error_rate.status is Status.UNCHANGED
+    assert c.get("error_rate") is not None
+    assert c.get("error_rate").change == pytest.approx(0.005)
+    assert c.get("error_rate").change < ERROR_RATE_TOLERANCE
+    assert c.get("error_rate").status is Status.UNCHANGED
 
 
 def test_tokens_and_cost_against_tolerance() -> None:
     samples = lognormal(100, 1)
     base = baseline_of(make_result(samples, tokens=100.0, cost=0.001))
     c = compare(make_result(samples, tokens=125.0, cost=0.001), base)
-    assert c.tokens is not None and c.tokens.status is Status.REGRESSED
+    assert c.get("tokens") is not None and c.get("tokens").status is Status.REGRESSED
     assert c.status is Status.REGRESSED
     assert "tokens per call 100 -> 125" in c.failure_message("default")
     c = compare(make_result(samples, tokens=105.0, cost=0.0005), base)
-    assert c.tokens is not None and c.tokens.status is Status.UNCHANGED
-    assert c.cost is not None and c.cost.status is Status.IMPROVED
+    assert c.get("tokens") is not None and c.get("tokens").status is Status.UNCHANGED
+    assert c.get("cost") is not None and c.get("cost").status is Status.IMPROVED
     assert c.status is Status.IMPROVED
 
 
@@ -366,8 +366,8 @@ def test_usage_known_on_one_side_is_flagged_not_gated() -> None:
     samples = lognormal(100, 1)
     base = baseline_of(make_result(samples, tokens=100.0))
     c = compare(make_result(samples), base)
-    assert c.tokens is None
-    assert any("tokens not compared" in f for f in c.flags)
+    assert c.get("tokens") is None
+    assert any("tokens not compared" in f.text for f in c.flags)
     assert c.status is Status.UNCHANGED
 
 
@@ -377,8 +377,11 @@ def test_other_machine_is_flagged_not_gated() -> None:
     c = compare(make_result(lognormal(300, 1)), base, machine=other)
     assert c.status is Status.UNCHANGED
     assert len(c.flags) == 1
-    assert "another machine" in c.flags[0]
-    assert "cores 2 -> 8" in c.flags[0] and "Python CPython 3.11 -> CPython 3.12" in c.flags[0]
+    assert "another machine" in c.flags[0].text
+    assert (
+        "cores 2 -> 8" in c.flags[0].text
+        and "Python CPython 3.11 -> CPython 3.12" in c.flags[0].text
+    )
     assert compare(make_result(lognormal(300, 1)), base, machine=MACHINE).flags == ()
     patch_release = replace(MACHINE, python="3.11.9", platform="Linux-6.1")
     assert compare(make_result(lognormal(300, 1)), base, machine=patch_release).flags == ()
@@ -387,13 +390,13 @@ def test_other_machine_is_flagged_not_gated() -> None:
 def test_small_sample_is_flagged() -> None:
     base = baseline_of(make_result(lognormal(20, 1), shape=replace(SHAPE, requests=20)))
     c = compare(make_result(lognormal(20, 2), shape=replace(SHAPE, requests=20)), base)
-    assert any("p95 compared on 20 samples" in f for f in c.flags)
+    assert any("p95 compared on 20 samples" in f.text for f in c.flags)
 
 
 def test_no_successful_calls_now() -> None:
     base = baseline_of(make_result(lognormal(200, 1)))
     c = compare(make_result([], requests=200, errors=200), base)
-    assert c.p50 is None and c.p95 is None
+    assert c.get("p50") is None and c.get("p95") is None
     assert c.status is Status.REGRESSED  # the error rate went from 0 % to 100 %
     assert any("latency not compared" in m for m in c.messages)
 
@@ -402,7 +405,7 @@ def test_zero_latencies_do_not_divide_by_zero() -> None:
     base = baseline_of(make_result(np.zeros(50)))
     c = compare(make_result(np.zeros(50)), base)
     assert c.status is Status.UNCHANGED
-    assert c.p50 is not None and c.p50.change == 1.0
+    assert c.get("p50") is not None and c.get("p50").change == 1.0
 
 
 def test_large_runs_are_compared_against_a_capped_baseline() -> None:
@@ -411,7 +414,7 @@ def test_large_runs_are_compared_against_a_capped_baseline() -> None:
     assert base.latency.samples.size == 2000
     c = compare(make_result(lognormal(50_000, 2), shape=replace(SHAPE, requests=50_000)), base)
     assert c.status is Status.UNCHANGED
-    assert c.p95 is not None and c.p95.change == pytest.approx(1.0, abs=0.03)
+    assert c.get("p95") is not None and c.get("p95").change == pytest.approx(1.0, abs=0.03)
 
 
 def test_comparison_serialises_inside_the_result() -> None:
@@ -423,18 +426,20 @@ def test_comparison_serialises_inside_the_result() -> None:
     text = json.dumps(d, allow_nan=False)
     back = json.loads(text)["comparison"]
     assert back["status"] == "REGRESSED"
-    assert back["p95"]["low"] > 1.1
-    assert back["p50"]["kind"] == "ratio"
+    assert back["metrics"]["p95"]["low"] > 1.1
+    assert back["metrics"]["p50"]["kind"] == "ratio"
+    assert back["metrics"]["p50"]["text"] == c.metrics["p50"].text
+    assert replace(cur, comparison=c) == PerfResult.from_dict(d)
 
 
 def test_format_change() -> None:
     base = baseline_of(make_result(lognormal(300, 1)))
     c = compare(make_result(lognormal(300, 1) * 1.5), base)
-    assert format_change(c.p50) == "+50%"
-    assert format_change(c.p50, interval=True).startswith("+50% [+")
+    assert format_change(c.get("p50")) == "+50%"
+    assert format_change(c.get("p50"), interval=True).startswith("+50% [+")
     assert format_change(None) == "-"
     c = compare(make_result(lognormal(300, 1) * 2.5), base)
-    assert format_change(c.p50) == "x2.5"
+    assert format_change(c.get("p50")) == "x2.5"
 
 
 def test_microsecond_agents_compare_at_the_baseline_resolution() -> None:

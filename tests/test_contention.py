@@ -9,16 +9,16 @@ import time
 import numpy as np
 import pytest
 
-import pytest_agentperf.contention as contention
-from pytest_agentperf.contention import (
+import pytest_agentperf.observers.contention as contention
+from pytest_agentperf.engine import arun_load, run_load
+from pytest_agentperf.engine.log import ERROR, OK, MergedLog
+from pytest_agentperf.observers.contention import (
     ContentionSampler,
     CpuTimes,
     contention_between,
     cpu_time_of,
     parse_proc_stat,
 )
-from pytest_agentperf.engine import arun_load, run_load
-from pytest_agentperf.engine.log import ERROR, OK, MergedLog
 from pytest_agentperf.settings import parse_settings
 
 PROC_STAT = """cpu  1000 50 250 5000 100 20 30 40 0 0

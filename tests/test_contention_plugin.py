@@ -16,7 +16,7 @@ pytest_plugins = ["pytester"]
 CONFTEST = """
 import os, time
 import pytest
-import pytest_agentperf.contention as contention
+import pytest_agentperf.observers.contention as contention
 
 @pytest.fixture(autouse=True)
 def fake_machine(monkeypatch):

@@ -47,7 +47,7 @@ LOOSE = "--agentperf-tolerance=100%"
 # test_contention_plugin.py; here it is the gate. A conftest reaches xdist workers too.
 QUIET_MACHINE = """
 import pytest
-import pytest_agentperf.contention as contention
+import pytest_agentperf.observers.contention as contention
 
 @pytest.fixture(autouse=True)
 def quiet_machine(monkeypatch):

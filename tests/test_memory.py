@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from pytest_agentperf.memory import (
+from pytest_agentperf.observers.memory import (
     MAX_INTERVAL,
     MIN_INTERVAL,
     MemorySampler,

@@ -211,9 +211,9 @@ def test_skip_scale_and_json_options(agents: pytest.Pytester) -> None:
     result = agents.runpytest("--agentperf-scale=0.25", "--agentperf-json=out/perf.json", "-q")
     result.assert_outcomes(passed=2)
     data = json.loads((agents.path / "out" / "perf.json").read_text())
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     (run,) = data["runs"]
-    assert run["test"].endswith("test_agent") and run["result"]["requests"] == 10
+    assert run["nodeid"].endswith("test_agent") and run["result"]["requests"] == 10
 
     for value in ("0", "inf", "nan"):
         bad = agents.runpytest(f"--agentperf-scale={value}")
@@ -274,7 +274,7 @@ def test_xdist_controller_prints_one_merged_table(agents: pytest.Pytester) -> No
     result.assert_outcomes(passed=4)
     assert result.stdout.str().count("= agent performance =") == 1
     data = json.loads((agents.path / "perf.json").read_text())
-    assert sorted(r["test"].split("[")[1] for r in data["runs"]) == ["0]", "1]", "2]", "3]"]
+    assert sorted(r["nodeid"].split("[")[1] for r in data["runs"]) == ["0]", "1]", "2]", "3]"]
 
 
 def test_runs_in_fixture_setup_and_teardown_are_reported(agents: pytest.Pytester) -> None:

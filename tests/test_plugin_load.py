@@ -18,7 +18,9 @@ HEAVY = (
     "numpy",
     "pytest_agentperf.engine",
     "pytest_agentperf.results",
-    "pytest_agentperf.runner",
+    "pytest_agentperf.fixture",
+    "pytest_agentperf.record",
+    "pytest_agentperf.baseline",
     "langchain_core",
     "openai",
 )
@@ -93,7 +95,7 @@ def test_a_perf_test_loads_what_it_needs_on_first_use(pytester: pytest.Pytester)
         "def test_agent(agentperf):\n    agentperf.run(lambda: None, requests=3, warmup=0)\n"
     )
     modules = _session_modules(pytester)
-    assert {"numpy", "pytest_agentperf.engine", "pytest_agentperf.runner"} <= modules
+    assert {"numpy", "pytest_agentperf.engine", "pytest_agentperf.fixture"} <= modules
 
 
 class _CallableBool:

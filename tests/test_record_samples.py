@@ -6,8 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_agentperf.results import LoadShape, PerfResult, Stats, thin
-from pytest_agentperf.runner import MAX_REPORTED_SAMPLES, record_of
+from pytest_agentperf.codec import thin
+from pytest_agentperf.record import MAX_REPORTED_SAMPLES, RunRecord
+from pytest_agentperf.results import LoadShape, PerfResult, Stats
 from pytest_agentperf.stats import summarize
 
 
@@ -34,7 +35,7 @@ def make_result(n: int) -> PerfResult:
 
 
 def _old_cut(samples: list[float], limit: int) -> list[float]:
-    """The list-based cut record_of used before: the reference for the array cut."""
+    """The list-based cut records used before: the reference for the array cut."""
     if len(samples) <= limit:
         return samples
     step = len(samples) / limit
@@ -57,7 +58,7 @@ def test_thin_without_limit_keeps_every_sample() -> None:
 def test_record_writes_at_most_the_cap_and_rounds_like_before() -> None:
     n = MAX_REPORTED_SAMPLES + 1234
     result = make_result(n=n)
-    record = record_of("t.py::test", result)
+    record = RunRecord.of("t.py::test", result).to_dict()
     written = record["result"]["latency"]["samples"]
     old = _old_cut([round(float(x), 6) for x in result.latency.samples], MAX_REPORTED_SAMPLES)
     assert len(written) == MAX_REPORTED_SAMPLES

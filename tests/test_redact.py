@@ -118,7 +118,7 @@ def test_error_messages_of_a_result_are_redacted_once_at_build_time() -> None:
     output made from the result (table, JSON, BudgetExceeded) is clean."""
     from dataclasses import replace
 
-    from pytest_agentperf.collect import build_result
+    from pytest_agentperf.assemble import build_result
     from pytest_agentperf.engine import RawRun
     from pytest_agentperf.engine.log import CallLog, merge
     from pytest_agentperf.settings import parse_settings
@@ -144,20 +144,25 @@ def test_error_messages_of_a_result_are_redacted_once_at_build_time() -> None:
 
 
 def test_the_json_report_redacts_every_string(tmp_path: Path) -> None:
-    from pytest_agentperf.report import json as json_report
+    from dataclasses import replace
 
-    record = {
-        "test": "t.py::test_x",
-        "name": f"run {AWS}",
-        "warnings": [f"note api_key={HEX40}"],
-        "result": {"error_messages": [f"x {GITHUB}"], "latency": {"samples": [0.1, 0.2]}},
-    }
+    from pytest_agentperf.assemble import build_result
+    from pytest_agentperf.engine import run_load
+    from pytest_agentperf.record import Finding, RunRecord
+    from pytest_agentperf.report import json as json_report
+    from pytest_agentperf.settings import parse_settings
+
+    settings = parse_settings({"requests": 2, "warmup": 0})
+    result = build_result("r", settings, run_load(lambda: None, None, settings))
+    result = replace(result, name=f"run {AWS}", error_messages=(f"x {GITHUB}",))
+    record = RunRecord.of("t.py::test_x", result, warnings=(f"note api_key={HEX40}",))
+    record = replace(record, findings=(Finding("r", "m", {"key": f"x {GITHUB}"}),))
     path = json_report.write(tmp_path / "r.json", [record], "9.9")
     text = path.read_text("utf-8")
     for secret in (AWS, HEX40, GITHUB):
         assert secret not in text
     assert "AKIA***" in text and "api_key=***" in text and "ghp_***" in text
-    assert "0.2" in text and "t.py::test_x" in text
+    assert '"samples": [' in text and "t.py::test_x" in text
 
 
 def test_terminal_lines_are_redacted() -> None:

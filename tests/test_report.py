@@ -5,19 +5,19 @@ from pathlib import Path
 
 import pytest
 
-from pytest_agentperf.collect import build_result
+from pytest_agentperf.assemble import build_result
 from pytest_agentperf.engine import run_load
 from pytest_agentperf.errors import OutputPathError
+from pytest_agentperf.record import RunRecord
 from pytest_agentperf.report import json as json_report
 from pytest_agentperf.report import terminal
-from pytest_agentperf.runner import record_of
 from pytest_agentperf.settings import parse_settings
 
 
-def _record(test: str, name: str, **settings: object) -> dict[str, object]:
+def _record(test: str, name: str, **settings: object) -> RunRecord:
     s = parse_settings({"requests": 10, "warmup": 0, **settings})
     raw = run_load(lambda: {"usage": {"prompt_tokens": 3, "completion_tokens": 4}}, None, s)
-    return record_of(test, build_result(name, s, raw))
+    return RunRecord.of(test, build_result(name, s, raw))
 
 
 def test_table_has_one_row_per_run_and_human_units() -> None:
@@ -47,10 +47,12 @@ def test_json_report_is_valid_and_versioned(tmp_path: Path) -> None:
     records = [_record("t::x", "agent")]
     path = json_report.write(tmp_path / "sub" / "perf.json", records, "9.9")
     data = json.loads(path.read_text())
-    assert data["schema_version"] == 1 and data["plugin_version"] == "9.9"
+    assert data["schema_version"] == 2 and data["plugin_version"] == "9.9"
     assert data["machine"]["cores"] >= 1
     (run,) = data["runs"]
-    assert run["test"] == "t::x" and run["result"]["requests"] == 10
+    assert run["nodeid"] == "t::x" and run["result"]["requests"] == 10
+    assert run["status"] == "PASS"
+    assert RunRecord.from_dict(run).result.latency.p50 == records[0].result.latency.p50
     assert len(run["result"]["latency"]["samples"]) == 10
     assert run["result"]["usage"]["total_tokens"] == 70
 
@@ -67,11 +69,14 @@ def test_json_report_replaces_its_own_file_and_no_other(tmp_path: Path) -> None:
     assert target.read_text() == '{"results": "of another tool"}'
 
 
-def test_json_report_never_leaves_a_partial_file(tmp_path: Path) -> None:
+def test_json_report_never_leaves_a_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "perf.json"
     target.write_text("old")
+    monkeypatch.setattr(json_report, "document", lambda *a: {"bad": float("nan")})
     with pytest.raises(ValueError):
-        json_report.write(target, [{"bad": float("nan")}], "1")
+        json_report.write(target, [_record("t::x", "first")], "1")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["perf.json"]
 

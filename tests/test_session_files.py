@@ -48,7 +48,7 @@ def test_the_json_report_is_written_without_the_terminal_reporter(agents: pytest
     doc = json.loads((agents.path / "out" / "perf.json").read_text(encoding="utf-8"))
     assert doc["format"] == "pytest-agentperf-results"
     (run,) = doc["runs"]
-    assert run["test"] == "test_perf.py::test_agent" and run["result"]["requests"] == 5
+    assert run["nodeid"] == "test_perf.py::test_agent" and run["result"]["requests"] == 5
 
 
 @pytest.mark.parametrize("terminal", [True, False])

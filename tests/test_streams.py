@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from pytest_agentperf.collect import build_result
+from pytest_agentperf.assemble import build_result
 from pytest_agentperf.engine import run_load
 from pytest_agentperf.engine.streams import carries_output
 from pytest_agentperf.errors import SettingsError
+from pytest_agentperf.record import RunRecord
 from pytest_agentperf.report import terminal
-from pytest_agentperf.runner import record_of
 from pytest_agentperf.settings import parse_settings
 
 
@@ -129,9 +129,9 @@ def test_the_table_shows_ttft_sample_count_when_it_differs_from_latency() -> Non
     settings = parse_settings({"requests": 4, "warmup": 0, "allow_empty": True})
     partial = build_result("partial", settings, run_load(_interrupted_or_full, [0, 1], settings))
     full = build_result("full", settings, run_load(_interrupted_or_full, [0], settings))
-    records = [record_of("t.py::test_a", partial), record_of("t.py::test_b", full)]
+    records = [RunRecord.of("t.py::test_a", partial), RunRecord.of("t.py::test_b", full)]
     rows = {line.split()[0]: line for line in terminal.render(records).splitlines()[2:]}
     assert partial.ttft.n == 2 and partial.latency.n == 4
     assert "(n=2)" in rows["t.py::test_a"]
     assert "(n=" not in rows["t.py::test_b"]  # every call streamed: nothing to point out
-    assert records[0]["result"]["ttft"]["n"] == 2 and records[0]["result"]["itl"]["n"] == 4
+    assert records[0].result.ttft.n == 2 and records[0].result.itl.n == 4

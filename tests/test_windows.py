@@ -10,9 +10,9 @@ import pytest
 
 from pytest_agentperf.budgets import BUDGETS, evaluate
 from pytest_agentperf.engine import Progress
+from pytest_agentperf.observers.windows import LiveWindow, choose_window, compute_windows
 from pytest_agentperf.progress import ProgressLine
 from pytest_agentperf.results import LoadShape, PerfResult, Stats, Window
-from pytest_agentperf.windows import LiveWindow, choose_window, compute_windows
 
 
 @pytest.mark.parametrize(
@@ -262,7 +262,7 @@ def test_slowing_agent_fails_drift_and_json_has_windows(pytester: pytest.Pyteste
 
 
 def test_a_tiny_requested_window_is_capped_at_1000_windows() -> None:
-    from pytest_agentperf.windows import MAX_WINDOWS, choose_window
+    from pytest_agentperf.observers.windows import MAX_WINDOWS, choose_window
 
     assert choose_window(5.0, 100, requested=1e-6) == pytest.approx(5.0 / MAX_WINDOWS)
     assert choose_window(5.0, 100, requested=0.5) == 0.5

@@ -10,12 +10,17 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..atomic import FileKind, json_kind, write_atomic
-from ..baseline import machine_info
+from ..baseline.environment import machine_info
+from ..record import RunRecord
 from ..redact import redact
+from .protocol import ReportContext
 
 FORMAT = "pytest-agentperf-results"
-REPORT_SCHEMA_VERSION = 1
-"""Version of the JSON report's layout (its own format, versioned apart from the baseline file)."""
+REPORT_SCHEMA_VERSION = 2
+"""Version of the JSON report's layout (its own format, versioned apart from the baseline file).
+
+2: runs are ``RunRecord.to_dict()``: ``nodeid`` (was ``test``), ``status`` one word with the
+broken budgets in ``result.budgets``, comparison metrics under ``comparison.metrics``."""
 
 KIND: FileKind = json_kind(
     "pytest-agentperf JSON report",
@@ -25,14 +30,14 @@ KIND: FileKind = json_kind(
 """What a JSON report looks like: only such a file (or none, or an empty one) is replaced."""
 
 
-def document(records: Sequence[dict[str, Any]], plugin_version: str) -> dict[str, Any]:
+def document(records: Sequence[RunRecord], plugin_version: str) -> dict[str, Any]:
     """The report's JSON document; every string in it has passed through ``redact``."""
     doc = {
         "format": FORMAT,
         "schema_version": REPORT_SCHEMA_VERSION,
         "plugin_version": plugin_version,
         "machine": asdict(machine_info()),
-        "runs": list(records),
+        "runs": [r.to_dict() for r in records],
     }
     return cast(dict[str, Any], redact_strings(doc))
 
@@ -50,7 +55,7 @@ def redact_strings(value: Any) -> Any:
 
 def write(
     path: str | Path,
-    records: Sequence[dict[str, Any]],
+    records: Sequence[RunRecord],
     plugin_version: str,
     *,
     root: str | os.PathLike[str] | None = None,
@@ -64,3 +69,23 @@ def write(
     text = json.dumps(document(records, plugin_version), indent=1, allow_nan=False)
     write_atomic(target, text + "\n", kind=KIND, root=root)
     return target
+
+
+class JsonWriter:
+    """``--agentperf-json=PATH``: the ``ReportWriter`` of the JSON report."""
+
+    label = "JSON report"
+
+    def __init__(self, path: str) -> None:
+        self.target = path
+
+    def write(self, records: Sequence[RunRecord], context: ReportContext) -> str:
+        written = write(self.target, records, context.plugin_version, root=context.root)
+        return f"{self.label} written to {written}"
+
+
+def create(value: str | None) -> JsonWriter:
+    """The writer of ``--agentperf-json=value``."""
+    if not value:
+        raise ValueError("the JSON report needs a path")
+    return JsonWriter(value)

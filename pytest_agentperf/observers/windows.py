@@ -18,9 +18,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from .progress import SHOW_AFTER
-from .results import FloatArray, Window
-from .units import format_seconds
+from ..progress import SHOW_AFTER
+from ..results import FloatArray, Window
+from ..units import format_seconds
 
 MIN_WINDOW = 1.0
 TARGET_WINDOWS = 15

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 _TEXT = (
     "The quick brown fox jumps over the lazy dog while the agent plans its next step and "

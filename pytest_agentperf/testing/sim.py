@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from .units import Unit, parse
+from ..units import Unit, parse
 
 
 class SimulatedError(Exception):

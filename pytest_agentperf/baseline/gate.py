@@ -10,33 +10,18 @@ carried to it.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from .baseline import (
-    Baseline,
-    Environment,
-    Machine,
-    SaveResult,
-    current_environment,
-    load,
-    machine_info,
-    run_from_record,
-    save,
-)
-from .compare import (
-    DEFAULT_TOLERANCE,
-    MACHINE_FLAG,
-    SMALL_SAMPLE_FLAG,
-    Comparison,
-    Status,
-    compare,
-)
-from .errors import BaselineError, RegressionDetected
-from .results import PerfResult
-from .settings import Settings
+from ..errors import BaselineError, RegressionDetected
+from ..record import RunRecord
+from ..results import PerfResult
+from ..settings import Settings
+from .change import Status
+from .comparison import DEFAULT_TOLERANCE, FlagKind, compare
+from .environment import Environment, Machine, current_environment, machine_info
+from .store import Baseline, SaveResult, load, run_from_result, save
 
 
 @dataclass(frozen=True)
@@ -96,17 +81,17 @@ class BaselineGate:
         """Raise RegressionDetected for a regressed run, unless the mode is "warn"."""
         __tracebackhide__ = True
         comparison = result.comparison
-        if self.options.mode != "fail" or not isinstance(comparison, Comparison):
+        if self.options.mode != "fail" or comparison is None:
             return
         if comparison.regressed:
             details = tuple(
-                m.describe() for m in comparison.metrics if m.status is Status.REGRESSED
+                m.text for m in comparison.metrics.values() if m.status is Status.REGRESSED
             )
             raise RegressionDetected(comparison.failure_message(result.name), details)
 
     def save(
         self,
-        records: Sequence[Mapping[str, Any]],
+        records: Sequence[RunRecord],
         *,
         cwd: str | os.PathLike[str] | None = None,
         complete: Collection[str] = (),
@@ -118,9 +103,7 @@ class BaselineGate:
         """
         env: Environment = current_environment(cwd)
         entries = [
-            run_from_record(r, env)
-            for r in records
-            if isinstance(r.get("result"), Mapping) and not r["result"].get("aborted")
+            run_from_result(r.nodeid, r.result, env) for r in records if not r.result.aborted
         ]
         return save(
             self.options.path,
@@ -132,7 +115,7 @@ class BaselineGate:
 
     def save_at_end(
         self,
-        records: Sequence[Mapping[str, Any]],
+        records: Sequence[RunRecord],
         *,
         interrupted: bool,
         cwd: str | os.PathLike[str] | None = None,
@@ -164,11 +147,11 @@ class BaselineGate:
             line += f" ({done.unreadable_kept} unreadable entries kept as they were)"
         return line, False
 
-    def missing(self, records: Iterable[Mapping[str, Any]], executed: Iterable[str]) -> list[str]:
+    def missing(self, records: Iterable[RunRecord], executed: Iterable[str]) -> list[str]:
         """Baseline runs of tests executed this session that produced no such run."""
         if self.baseline is None:
             return []
-        seen = {(str(r.get("test")), str(r.get("name"))) for r in records}
+        seen = {(r.nodeid, r.name) for r in records}
         ran = set(executed)
         return sorted(
             f"{test} [{name}]"
@@ -187,22 +170,19 @@ def display_path(path: str | os.PathLike[str]) -> str:
 
 
 _COUNTED = (
-    ("REGRESSED", "regressed"),
-    ("IMPROVED", "improved"),
-    ("INCONCLUSIVE", "inconclusive"),
-    ("NEW", "new"),
-    ("NOT COMPARABLE", "not comparable"),
+    (Status.REGRESSED, "regressed"),
+    (Status.IMPROVED, "improved"),
+    (Status.INCONCLUSIVE, "inconclusive"),
+    (Status.NEW, "new"),
+    (Status.NOT_COMPARABLE, "not comparable"),
 )
-
-
-def _comparison(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    comp = record.get("result", {}).get("comparison")
-    return comp if isinstance(comp, Mapping) else None
+_EXPLAINED = (Status.REGRESSED, Status.INCONCLUSIVE, Status.NOT_COMPARABLE, Status.IMPROVED)
+"""Comparison verdicts whose metrics are listed under the table, one line each."""
 
 
 def summary_lines(
     gate: BaselineGate,
-    records: Sequence[Mapping[str, Any]],
+    records: Sequence[RunRecord],
     executed: Iterable[str],
 ) -> list[str]:
     """Lines under the table: baseline problems, what changed and why, and the counts."""
@@ -215,31 +195,28 @@ def summary_lines(
     flagged: set[str] = set()
     counts = dict.fromkeys((label for _, label in _COUNTED), 0)
     for r in records:
-        comp = _comparison(r)
+        comp = r.comparison
         if comp is None:
             continue
-        status = str(comp.get("status"))
-        for key, label in _COUNTED:
-            if status == key:
+        for status, label in _COUNTED:
+            if comp.status is status:
                 counts[label] += 1
-        where = f"{r.get('test')} [{r.get('name')}]"
-        if status in ("REGRESSED", "INCONCLUSIVE", "NOT COMPARABLE", "IMPROVED"):
-            for m in ("p50", "p95", "error_rate", "tokens", "cost", "cpu"):
-                metric = comp.get(m)
-                if isinstance(metric, Mapping) and metric.get("status") == status:
-                    lines.append(f"{where}: {metric.get('text')}")
-            if status == "NOT COMPARABLE":
-                lines += [f"{where}: {msg}" for msg in comp.get("messages", [])]
-        for flag in comp.get("flags", []):
-            if str(flag).startswith(MACHINE_FLAG):
-                if flag not in flagged:
-                    flagged.add(str(flag))
-                    lines.append(f"note: {flag}")
-            elif status in ("REGRESSED", "INCONCLUSIVE") or not str(flag).startswith(
-                SMALL_SAMPLE_FLAG
+        if comp.status in _EXPLAINED:
+            lines += [
+                f"{r.label}: {m.text}" for m in comp.metrics.values() if m.status is comp.status
+            ]
+            if comp.status is Status.NOT_COMPARABLE:
+                lines += [f"{r.label}: {msg}" for msg in comp.messages]
+        for flag in comp.flags:
+            if flag.kind is FlagKind.MACHINE:
+                if flag.text not in flagged:
+                    flagged.add(flag.text)
+                    lines.append(f"note: {flag.text}")
+            elif comp.status in (Status.REGRESSED, Status.INCONCLUSIVE) or (
+                flag.kind is not FlagKind.SMALL_SAMPLE
             ):
                 # a usage figure known on one side only matters even when latency passed
-                lines.append(f"{where}: note: {flag}")
+                lines.append(f"{r.label}: note: {flag.text}")
     missing = gate.missing(records, executed)
     for name in missing:
         lines.append(f"{name}: in the baseline but not run this session")

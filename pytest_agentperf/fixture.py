@@ -1,52 +1,28 @@
-"""The ``agentperf`` fixture object and the per-process session state behind it.
+"""The ``agentperf`` fixture object: runs an agent under load and records each run.
 
-No pytest here: plugin.py builds one ``Session`` per process and an ``AgentPerf`` per test.
+No pytest here: plugin.py builds one ``RunPipeline`` per process and an ``AgentPerf`` per test.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any
 
-from .abort import AbortMonitor
+from .assemble import build_result
 from .budgets import raise_if_broken, small_sample_warnings
-from .collect import build_result
-from .contention import contention_observers
 from .engine import ProgressSink, RawRun, RunObserver, arun_load, run_load
 from .errors import SettingsError
 from .integrations.langchain import activate as langchain_hook
-from .memory import PROFILE_CALLS, MemorySampler, aprofile_agent, profile_agent
-from .pricing import PriceTable, cost_projection
+from .observers.memory import PROFILE_CALLS, aprofile_agent, profile_agent
+from .observers.windows import LiveWindow
+from .pipeline import RunPipeline
+from .pricing import cost_projection
 from .progress import ProgressLine
+from .record import RunRecord
 from .results import Allocation, PerfResult
 from .settings import Settings, parse_settings
-from .windows import LiveWindow
-
-MAX_REPORTED_SAMPLES = 100_000
-
-
-class ObserverFactory(Protocol):
-    """Builds the observers of one run (memory sampler, early abort, ...)."""
-
-    def __call__(self, settings: Settings) -> Sequence[RunObserver]: ...
-
-
-def soak_observers(settings: Settings) -> list[RunObserver]:
-    """Observers of every run: the RSS sampler (which also cuts the run into windows), the live
-    window figures for the progress line, and early abort when ``abort_on`` is set."""
-    sampler = MemorySampler(window=settings.window)
-    live = LiveWindow(
-        window=settings.window,
-        duration=settings.duration,
-        total=settings.requests,
-        rss_mb=lambda: sampler.current_mb,
-    )
-    observers: list[RunObserver] = [sampler, live]
-    if settings.abort_on:
-        observers.append(AbortMonitor(settings.abort_on, settings.budgets, memory=sampler))
-    return observers
 
 
 def _profile_calls(settings: Settings, raw: RawRun) -> int:
@@ -71,43 +47,6 @@ class _RunSetup:
     settings: Settings
     observers: list[RunObserver]
     progress: ProgressSink | None
-
-
-class AfterRun(Protocol):
-    """Runs after a result is built and before it is recorded (e.g. baseline comparison)."""
-
-    def __call__(self, test_id: str, result: PerfResult, settings: Settings) -> PerfResult: ...
-
-
-class Gate(Protocol):
-    """Runs after a result is recorded; raises to fail the test (e.g. a regression)."""
-
-    def __call__(self, test_id: str, result: PerfResult) -> None: ...
-
-
-@dataclass
-class Session:
-    """Per-process plugin state: options, prices and the hooks each run goes through."""
-
-    scale: float = 1.0
-    prices: PriceTable | None = None
-    whatif_models: tuple[str, ...] = ()
-    monthly_calls: int | None = None
-    progress: Callable[[str], ProgressSink | None] | None = None
-    observer_factories: list[ObserverFactory] = field(
-        default_factory=lambda: [soak_observers, contention_observers]
-    )
-    after_run: list[AfterRun] = field(default_factory=list)
-    gates: list[Gate] = field(default_factory=list)
-
-
-def _status(result: PerfResult) -> str:
-    if result.aborted:
-        return "ABORTED"
-    broken = [b.name for b in result.budgets if not b.passed]
-    if broken:
-        return "FAIL " + ", ".join(broken)
-    return "PASS"
 
 
 def check_run_name(name: object) -> None:
@@ -138,25 +77,12 @@ def check_run_name(name: object) -> None:
         )
 
 
-def record_of(test_id: str, result: PerfResult, warnings: Sequence[str] = ()) -> dict[str, Any]:
-    """The JSON-ready record of one run, as it travels to reports (and across xdist)."""
-    # samples are cut as arrays before any becomes a Python float
-    data = result.to_dict(samples=True, max_samples=MAX_REPORTED_SAMPLES)
-    return {
-        "test": test_id,
-        "name": result.name,
-        "status": _status(result),
-        "warnings": list(warnings),
-        "result": data,
-    }
-
-
 class AgentPerf:
     """Runs an agent under load from a test: ``run`` (sync tests) or ``await arun`` (async)."""
 
     def __init__(
         self,
-        session: Session,
+        session: RunPipeline,
         test_id: str,
         marker_settings: Sequence[Mapping[str, Any]] = (),
         warn: Callable[[str], None] | None = None,
@@ -168,10 +94,11 @@ class AgentPerf:
         self._names: set[str] = set()
         self.results: list[PerfResult] = []
         """Every result of this test, in run order."""
-        self.records: list[dict[str, Any]] = []
+        self.records: list[RunRecord] = []
+        """The record of every run of this test, in run order."""
         self._reported = 0
 
-    def take_new_records(self) -> list[dict[str, Any]]:
+    def take_new_records(self) -> list[RunRecord]:
         """The records of runs made since the last call (each test phase reports its own)."""
         new = self.records[self._reported :]
         self._reported = len(self.records)
@@ -271,7 +198,6 @@ class AgentPerf:
         for message in warnings:
             if self._warn is not None:
                 self._warn(f"{self._test_id} [{name}]: {message}")
-        record = record_of(self._test_id, result, warnings)
         projection = cost_projection(
             result.usage,
             result.requests,
@@ -280,8 +206,9 @@ class AgentPerf:
             whatif=self._session.whatif_models,
             monthly_calls=self._session.monthly_calls,
         )
-        if projection:
-            record["cost_projection"] = projection
+        record = RunRecord.of(
+            self._test_id, result, warnings=tuple(warnings), cost_projection=projection
+        )
         self.results.append(result)
         self.records.append(record)
         if check:

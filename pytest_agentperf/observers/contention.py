@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from .engine import RunObserver
-from .engine.log import OK, MergedLog
-from .engine.observer import LiveView
-from .results import Contention, CpuTime
-from .settings import Settings
+from ..engine import RunObserver
+from ..engine.log import OK, MergedLog
+from ..engine.observer import LiveView
+from ..results import Contention, CpuTime
+from ..settings import Settings
 
 LAG_PERIOD = 0.05
 """Seconds between the event-loop lag ticks of an async run."""

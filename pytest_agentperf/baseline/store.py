@@ -12,15 +12,12 @@ sessions saving at once each add their runs, and keeps the entries it cannot rea
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import platform
-import subprocess
 import uuid
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
@@ -28,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import FileKind, check_target, json_kind, write_atomic
-from .errors import BaselineError, OutputPathError
-from .locking import DEFAULT_TIMEOUT, locked
-from .results import Contention, FloatArray, LoadShape, PerfResult, Stats
+from ..atomic import FileKind, check_target, json_kind, write_atomic
+from ..errors import BaselineError, OutputPathError
+from ..locking import DEFAULT_TIMEOUT, locked
+from ..results import Contention, FloatArray, LoadShape, PerfResult, Stats
+from .environment import Environment, Machine
+from .metrics import STORED_FIELDS, stored_figures
 
 FORMAT = "pytest-agentperf-baseline"
 BASELINE_SCHEMA_VERSION = 1
@@ -47,53 +46,12 @@ _MAX_TEXT = 4096
 """Longest machine/commit/version text read; test ids and run names may be of any length."""
 _MAX_SHOWN = 120
 _MAX_DEPTH = 32
-_GIT_TIMEOUT = 2.0
 
 RunKey = tuple[str, str]
 
+
 KIND: FileKind = json_kind("pytest-agentperf baseline", FORMAT)
 """What a baseline file looks like: only such a file (or none, or an empty one) is replaced."""
-
-
-@dataclass(frozen=True)
-class Machine:
-    """Where a run was measured; a different machine is flagged, not gated."""
-
-    cpu: str = "unknown"
-    cores: int | None = None
-    os: str = "unknown"
-    arch: str = "unknown"
-    python: str = "unknown"
-    implementation: str = "unknown"
-    platform: str = "unknown"
-
-    def differences(self, other: Machine) -> tuple[str, ...]:
-        """What differs between ``self`` (baseline) and ``other`` (now), one phrase each.
-
-        Compared: CPU model, core count, OS and architecture, Python implementation and
-        major.minor version. Kernel and patch releases are recorded but not compared.
-        """
-        out = []
-        if self.cpu != other.cpu:
-            out.append(f"CPU {self.cpu!r} -> {other.cpu!r}")
-        if self.cores != other.cores:
-            out.append(f"cores {self.cores} -> {other.cores}")
-        if (self.os, self.arch) != (other.os, other.arch):
-            out.append(f"OS {self.os}/{self.arch} -> {other.os}/{other.arch}")
-        mine = (self.implementation, ".".join(self.python.split(".")[:2]))
-        theirs = (other.implementation, ".".join(other.python.split(".")[:2]))
-        if mine != theirs:
-            out.append(f"Python {' '.join(mine)} -> {' '.join(theirs)}")
-        return tuple(out)
-
-
-@dataclass(frozen=True)
-class Environment:
-    """Machine, git commit and plugin version, gathered once per session."""
-
-    machine: Machine
-    commit: str | None
-    plugin_version: str
 
 
 @dataclass(frozen=True)
@@ -104,7 +62,7 @@ class BaselineRun:
     ``latency.samples``, at most ``MAX_SAMPLES`` samples rounded to microseconds: in start
     order (``in_order``; calls evenly spaced in time when the run had more), or sorted in files
     written before the order was kept (resampled as independent calls then).
-    ``cpu_per_call``, ``cpu_share`` and ``contention`` are None in such older files.
+    ``figures["cpu_per_call"]``, ``cpu_share`` and ``contention`` are None in such older files.
     """
 
     test: str
@@ -116,13 +74,13 @@ class BaselineRun:
     duration: float
     throughput: float
     latency: Stats
-    tokens_per_call: float | None
-    cost_per_call: float | None
     machine: Machine
     commit: str | None
     plugin_version: str
     created: str
-    cpu_per_call: float | None = None
+    figures: Mapping[str, float | None] = field(default_factory=lambda: MappingProxyType({}))
+    """The figure per call of each stored gated metric (``metrics.STORED``), keyed by its
+    ``stored_as`` name ("tokens_per_call", "cost_per_call", "cpu_per_call"); None if unknown."""
     cpu_share: float | None = None
     contention: Contention | None = None
     in_order: bool = False
@@ -166,80 +124,6 @@ class SaveResult:
     unreadable_kept: int = 0
 
 
-# --------------------------------------------------------------------------- environment
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()[:200] or "unknown"
-    except OSError:
-        pass
-    if platform.system() == "Darwin":
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run(
-                ["sysctl", "-n", "machdep.cpu.brand_string"],
-                capture_output=True,
-                text=True,
-                timeout=_GIT_TIMEOUT,
-                check=True,
-            ).stdout.strip()
-            if out:
-                return out[:200]
-    return (platform.processor() or platform.machine() or "unknown")[:200]
-
-
-def machine_info() -> Machine:
-    """The machine this process runs on."""
-    return Machine(
-        cpu=_cpu_model(),
-        cores=os.cpu_count(),
-        os=platform.system() or "unknown",
-        arch=platform.machine() or "unknown",
-        python=platform.python_version(),
-        implementation=platform.python_implementation(),
-        platform=platform.platform()[:200],
-    )
-
-
-def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
-    """``git rev-parse HEAD`` in ``cwd``; None when git or the repository is unavailable."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=_GIT_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return None
-    sha = out.stdout.strip()
-    if (
-        out.returncode != 0
-        or not sha
-        or len(sha) > 64
-        or not all(c in "0123456789abcdef" for c in sha)
-    ):
-        return None
-    return sha
-
-
-def plugin_version() -> str:
-    """The running pytest-agentperf version."""
-    from . import __version__
-
-    return __version__
-
-
-def current_environment(cwd: str | os.PathLike[str] | None = None) -> Environment:
-    """Machine, git commit (of ``cwd``) and plugin version of this session."""
-    return Environment(machine_info(), git_commit(cwd), plugin_version())
-
-
 # --------------------------------------------------------------------------- building runs
 
 
@@ -247,13 +131,6 @@ def _finite(value: float | None, digits: int | None = None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return round(float(value), digits) if digits is not None else float(value)
-
-
-def _sig(value: float | None, digits: int = 8) -> float | None:
-    """Round to ``digits`` significant digits (costs are tiny numbers)."""
-    if value is None or not math.isfinite(value):
-        return None
-    return float(f"{value:.{digits}g}")
 
 
 def cap_samples(samples: FloatArray, cap: int = MAX_SAMPLES) -> FloatArray:
@@ -289,24 +166,6 @@ def thin_samples(samples: FloatArray, cap: int = MAX_SAMPLES) -> FloatArray:
     out: FloatArray = np.round(arr, 6)
     out.flags.writeable = False
     return out
-
-
-def contention_from(d: Any) -> Contention | None:
-    """The ``Contention`` of a JSON object (a run record's or the baseline's); None if absent."""
-    if not isinstance(d, Mapping):
-        return None
-    return Contention(
-        interval=_opt_float(d.get("interval")),
-        cores=_opt_int(d.get("cores")),
-        other_cpu=_opt_float(d.get("other_cpu")),
-        steal=_opt_float(d.get("steal")),
-        own_cpu=_opt_float(d.get("own_cpu")),
-        load_avg=_opt_float(d.get("load_avg")),
-        loop_lag_p50=_opt_float(d.get("loop_lag_p50")),
-        loop_lag_p95=_opt_float(d.get("loop_lag_p95")),
-        loop_lag_max=_opt_float(d.get("loop_lag_max")),
-        source=str(d.get("source") or "unavailable")[:_MAX_TEXT],
-    )
 
 
 def _contention_dict(c: Contention | None) -> dict[str, Any] | None:
@@ -352,95 +211,13 @@ def run_from_result(test: str, result: PerfResult, env: Environment) -> Baseline
         duration=_finite(result.duration, 6) or 0.0,
         throughput=_finite(result.throughput, 6) or 0.0,
         latency=latency,
-        tokens_per_call=_finite(result.usage.per_call.total_tokens, 3),
-        cost_per_call=_sig(result.cost.per_call),
         machine=env.machine,
         commit=env.commit,
         plugin_version=env.plugin_version,
         created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        cpu_per_call=_sig(result.cpu.per_call, 6),
+        figures=MappingProxyType(stored_figures(result)),
         cpu_share=_finite(result.cpu.share, 4),
         contention=result.contention,
-        in_order=True,
-    )
-
-
-def _get(d: Mapping[str, Any], *keys: str) -> Any:
-    value: Any = d
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _opt_float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _opt_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def run_from_record(record: Mapping[str, Any], env: Environment) -> BaselineRun:
-    """The baseline entry of a run record (``runner.record_of``), as the controlling process
-    receives it, also from xdist workers. Raises BaselineError when the record is malformed."""
-    res = record.get("result")
-    test, name = record.get("test"), record.get("name")
-    if not isinstance(res, Mapping) or not isinstance(test, str) or not isinstance(name, str):
-        raise BaselineError("malformed run record: no test, name or result", problem="record")
-    shape_d = res.get("shape")
-    lat_d = res.get("latency")
-    if not isinstance(shape_d, Mapping) or not isinstance(lat_d, Mapping):
-        raise BaselineError(f"malformed run record of {test}: no shape/latency", problem="record")
-    raw_samples = lat_d.get("samples") or []
-    if not isinstance(raw_samples, list):
-        raise BaselineError(f"malformed run record of {test}: samples", problem="record")
-    samples = np.asarray([x for x in raw_samples if _opt_float(x) is not None], dtype=np.float64)
-    shape = LoadShape(
-        requests=_opt_int(shape_d.get("requests")),
-        concurrency=_opt_int(shape_d.get("concurrency")),
-        rate=_opt_float(shape_d.get("rate")),
-        arrival=str(shape_d.get("arrival") or ""),
-        duration=_opt_float(shape_d.get("duration")),
-        warmup=_opt_int(shape_d.get("warmup")) or 0,
-        timeout=_opt_float(shape_d.get("timeout")) or 0.0,
-    )
-    latency = Stats(
-        n=_opt_int(lat_d.get("n")) or 0,
-        p50=_finite(_opt_float(lat_d.get("p50")), 6),
-        p90=_finite(_opt_float(lat_d.get("p90")), 6),
-        p95=_finite(_opt_float(lat_d.get("p95")), 6),
-        p99=_finite(_opt_float(lat_d.get("p99")), 6),
-        min=_finite(_opt_float(lat_d.get("min")), 6),
-        max=_finite(_opt_float(lat_d.get("max")), 6),
-        mean=_finite(_opt_float(lat_d.get("mean")), 6),
-        stdev=_finite(_opt_float(lat_d.get("stdev")), 6),
-        samples=thin_samples(samples),
-    )
-    if latency.n < latency.samples.size:
-        latency = replace(latency, n=int(latency.samples.size))
-    return BaselineRun(
-        test=test,
-        run=name,
-        shape=shape,
-        requests=_opt_int(res.get("requests")) or 0,
-        errors=_opt_int(res.get("errors")) or 0,
-        timeouts=_opt_int(res.get("timeouts")) or 0,
-        duration=_finite(_opt_float(res.get("duration")), 6) or 0.0,
-        throughput=_finite(_opt_float(res.get("throughput")), 6) or 0.0,
-        latency=latency,
-        tokens_per_call=_finite(_opt_float(_get(res, "usage", "per_call", "total_tokens")), 3),
-        cost_per_call=_sig(_opt_float(_get(res, "cost", "per_call"))),
-        machine=env.machine,
-        commit=env.commit,
-        plugin_version=env.plugin_version,
-        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        cpu_per_call=_sig(_opt_float(_get(res, "cpu", "per_call")), 6),
-        cpu_share=_finite(_opt_float(_get(res, "cpu", "share")), 4),
-        contention=contention_from(res.get("contention")),
         in_order=True,
     )
 
@@ -487,9 +264,7 @@ def _run_dict(r: BaselineRun) -> dict[str, Any]:
         "timeouts": r.timeouts,
         "duration": _finite(r.duration, 6),
         "throughput": _finite(r.throughput, 6),
-        "tokens_per_call": _finite(r.tokens_per_call, 3),
-        "cost_per_call": _sig(r.cost_per_call),
-        "cpu_per_call": _sig(r.cpu_per_call, 6),
+        **{name: _finite(r.figures.get(name)) for name in STORED_FIELDS},
         "cpu_share": _finite(r.cpu_share, 4),
         "contention": _contention_dict(r.contention),
         "latency": {
@@ -820,13 +595,13 @@ def _parse_run(value: Any, where: str) -> BaselineRun:
         duration=_num(d, "duration", where, optional=True) or 0.0,
         throughput=_num(d, "throughput", where, optional=True) or 0.0,
         latency=latency,
-        tokens_per_call=_num(d, "tokens_per_call", where, optional=True),
-        cost_per_call=_num(d, "cost_per_call", where, optional=True),
         machine=_parse_machine(d.get("machine"), f"{where}.machine"),
         commit=_text(d, "commit", where, optional=True),
         plugin_version=_text(d, "plugin_version", where, optional=True) or "unknown",
         created=_text(d, "created", where, optional=True) or "",
-        cpu_per_call=_num(d, "cpu_per_call", where, optional=True),
+        figures=MappingProxyType(
+            {name: _num(d, name, where, optional=True) for name in STORED_FIELDS}
+        ),
         cpu_share=_num(d, "cpu_share", where, optional=True),
         contention=_parse_contention(d.get("contention"), f"{where}.contention"),
         in_order=in_order,

@@ -38,9 +38,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from .budgets import BUDGETS, Early
-from .stats import min_samples_for
-from .units import format_value
+from ..budgets import BUDGETS, Early
+from ..stats import min_samples_for
+from ..units import format_value
 
 MIN_CALLS = 20
 CONFIDENCE = 0.99

@@ -32,8 +32,8 @@ import numpy as np
 import numpy.typing as npt
 import psutil
 
-from .engine.target import ASYNC_STREAM, PLAIN, SYNC_STREAM, make_target, stream_kind
-from .results import Allocation, FloatArray, Memory
+from ..engine.target import ASYNC_STREAM, PLAIN, SYNC_STREAM, make_target, stream_kind
+from ..results import Allocation, FloatArray, Memory
 from .windows import compute_windows
 
 MB = 1e6

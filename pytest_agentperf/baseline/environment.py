@@ -1,0 +1,126 @@
+"""Where and from what a run was measured: the machine, the git commit, the plugin version.
+
+The baseline records it beside every run; the gate flags a baseline from another machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+
+_GIT_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where a run was measured; a different machine is flagged, not gated."""
+
+    cpu: str = "unknown"
+    cores: int | None = None
+    os: str = "unknown"
+    arch: str = "unknown"
+    python: str = "unknown"
+    implementation: str = "unknown"
+    platform: str = "unknown"
+
+    def differences(self, other: Machine) -> tuple[str, ...]:
+        """What differs between ``self`` (baseline) and ``other`` (now), one phrase each.
+
+        Compared: CPU model, core count, OS and architecture, Python implementation and
+        major.minor version. Kernel and patch releases are recorded but not compared.
+        """
+        out = []
+        if self.cpu != other.cpu:
+            out.append(f"CPU {self.cpu!r} -> {other.cpu!r}")
+        if self.cores != other.cores:
+            out.append(f"cores {self.cores} -> {other.cores}")
+        if (self.os, self.arch) != (other.os, other.arch):
+            out.append(f"OS {self.os}/{self.arch} -> {other.os}/{other.arch}")
+        mine = (self.implementation, ".".join(self.python.split(".")[:2]))
+        theirs = (other.implementation, ".".join(other.python.split(".")[:2]))
+        if mine != theirs:
+            out.append(f"Python {' '.join(mine)} -> {' '.join(theirs)}")
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Machine, git commit and plugin version, gathered once per session."""
+
+    machine: Machine
+    commit: str | None
+    plugin_version: str
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()[:200] or "unknown"
+    except OSError:
+        pass
+    if platform.system() == "Darwin":
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"],
+                capture_output=True,
+                text=True,
+                timeout=_GIT_TIMEOUT,
+                check=True,
+            ).stdout.strip()
+            if out:
+                return out[:200]
+    return (platform.processor() or platform.machine() or "unknown")[:200]
+
+
+def machine_info() -> Machine:
+    """The machine this process runs on."""
+    return Machine(
+        cpu=_cpu_model(),
+        cores=os.cpu_count(),
+        os=platform.system() or "unknown",
+        arch=platform.machine() or "unknown",
+        python=platform.python_version(),
+        implementation=platform.python_implementation(),
+        platform=platform.platform()[:200],
+    )
+
+
+def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
+    """``git rev-parse HEAD`` in ``cwd``; None when git or the repository is unavailable."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=_GIT_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    sha = out.stdout.strip()
+    if (
+        out.returncode != 0
+        or not sha
+        or len(sha) > 64
+        or not all(c in "0123456789abcdef" for c in sha)
+    ):
+        return None
+    return sha
+
+
+def plugin_version() -> str:
+    """The running pytest-agentperf version."""
+    from .. import __version__
+
+    return __version__
+
+
+def current_environment(cwd: str | os.PathLike[str] | None = None) -> Environment:
+    """Machine, git commit (of ``cwd``) and plugin version of this session."""
+    return Environment(machine_info(), git_commit(cwd), plugin_version())

@@ -1,0 +1,131 @@
+"""``RunRecord``: one finished run as every output sees it.
+
+A run's record is made once, in the process that ran it; it crosses the xdist boundary once, as
+``to_dict()``, and is rebuilt once, by ``from_dict``, in the controlling process. The terminal
+table, the JSON report, the baseline and every report writer read records, never dicts, and
+never recompute a statistic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from .codec import from_jsonable, to_jsonable
+from .pricing import CostProjection
+from .results import PerfResult
+
+if TYPE_CHECKING:
+    from .baseline.comparison import Comparison
+
+MAX_REPORTED_SAMPLES = 100_000
+"""Latency samples a record carries per series (evenly spaced beyond that)."""
+
+
+class RunStatus(str, Enum):
+    """The one word that says how a run did: the worst that applies, the same word in the
+    terminal table, the JSON report and every other report."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    """A budget broke (``RunRecord.broken`` names which)."""
+    ABORTED = "ABORTED"
+    """The run stopped early: ``abort_on``, a spend guard, or calls that do not add up."""
+    REGRESSED = "REGRESSED"
+    INCONCLUSIVE = "INCONCLUSIVE"
+    IMPROVED = "IMPROVED"
+    NEW = "NEW"
+    NOT_COMPARABLE = "NOT COMPARABLE"
+    ERROR = "ERROR"
+    """The run could not be measured at all."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule's conclusion about a run: what to do, and the evidence behind it."""
+
+    rule: str
+    """The rule's name, e.g. "rate-limited"."""
+    message: str
+    evidence: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One finished run of one test: what it measured and how it did (read-only)."""
+
+    nodeid: str
+    """The pytest node id of the test that made the run."""
+    name: str
+    """The run's name, unique within its test."""
+    status: RunStatus
+    result: PerfResult
+    warnings: tuple[str, ...] = ()
+    """Warnings about the run (e.g. too few calls for a percentile budget)."""
+    findings: tuple[Finding, ...] = ()
+    cost_projection: CostProjection | None = None
+
+    @classmethod
+    def of(
+        cls,
+        nodeid: str,
+        result: PerfResult,
+        *,
+        warnings: tuple[str, ...] = (),
+        cost_projection: CostProjection | None = None,
+    ) -> RunRecord:
+        """The record of ``result``, its status worked out from its budgets and comparison."""
+        return cls(
+            nodeid=nodeid,
+            name=result.name,
+            status=status_of(result),
+            result=result,
+            warnings=warnings,
+            cost_projection=cost_projection,
+        )
+
+    @property
+    def comparison(self) -> Comparison | None:
+        """The run against its baseline run, None when not compared."""
+        return self.result.comparison
+
+    @property
+    def broken(self) -> tuple[str, ...]:
+        """Names of the budgets the run broke, in listing order."""
+        return tuple(b.name for b in self.result.budgets if not b.passed)
+
+    @property
+    def label(self) -> str:
+        """``nodeid [name]``: how messages name the run."""
+        return f"{self.nodeid} [{self.name}]"
+
+    def to_dict(self, *, max_samples: int | None = MAX_REPORTED_SAMPLES) -> dict[str, Any]:
+        """JSON-ready data; each sample series cut to ``max_samples`` evenly spaced samples."""
+        out = to_jsonable(self, samples=True, limit=max_samples)
+        assert isinstance(out, dict)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
+        """The record ``to_dict`` wrote. Raises ``codec.DecodeError`` (a ``ValueError``)
+        naming the field that does not fit."""
+        return from_jsonable(cls, data, "record")
+
+
+def status_of(result: PerfResult) -> RunStatus:
+    """The worst that applies: ABORTED, then FAIL (a broken budget), then the comparison's
+    verdict (UNCHANGED is PASS), else PASS."""
+    if result.aborted:
+        return RunStatus.ABORTED
+    if not result.passed:
+        return RunStatus.FAIL
+    comparison = result.comparison
+    if comparison is None or comparison.status.value == "UNCHANGED":
+        return RunStatus.PASS
+    return RunStatus(comparison.status.value)
