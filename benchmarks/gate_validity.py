@@ -3,7 +3,7 @@
 Simulates pairs of runs (baseline, current) of an agent with lognormal latencies on a machine
 whose speed drifts from run to run, and puts each pair through the plugin's own code path: the
 current run becomes a PerfResult, the baseline run is stored the way the baseline file stores it
-(sorted, capped, rounded to microseconds) and ``pytest_agentperf.baseline.comparison.compare`` decides.
+(sorted, capped, rounded to microseconds) and ``baseline.comparison.compare`` decides.
 
 Drift models (per run, one speed factor multiplies every latency of that run):
   uniform   factor uniform in [0.95, 1.05]: "the machine is up to 5 % slower or faster"
