@@ -82,12 +82,12 @@ class AgentPerf:
 
     def __init__(
         self,
-        session: RunPipeline,
+        pipeline: RunPipeline,
         test_id: str,
         marker_settings: Sequence[Mapping[str, Any]] = (),
         warn: Callable[[str], None] | None = None,
     ) -> None:
-        self._session = session
+        self._pipeline = pipeline
         self._test_id = test_id
         self._layers = tuple(marker_settings)
         self._warn = warn
@@ -106,7 +106,7 @@ class AgentPerf:
 
     def settings(self, **overrides: Any) -> Settings:
         """The settings a run would use: marker, then ``overrides``, scaled by the session."""
-        return parse_settings(*self._layers, overrides).scaled(self._session.scale)
+        return parse_settings(*self._layers, overrides).scaled(self._pipeline.scale)
 
     def _name(self, name: str | None, fn: Any) -> str:
         if name is not None:
@@ -122,10 +122,10 @@ class AgentPerf:
         return unique
 
     def _observers(self, settings: Settings) -> list[RunObserver]:
-        return [obs for make in self._session.observer_factories for obs in make(settings)]
+        return [obs for make in self._pipeline.observer_factories for obs in make(settings)]
 
     def _progress(self, name: str) -> ProgressSink | None:
-        factory = self._session.progress
+        factory = self._pipeline.progress
         return factory(f"{self._test_id}[{name}]") if factory else None
 
     def _prepare(self, fn: Any, name: str | None, overrides: dict[str, Any]) -> _RunSetup:
@@ -188,11 +188,11 @@ class AgentPerf:
         name, settings, observers = setup.name, setup.settings, setup.observers
         __tracebackhide__ = True
         extra = [obs.result_fields(raw.log, raw.duration) for obs in observers]
-        result = build_result(name, settings, raw, prices=self._session.prices, extra_fields=extra)
+        result = build_result(name, settings, raw, prices=self._pipeline.prices, extra_fields=extra)
         if allocations:
             memory = replace(result.memory, top_allocations=allocations)
             result = replace(result, memory=memory)
-        for hook in self._session.after_run:
+        for hook in self._pipeline.after_run:
             result = hook(self._test_id, result, settings)
         warnings = small_sample_warnings(settings.budgets, result)
         for message in warnings:
@@ -202,9 +202,9 @@ class AgentPerf:
             result.usage,
             result.requests,
             result.cost,
-            self._session.prices,
-            whatif=self._session.whatif_models,
-            monthly_calls=self._session.monthly_calls,
+            self._pipeline.prices,
+            whatif=self._pipeline.whatif_models,
+            monthly_calls=self._pipeline.monthly_calls,
         )
         record = RunRecord.of(
             self._test_id, result, warnings=tuple(warnings), cost_projection=projection
@@ -213,6 +213,6 @@ class AgentPerf:
         self.records.append(record)
         if check:
             raise_if_broken(result)
-        for gate in self._session.gates:
+        for gate in self._pipeline.gates:
             gate(self._test_id, result)
         return result

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pytest_agentperf.baseline import Environment, Machine, run_from_result
-from pytest_agentperf.baseline.change import ChangeKind, Shown
+from pytest_agentperf.baseline.change import ChangeKind
 from pytest_agentperf.baseline.comparison import (
     BUSY_FLAG,
     MetricChange,
@@ -24,6 +24,7 @@ from pytest_agentperf.baseline.comparison import (
 from pytest_agentperf.codec import to_jsonable
 from pytest_agentperf.results import Contention, CpuTime, LoadShape, PerfResult, Stats
 from pytest_agentperf.stats import summarize
+from pytest_agentperf.units import Unit
 
 SHAPE = LoadShape(
     requests=400, concurrency=1, rate=None, arrival="closed", duration=None, warmup=1, timeout=30.0
@@ -185,12 +186,12 @@ def test_a_baseline_recorded_on_a_busy_machine_is_flagged() -> None:
 
 def _latency(status: Status, low: float) -> MetricChange:
     return MetricChange(
-        "p95", "p95 latency", ChangeKind.RATIO, Shown.SECONDS, 1.0, 1.4, 1.4, low, 1.6, status, 0.1
+        "p95", "p95 latency", ChangeKind.RATIO, Unit.SECONDS, 1.0, 1.4, 1.4, low, 1.6, status, 0.1
     )
 
 
 def test_judge_contention_rules() -> None:
-    cpu = ("cpu", "cpu per call", ChangeKind.RATIO, Shown.SECONDS)
+    cpu = ("cpu", "cpu per call", ChangeKind.RATIO, Unit.SECONDS)
     cpu_same = MetricChange(*cpu, 1.0, 1.0, 1.0, None, None, Status.UNCHANGED, 0.1)
     cpu_up = MetricChange(*cpu, 1.0, 1.4, 1.4, None, None, Status.REGRESSED, 0.1)
     regressed = _latency(Status.REGRESSED, 1.3)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar
 
-from ..units import format_seconds
+from ..units import Unit, format_value
 
 CONFIDENCE = 0.95
 """Two-sided confidence of the intervals; REGRESSED needs the lower 2.5 % bound above the limit."""
@@ -42,24 +42,6 @@ class ChangeKind(str, Enum):
     DIFFERENCE = "difference"
 
 
-class Shown(str, Enum):
-    """How a metric's values are written in messages."""
-
-    SECONDS = "seconds"
-    PERCENT = "percent"
-    DOLLARS = "dollars"
-    NUMBER = "number"
-
-    def show(self, value: float) -> str:
-        if self is Shown.SECONDS:
-            return format_seconds(value)
-        if self is Shown.PERCENT:
-            return f"{value * 100:.3g}%"
-        if self is Shown.DOLLARS:
-            return f"${value:.4g}"
-        return f"{value:.4g}"
-
-
 @dataclass(frozen=True)
 class MetricChange:
     """One metric now against the baseline.
@@ -73,7 +55,8 @@ class MetricChange:
     name: str
     """What it is, in words ("p95 latency", "tokens per call")."""
     kind: ChangeKind
-    shown: Shown
+    unit: Unit
+    """How its values are written (seconds, a percentage, dollars, a count)."""
     baseline: float
     current: float
     change: float
@@ -89,7 +72,7 @@ class MetricChange:
     @property
     def text(self) -> str:
         """One line for a failure message: baseline vs now, change, interval, verdict."""
-        base, cur = self.shown.show(self.baseline), self.shown.show(self.current)
+        base, cur = format_value(self.baseline, self.unit), format_value(self.current, self.unit)
         text = f"{self.name} {base} -> {cur}: {format_change(self)}"
         if self.low is not None and self.high is not None:
             low, high = _fmt(self.kind, self.low), _fmt(self.kind, self.high)

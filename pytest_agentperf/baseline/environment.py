@@ -5,13 +5,13 @@ The baseline records it beside every run; the gate flags a baseline from another
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import subprocess
 from dataclasses import dataclass
 
-_GIT_TIMEOUT = 2.0
+_TIMEOUT = 2.0
+"""Seconds a helper command (git, sysctl) may take."""
 
 
 @dataclass(frozen=True)
@@ -64,16 +64,9 @@ def _cpu_model() -> str:
     except OSError:
         pass
     if platform.system() == "Darwin":
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run(
-                ["sysctl", "-n", "machdep.cpu.brand_string"],
-                capture_output=True,
-                text=True,
-                timeout=_GIT_TIMEOUT,
-                check=True,
-            ).stdout.strip()
-            if out:
-                return out[:200]
+        out = _output(["sysctl", "-n", "machdep.cpu.brand_string"])
+        if out:
+            return out[:200]
     return (platform.processor() or platform.machine() or "unknown")[:200]
 
 
@@ -90,26 +83,21 @@ def machine_info() -> Machine:
     )
 
 
-def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
-    """``git rev-parse HEAD`` in ``cwd``; None when git or the repository is unavailable."""
+def _output(args: list[str], cwd: str | os.PathLike[str] | None = None) -> str | None:
+    """What ``args`` printed (stripped), or None when it could not run, failed or hung."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=_GIT_TIMEOUT,
-            check=False,
+            args, cwd=cwd, capture_output=True, text=True, timeout=_TIMEOUT, check=False
         )
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
-    sha = out.stdout.strip()
-    if (
-        out.returncode != 0
-        or not sha
-        or len(sha) > 64
-        or not all(c in "0123456789abcdef" for c in sha)
-    ):
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
+    """``git rev-parse HEAD`` in ``cwd``; None when git or the repository is unavailable."""
+    sha = _output(["git", "rev-parse", "HEAD"], cwd)
+    if not sha or len(sha) > 64 or not all(c in "0123456789abcdef" for c in sha):
         return None
     return sha
 

@@ -23,7 +23,8 @@ import numpy as np
 
 from ..results import FloatArray, PerfResult
 from ..stats import proportion_diff_ci, ratio_ci
-from .change import ChangeKind, MetricChange, Shown, Status, ratio_status
+from ..units import Unit
+from .change import ChangeKind, MetricChange, Status, ratio_status
 
 if TYPE_CHECKING:
     from .store import BaselineRun
@@ -113,7 +114,7 @@ def latency(q: float, seed_offset: int) -> Judge:
             key=metric.key,
             name=f"p{q * 100:g} latency",
             kind=ChangeKind.RATIO,
-            shown=Shown.SECONDS,
+            unit=Unit.SECONDS,
             baseline=float(np.quantile(base, q)),
             current=float(np.quantile(cur, q)),
             change=estimate,
@@ -146,7 +147,7 @@ def error_rate(s: Sides, metric: GatedMetric) -> MetricChange | None:
         key=metric.key,
         name="error rate",
         kind=ChangeKind.DIFFERENCE,
-        shown=Shown.PERCENT,
+        unit=Unit.FRACTION,
         baseline=base.errors / base.requests,
         current=result.errors / result.requests,
         change=diff,
@@ -161,7 +162,7 @@ def _ratio(base: float, cur: float) -> float:
     return cur / base if base > 0 else (1.0 if cur <= 0 else math.inf)
 
 
-def mean_per_call(name: str, shown: Shown) -> Judge:
+def mean_per_call(name: str, unit: Unit) -> Judge:
     """Judge of a mean per call the baseline keeps (``metric.stored_as``): the ratio of the
     means against the tolerance."""
 
@@ -177,7 +178,7 @@ def mean_per_call(name: str, shown: Shown) -> Judge:
             metric.key,
             name,
             ChangeKind.RATIO,
-            shown,
+            unit,
             base,
             cur,
             ratio,
@@ -212,7 +213,7 @@ def cpu_per_call(s: Sides, metric: GatedMetric) -> MetricChange | None:
         metric.key,
         "cpu per call",
         ChangeKind.RATIO,
-        Shown.SECONDS,
+        Unit.SECONDS,
         b,
         c,
         ratio,
@@ -230,7 +231,7 @@ METRICS: tuple[GatedMetric, ...] = (
     GatedMetric("error_rate", error_rate),
     GatedMetric(
         "tokens",
-        mean_per_call("tokens per call", Shown.NUMBER),
+        mean_per_call("tokens per call", Unit.COUNT),
         column="Δtok",
         stored_as="tokens_per_call",
         measure=lambda r: r.usage.per_call.total_tokens,
@@ -239,7 +240,7 @@ METRICS: tuple[GatedMetric, ...] = (
     ),
     GatedMetric(
         "cost",
-        mean_per_call("cost per call", Shown.DOLLARS),
+        mean_per_call("cost per call", Unit.USD),
         column="Δ$",
         stored_as="cost_per_call",
         measure=lambda r: r.cost.per_call,

@@ -168,39 +168,37 @@ def thin_samples(samples: FloatArray, cap: int = MAX_SAMPLES) -> FloatArray:
     return out
 
 
+_STATS = ("p50", "p90", "p95", "p99", "min", "max", "mean", "stdev")
+"""Latency statistics an entry keeps beside ``n``, in seconds rounded to microseconds."""
+_CONTENTION_DIGITS = {
+    "interval": 6,
+    "other_cpu": 4,
+    "steal": 4,
+    "own_cpu": 4,
+    "load_avg": 3,
+    "loop_lag_p50": 6,
+    "loop_lag_p95": 6,
+    "loop_lag_max": 6,
+}
+"""Contention figures an entry keeps beside ``cores`` and ``source``, with their decimals."""
+
+
+def _stats_dict(lat: Stats) -> dict[str, float | None]:
+    return {key: _finite(getattr(lat, key), 6) for key in _STATS}
+
+
 def _contention_dict(c: Contention | None) -> dict[str, Any] | None:
     if c is None:
         return None
-    return {
-        "interval": _finite(c.interval, 6),
-        "cores": c.cores,
-        "other_cpu": _finite(c.other_cpu, 4),
-        "steal": _finite(c.steal, 4),
-        "own_cpu": _finite(c.own_cpu, 4),
-        "load_avg": _finite(c.load_avg, 3),
-        "loop_lag_p50": _finite(c.loop_lag_p50, 6),
-        "loop_lag_p95": _finite(c.loop_lag_p95, 6),
-        "loop_lag_max": _finite(c.loop_lag_max, 6),
-        "source": c.source,
-    }
+    figures = {key: _finite(getattr(c, key), d) for key, d in _CONTENTION_DIGITS.items()}
+    return {**figures, "cores": c.cores, "source": c.source}
 
 
 def run_from_result(test: str, result: PerfResult, env: Environment) -> BaselineRun:
     """The baseline entry of ``result``, the run named ``result.name`` of test ``test``."""
     lat = result.latency
     samples = thin_samples(lat.samples)
-    latency = Stats(
-        n=lat.n,
-        p50=_finite(lat.p50, 6),
-        p90=_finite(lat.p90, 6),
-        p95=_finite(lat.p95, 6),
-        p99=_finite(lat.p99, 6),
-        min=_finite(lat.min, 6),
-        max=_finite(lat.max, 6),
-        mean=_finite(lat.mean, 6),
-        stdev=_finite(lat.stdev, 6),
-        samples=samples,
-    )
+    latency = Stats(n=lat.n, **_stats_dict(lat), samples=samples)
     return BaselineRun(
         test=test,
         run=result.name,
@@ -269,14 +267,7 @@ def _run_dict(r: BaselineRun) -> dict[str, Any]:
         "contention": _contention_dict(r.contention),
         "latency": {
             "n": lat.n,
-            "p50": _finite(lat.p50, 6),
-            "p90": _finite(lat.p90, 6),
-            "p95": _finite(lat.p95, 6),
-            "p99": _finite(lat.p99, 6),
-            "min": _finite(lat.min, 6),
-            "max": _finite(lat.max, 6),
-            "mean": _finite(lat.mean, 6),
-            "stdev": _finite(lat.stdev, 6),
+            **_stats_dict(lat),
         },
         "order": "start" if r.in_order else "sorted",
         "samples": None,  # placeholder, replaced by one compact line
@@ -507,6 +498,13 @@ def _num(d: dict[str, Any], key: str, where: str, *, optional: bool = False) -> 
     return number
 
 
+def _optional_numbers(
+    d: dict[str, Any], where: str, keys: tuple[str, ...]
+) -> dict[str, float | None]:
+    """``_num`` of each of ``keys`` (each optional), by key."""
+    return {key: _num(d, key, where, optional=True) for key in keys}
+
+
 def _parse_machine(value: Any, where: str) -> Machine:
     d = _obj(value, where)
     return Machine(
@@ -564,18 +562,7 @@ def _parse_run(value: Any, where: str) -> BaselineRun:
     assert n is not None
     if samples.size > n:
         raise _fail(f"{where}.samples", f"{samples.size} samples but latency.n is {n}")
-    latency = Stats(
-        n=n,
-        p50=_num(lat, "p50", lw, optional=True),
-        p90=_num(lat, "p90", lw, optional=True),
-        p95=_num(lat, "p95", lw, optional=True),
-        p99=_num(lat, "p99", lw, optional=True),
-        min=_num(lat, "min", lw, optional=True),
-        max=_num(lat, "max", lw, optional=True),
-        mean=_num(lat, "mean", lw, optional=True),
-        stdev=_num(lat, "stdev", lw, optional=True),
-        samples=samples,
-    )
+    latency = Stats(n=n, **_optional_numbers(lat, lw, _STATS), samples=samples)
     requests = _int(d, "requests", where)
     errors = _int(d, "errors", where)
     timeouts = _int(d, "timeouts", where)
@@ -599,9 +586,7 @@ def _parse_run(value: Any, where: str) -> BaselineRun:
         commit=_text(d, "commit", where, optional=True),
         plugin_version=_text(d, "plugin_version", where, optional=True) or "unknown",
         created=_text(d, "created", where, optional=True) or "",
-        figures=MappingProxyType(
-            {name: _num(d, name, where, optional=True) for name in STORED_FIELDS}
-        ),
+        figures=MappingProxyType(_optional_numbers(d, where, STORED_FIELDS)),
         cpu_share=_num(d, "cpu_share", where, optional=True),
         contention=_parse_contention(d.get("contention"), f"{where}.contention"),
         in_order=in_order,
@@ -613,15 +598,8 @@ def _parse_contention(value: Any, where: str) -> Contention | None:
         return None
     d = _obj(value, where)
     return Contention(
-        interval=_num(d, "interval", where, optional=True),
+        **_optional_numbers(d, where, tuple(_CONTENTION_DIGITS)),
         cores=_int(d, "cores", where, optional=True),
-        other_cpu=_num(d, "other_cpu", where, optional=True),
-        steal=_num(d, "steal", where, optional=True),
-        own_cpu=_num(d, "own_cpu", where, optional=True),
-        load_avg=_num(d, "load_avg", where, optional=True),
-        loop_lag_p50=_num(d, "loop_lag_p50", where, optional=True),
-        loop_lag_p95=_num(d, "loop_lag_p95", where, optional=True),
-        loop_lag_max=_num(d, "loop_lag_max", where, optional=True),
         source=_text(d, "source", where, optional=True) or "unavailable",
     )
 
@@ -710,6 +688,12 @@ def _describe_entry(value: Any) -> str:
     return f"of test {_shown(key[0])} run {_shown(key[1])}"
 
 
+def _unreadable(name: str, exc: OSError) -> BaselineError:
+    return BaselineError(
+        f"baseline file {name} cannot be read: {exc.strerror or exc}", path=name, problem=str(exc)
+    )
+
+
 def load(path: str | os.PathLike[str]) -> Baseline | None:
     """The baseline at ``path``; None when there is no file; BaselineError when it is unusable."""
     p = Path(path)
@@ -719,11 +703,7 @@ def load(path: str | os.PathLike[str]) -> Baseline | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise BaselineError(
-            f"baseline file {name} cannot be read: {exc.strerror or exc}",
-            path=name,
-            problem=str(exc),
-        ) from exc
+        raise _unreadable(name, exc) from exc
     if not p.is_file():
         raise BaselineError(
             f"baseline file {name} is not a regular file", path=name, problem="not a regular file"
@@ -737,11 +717,7 @@ def load(path: str | os.PathLike[str]) -> Baseline | None:
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise BaselineError(
-            f"baseline file {name} cannot be read: {exc.strerror or exc}",
-            path=name,
-            problem=str(exc),
-        ) from exc
+        raise _unreadable(name, exc) from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

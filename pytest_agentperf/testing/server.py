@@ -221,6 +221,19 @@ class OpenAIServer:
 
     # -- handlers ----------------------------------------------------------------------------
 
+    def _injected_error(self, web: Any) -> Any:
+        """The error response to send instead of an answer (``error_rate``), or None."""
+        status = self._inject_error()
+        if status is None:
+            return None
+        message, kind, param = _ERROR_BODIES[status]
+        return _error(web, status, message, kind, param)
+
+    def _model(self, body: dict[str, Any]) -> str:
+        """The model the request named, else the server's own."""
+        asked = body.get("model")
+        return asked if isinstance(asked, str) and asked else self.model
+
     def _inject_error(self) -> int | None:
         with self._lock:
             self.requests += 1
@@ -249,12 +262,10 @@ class OpenAIServer:
             return _error(
                 web, 400, "'messages' is a required list.", "invalid_request_error", "messages"
             )
-        status = self._inject_error()
-        if status is not None:
-            message, kind, param = _ERROR_BODIES[status]
-            return _error(web, status, message, kind, param)
-        asked = body.get("model")
-        model = asked if isinstance(asked, str) and asked else self.model
+        injected = self._injected_error(web)
+        if injected is not None:
+            return injected
+        model = self._model(body)
         tokens = self._reply(body, ("max_completion_tokens", "max_tokens"))
         n_out = len(tokens)
         usage = _usage(count_prompt_tokens(body["messages"]), n_out)
@@ -309,12 +320,10 @@ class OpenAIServer:
         items = body.get("input") if isinstance(body, dict) else None
         if not isinstance(items, (str, list)):
             return _error(web, 400, "'input' is required.", "invalid_request_error", "input")
-        status = self._inject_error()
-        if status is not None:
-            message, kind, param = _ERROR_BODIES[status]
-            return _error(web, status, message, kind, param)
-        asked = body.get("model")
-        model = asked if isinstance(asked, str) and asked else self.model
+        injected = self._injected_error(web)
+        if injected is not None:
+            return injected
+        model = self._model(body)
         tokens = self._reply(body, ("max_output_tokens",))
         n_in = (
             count_prompt_tokens([{"role": "user", "content": items}])
