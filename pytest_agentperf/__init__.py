@@ -26,6 +26,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .integrations.openai import instrument as instrument_openai
+    from .record import Finding, RunRecord, RunStatus
     from .results import PerfResult
     from .usage import record_usage
 
@@ -33,7 +34,10 @@ moved.install(__name__)
 
 _LAZY = {
     "instrument_openai": ("integrations.openai", "instrument"),
+    "Finding": ("record", "Finding"),
     "PerfResult": ("results", "PerfResult"),
+    "RunRecord": ("record", "RunRecord"),
+    "RunStatus": ("record", "RunStatus"),
     "record_usage": ("usage", "record_usage"),
 }
 """Public names whose modules load numpy: imported on first use, so that importing the
@@ -59,9 +63,12 @@ __all__ = [
     "AgentPerfWarning",
     "BaselineError",
     "BudgetExceeded",
+    "Finding",
     "PerfResult",
     "PricingError",
     "RegressionDetected",
+    "RunRecord",
+    "RunStatus",
     "SettingsError",
     "UsageError",
     "__version__",

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import __version__
+from . import report as reports
 from .errors import AgentPerfWarning, PricingError, SettingsError
 from .options import DEFAULT_BASELINE_PATH, MARKER, REGRESSION_MODES, parse_scale
-from .report import WRITERS, WriterEntry
 from .units import Unit, parse
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="F",
         help="multiply requests= and duration= of every run by F (e.g. 0.1 for a smoke run)",
     )
-    for entry in WRITERS:  # one option per report writer that has one
+    for entry in reports.WRITERS:  # one option per report writer that has one
         if entry.option:
             group.addoption(entry.option, metavar=entry.metavar, default=None, help=entry.help)
     group.addoption(
@@ -126,7 +126,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         collector = _Collector(config)
         config.pluginmanager.register(collector, "agentperf-collector")
-        for entry in WRITERS:
+        for entry in reports.WRITERS:
             if entry.dest is None or config.getoption(entry.dest):
                 writer = _WriterHook(entry, collector)
                 config.pluginmanager.register(writer, f"agentperf-writer-{entry.name}")
@@ -471,10 +471,10 @@ class _Collector:
 
 
 class _WriterHook:
-    """One report writer (``report.WRITERS``) as an implementation of
+    """One report writer (``reports.WRITERS``) as an implementation of
     ``pytest_agentperf_session_finished``: the way a conftest.py adds an output."""
 
-    def __init__(self, entry: WriterEntry, collector: _Collector) -> None:
+    def __init__(self, entry: reports.WriterEntry, collector: _Collector) -> None:
         self.entry = entry
         self.collector = collector
 

@@ -22,7 +22,7 @@ class WriterEntry:
 
     name: str
     module: str
-    """Module under ``pytest_agentperf.report`` defining ``create``."""
+    """The module defining ``create``, by its full name (``pytest_agentperf.report.json``)."""
     option: str | None = None
     """Command-line option giving the writer its value (a path); None: always on."""
     metavar: str = "PATH"
@@ -36,16 +36,16 @@ class WriterEntry:
 
     def factory(self) -> WriterFactory:
         """The module's ``create`` (imports the module)."""
-        module = importlib.import_module(f"{__name__}.{self.module}")
+        module = importlib.import_module(self.module)
         create: WriterFactory = module.create
         return create
 
 
 WRITERS: tuple[WriterEntry, ...] = (
-    WriterEntry("terminal", "terminal"),
+    WriterEntry("terminal", f"{__name__}.terminal"),
     WriterEntry(
         "json",
-        "json",
+        f"{__name__}.json",
         option="--agentperf-json",
         help="write every run of every perf test to PATH as JSON",
     ),
