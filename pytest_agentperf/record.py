@@ -14,6 +14,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .baseline.change import Status
 from .codec import from_jsonable, to_jsonable
 from .pricing import CostProjection
 from .results import PerfResult
@@ -118,6 +119,16 @@ class RunRecord:
         return from_jsonable(cls, data, "record")
 
 
+_FROM_COMPARISON = {
+    Status.REGRESSED: RunStatus.REGRESSED,
+    Status.INCONCLUSIVE: RunStatus.INCONCLUSIVE,
+    Status.IMPROVED: RunStatus.IMPROVED,
+    Status.NEW: RunStatus.NEW,
+    Status.NOT_COMPARABLE: RunStatus.NOT_COMPARABLE,
+}
+"""A comparison's verdict as the run's status (UNCHANGED is PASS)."""
+
+
 def status_of(result: PerfResult) -> RunStatus:
     """The worst that applies: ABORTED, then FAIL (a broken budget), then the comparison's
     verdict (UNCHANGED is PASS), else PASS."""
@@ -126,6 +137,6 @@ def status_of(result: PerfResult) -> RunStatus:
     if not result.passed:
         return RunStatus.FAIL
     comparison = result.comparison
-    if comparison is None or comparison.status.value == "UNCHANGED":
+    if comparison is None or comparison.status not in _FROM_COMPARISON:
         return RunStatus.PASS
-    return RunStatus(comparison.status.value)
+    return _FROM_COMPARISON[comparison.status]

@@ -94,7 +94,7 @@ def test_a_regression_seen_only_on_a_busy_machine_is_inconclusive() -> None:
     )
     assert busy.busy is not None and busy.busy.startswith(BUSY_FLAG)
     assert busy.busy in [f.text for f in busy.flags]
-    assert "INCONCLUSIVE" in busy.get("p50").describe() and busy.busy in busy.get("p50").describe()
+    assert "INCONCLUSIVE" in busy.metrics["p50"].text and busy.busy in busy.metrics["p50"].text
     data = json.loads(json.dumps(to_jsonable(busy)))
     assert data["busy"] == busy.busy
     assert data["metrics"]["p95"]["note"] == busy.busy

@@ -80,10 +80,6 @@ class MetricChange:
         text = f"{text} {self.status.value}, tolerance {_tolerance_text(self)}"
         return f"{text} ({self.note})" if self.note else text
 
-    def describe(self) -> str:
-        """``text``: baseline vs now, change, interval and verdict in one line."""
-        return self.text
-
     @property
     def change_text(self) -> str:
         """The change with its interval, short, for tables: "+12% [+5%, +20%]"."""
