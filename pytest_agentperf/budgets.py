@@ -255,6 +255,36 @@ def evaluate(budgets: Mapping[str, float], result: PerfResult) -> tuple[BudgetCh
     return tuple(checks)
 
 
+def sample_floor(budgets: Mapping[str, float]) -> int:
+    """Calls the percentile budgets of ``budgets`` need for 95 % confidence (59 for a p95,
+    299 for a p99); 0 without one."""
+    floors = [
+        min_samples_for(BUDGETS[name].percentile or 0.0)
+        for name in budgets
+        if (BUDGETS[name].percentile or 0.0) > 50
+    ]
+    return max(floors, default=0)
+
+
+def _more_samples(result: PerfResult) -> str:
+    """What to raise for more samples, in the run's mode."""
+    shape = result.shape
+    if shape.duration is not None:
+        more = "rate=" if shape.rate is not None else "concurrency="
+        return f"Raise duration= (or {more}) to trust it."
+    return "Raise requests= to trust it."
+
+
+def all_failed(result: PerfResult) -> bool:
+    """Every measured call failed and no ``error_rate`` budget says that may be so: the run
+    measured nothing, and fails (status ERROR) unless ``check=False``."""
+    return (
+        result.requests > 0
+        and result.errors == result.requests
+        and not any(b.name == "error_rate" for b in result.budgets)
+    )
+
+
 def small_sample_warnings(budgets: Mapping[str, float], result: PerfResult) -> list[str]:
     """Warnings for percentile budgets checked on fewer samples than they need."""
     out = []
@@ -267,7 +297,7 @@ def small_sample_warnings(budgets: Mapping[str, float], result: PerfResult) -> l
         if 0 < n < need:
             out.append(
                 f"{name} budget checked on {n} samples; a p{spec.percentile:g} needs at least "
-                f"{need} for 95% confidence. Raise requests= to trust it."
+                f"{need} for 95% confidence. {_more_samples(result)}"
             )
     return out
 
@@ -276,6 +306,14 @@ def raise_if_broken(result: PerfResult) -> None:
     """Raise BudgetExceeded listing every broken budget of ``result``."""
     __tracebackhide__ = True
     broken = tuple(b.message for b in result.budgets if not b.passed)
+    if not broken and not result.aborted and all_failed(result):
+        first = result.error_messages[0] if result.error_messages else "(no message)"
+        message = (
+            f"every measured call of run {result.name!r} failed ({result.errors} of "
+            f"{result.requests}), so nothing was measured; first error: {first}. Set an "
+            "error_rate budget (e.g. error_rate='100%') or pass check=False if that is expected"
+        )
+        raise BudgetExceeded(message, (message,))
     if broken or result.aborted:
         n = len(broken)
         if n:

@@ -49,6 +49,10 @@ class _RunSetup:
     progress: ProgressSink | None
 
 
+DEFAULT_RUN_NAME = "default"
+"""The name of a run made without ``name=``."""
+
+
 def check_run_name(name: object) -> None:
     """Raise SettingsError unless ``name`` is a usable run name: a non-empty ``str`` that can be
     written as UTF-8 (no lone surrogates) and holds no control characters (it is shown in the
@@ -59,8 +63,8 @@ def check_run_name(name: object) -> None:
         )
     if not name.strip():
         raise SettingsError(
-            f"name={name!r}: a run name must not be empty; leave name= out to use the "
-            "function's name",
+            f"name={name!r}: a run name must not be empty; leave name= out for the test's "
+            "default run",
             key="name",
         )
     try:
@@ -108,13 +112,13 @@ class AgentPerf:
         """The settings a run would use: marker, then ``overrides``, scaled by the session."""
         return parse_settings(*self._layers, overrides).scaled(self._pipeline.scale)
 
-    def _name(self, name: str | None, fn: Any) -> str:
+    def _name(self, name: str | None) -> str:
+        """``name``, or "default" for a run not named, made unique within the test ("-2",
+        "-3", ...). Not the function's name: wrapping the agent differently (a lambda, a
+        class) must not turn its baseline entry into a new one."""
         if name is not None:
             check_run_name(name)
-            base = name
-        else:
-            default = getattr(fn, "__name__", None)
-            base = default if isinstance(default, str) and default else type(fn).__name__
+        base = DEFAULT_RUN_NAME if name is None else name
         unique, k = base, 2
         while unique in self._names:
             unique, k = f"{base}-{k}", k + 1
@@ -128,9 +132,9 @@ class AgentPerf:
         factory = self._pipeline.progress
         return factory(f"{self._test_id}[{name}]") if factory else None
 
-    def _prepare(self, fn: Any, name: str | None, overrides: dict[str, Any]) -> _RunSetup:
+    def _prepare(self, name: str | None, overrides: dict[str, Any]) -> _RunSetup:
         settings = self.settings(**overrides)
-        run_name = self._name(name, fn)
+        run_name = self._name(name)
         observers = self._observers(settings)
         sink = self._progress(run_name)
         _with_live_window(sink, observers)
@@ -147,7 +151,7 @@ class AgentPerf:
     ) -> PerfResult:
         """Run ``fn`` under load from a sync test and check its budgets."""
         __tracebackhide__ = True
-        setup = self._prepare(fn, name, settings)
+        setup = self._prepare(name, settings)
         with langchain_hook():
             raw = run_load(
                 fn, inputs, setup.settings, observers=setup.observers, progress=setup.progress
@@ -167,7 +171,7 @@ class AgentPerf:
     ) -> PerfResult:
         """Run ``fn`` under load from an async test and check its budgets."""
         __tracebackhide__ = True
-        setup = self._prepare(fn, name, settings)
+        setup = self._prepare(name, settings)
         with langchain_hook():
             raw = await arun_load(
                 fn, inputs, setup.settings, observers=setup.observers, progress=setup.progress

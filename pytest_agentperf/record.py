@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .baseline.change import Status
+from .budgets import all_failed
 from .codec import from_jsonable, to_jsonable
 from .pricing import CostProjection
 from .results import PerfResult
@@ -41,7 +42,8 @@ class RunStatus(str, Enum):
     NEW = "NEW"
     NOT_COMPARABLE = "NOT COMPARABLE"
     ERROR = "ERROR"
-    """The run could not be measured at all."""
+    """Every measured call failed, so nothing was measured (unless an ``error_rate`` budget
+    says that may be so)."""
 
     def __str__(self) -> str:
         return self.value
@@ -130,10 +132,13 @@ _FROM_COMPARISON = {
 
 
 def status_of(result: PerfResult) -> RunStatus:
-    """The worst that applies: ABORTED, then FAIL (a broken budget), then the comparison's
-    verdict (UNCHANGED is PASS), else PASS."""
+    """The worst that applies: ABORTED, then ERROR (every call failed, no ``error_rate``
+    budget), then FAIL (a broken budget), then the comparison's verdict (UNCHANGED is PASS),
+    else PASS."""
     if result.aborted:
         return RunStatus.ABORTED
+    if all_failed(result):
+        return RunStatus.ERROR
     if not result.passed:
         return RunStatus.FAIL
     comparison = result.comparison

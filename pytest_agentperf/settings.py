@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from .budgets import BUDGETS, inverted, judged_early
+from .budgets import BUDGETS, inverted, judged_early, sample_floor
 from .errors import SettingsError
 from .results import LoadShape
 from .units import Unit, format_seconds, format_value, parse
@@ -232,6 +232,9 @@ def parse_settings(*layers: Mapping[str, Any]) -> Settings:
             key=low,
         )
     kw["budgets"] = MappingProxyType(budgets)
+    if "requests" not in merged and kw.get("duration") is None:
+        # a first test with p95= must not warn about its own default call count
+        kw["requests"] = max(DEFAULT_REQUESTS, sample_floor(budgets))
     if merged.get("abort_on") is not None:
         kw["abort_on"] = _abort_on(merged["abort_on"], budgets)
     return Settings(**kw)

@@ -355,7 +355,7 @@ def test_abort_on_stops_the_run_and_says_why(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, failed=3)
     result.stdout.fnmatch_lines_random(
         [
-            "*BudgetExceeded: 1 budget exceeded in run 'failing_half_way':",
+            "*BudgetExceeded: 1 budget exceeded in run 'default':",
             "*aborted after * calls: error rate * > budget 5% (99% lower bound *)",
             "*error rate * > budget 5% (n=*)",
             "*test_stops_early *ABORTED*",

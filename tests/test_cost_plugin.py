@@ -63,7 +63,7 @@ def test_cost_budget_broken(agents: pytest.Pytester) -> None:
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*BudgetExceeded: 2 budgets exceeded in run 'priced':",
+            "*BudgetExceeded: 2 budgets exceeded in run 'default':",
             "*cost per call $0.00027 > budget $0.0001 (n=5)",
             "*tokens per call 1200 > budget 1000 (n=5)",
         ]
@@ -92,7 +92,7 @@ def test_unknown_model_fails_a_cost_budget_with_the_hint(agents: pytest.Pytester
             "agentperf_prices*"
         ]
     )
-    result.stdout.fnmatch_lines(["*test_agent*[[]local[]]*1,200*-*FAIL cost_per_call*"])
+    result.stdout.fnmatch_lines(["*test_agent*[[]default-2[]]*1,200*-*FAIL cost_per_call*"])
 
 
 def test_price_override_file_from_the_ini(agents: pytest.Pytester) -> None:
@@ -184,8 +184,8 @@ def test_whatif_and_monthly_projection(agents: pytest.Pytester) -> None:
         from agents import priced, local
 
         def test_agent(agentperf):
-            agentperf.run(priced, requests=4)
-            agentperf.run(local, requests=4)
+            agentperf.run(priced, requests=4, name="priced")
+            agentperf.run(local, requests=4, name="local")
         """
     )
     result = agents.runpytest(

@@ -363,8 +363,8 @@ def test_leaking_agent_fails_its_memory_budget_end_to_end(pytester: pytest.Pytes
             "*test_leak *FAIL memory_per_1k_calls*",
         ]
     )
-    runs = {r["name"]: r["result"] for r in json.loads(out.read_text())["runs"]}
-    leak = runs["leaky"]["memory"]
+    runs = {r["nodeid"]: r["result"] for r in json.loads(out.read_text())["runs"]}
+    leak = runs["test_leaky.py::test_leak"]["memory"]
     assert 50.0 < leak["per_1k_calls"] < 500.0  # 200 MB per 1k calls leaked
     assert leak["rss_delta_mb"] > 15.0
     top = leak["top_allocations"][0]
@@ -373,8 +373,8 @@ def test_leaking_agent_fails_its_memory_budget_end_to_end(pytester: pytest.Pytes
     )
     assert top["location"].endswith(f"test_leaky.py:{line}")
     assert top["count"] >= 20
-    assert abs(runs["clean"]["memory"]["per_1k_calls"]) < 50.0
-    assert sum(w["calls"] for w in runs["clean"]["windows"]) == 200
+    assert abs(runs["test_leaky.py::test_clean"]["memory"]["per_1k_calls"]) < 50.0
+    assert sum(w["calls"] for w in runs["test_leaky.py::test_clean"]["windows"]) == 200
 
 
 def test_profile_agent_drains_streams_and_cycles_inputs() -> None:

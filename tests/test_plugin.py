@@ -125,7 +125,7 @@ def test_broken_budgets_fail_with_every_limit_and_value(agents: pytest.Pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*BudgetExceeded: 2 budgets exceeded in run 'boom':*",
+            "*BudgetExceeded: 2 budgets exceeded in run 'default':*",
             "*p50 latency * > budget 1 µs (n=10)*",
             "*error rate 50% > budget 1% (n=20)*",
             "*test_slow*FAIL p50, error_rate*",
@@ -250,7 +250,7 @@ def test_small_sample_warning_names_the_test(agents: pytest.Pytester) -> None:
     assert result.stdout.str().count("AgentPerfWarning:") == 2
     result.stdout.fnmatch_lines(
         [
-            "*AgentPerfWarning: *test_few [[]fast_sync]: p99 budget checked on 20 samples;"
+            "*AgentPerfWarning: *test_few [[]default]: p99 budget checked on 20 samples;"
             " a p99 needs at least 299*",
             "*test_marked_without_fixture is marked agent_perf but does not use the agentperf*",
         ]

@@ -1,0 +1,165 @@
+"""A new user's first hour (issue 12): defaults that do not mislead."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_agentperf.settings import DEFAULT_REQUESTS, parse_settings
+
+pytest_plugins = ["pytester"]
+
+AGENTS = """
+import time
+
+
+def broken(x=None):
+    raise ConnectionError("upstream refused the connection")
+
+
+def fast(x=None):
+    time.sleep(0.001)
+    return x
+
+
+class Wrapper:
+    def __call__(self, x=None):
+        return fast(x)
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(agents=AGENTS)
+    pytester.syspathinsert()
+    return pytester
+
+
+def test_a_run_in_which_every_call_failed_fails_naming_the_first_error(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(
+        test_perf="""
+        import pytest
+        from agents import broken
+
+        @pytest.mark.agent_perf(requests=5, warmup=0)
+        def test_down(agentperf):
+            agentperf.run(broken)
+
+        @pytest.mark.agent_perf(requests=5, warmup=0, error_rate="100%")
+        def test_allowed(agentperf):
+            agentperf.run(broken)
+
+        @pytest.mark.agent_perf(requests=5, warmup=0)
+        def test_unchecked(agentperf):
+            r = agentperf.run(broken, check=False)
+            assert r.errors == 5
+        """
+    )
+    result = project.runpytest("--agentperf-json=perf.json")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*BudgetExceeded: every measured call of run 'default' failed (5 of 5), so nothing "
+            "was measured; first error: ConnectionError: upstream refused the connection*",
+        ]
+    )
+    doc = json.loads(project.path.joinpath("perf.json").read_text())
+    runs = {r["nodeid"].split("::")[1]: r for r in doc["runs"]}
+    assert runs["test_down"]["status"] == "ERROR"
+    assert runs["test_unchecked"]["status"] == "ERROR"  # not raised, but still not a pass
+    assert runs["test_allowed"]["status"] == "PASS"  # the user said every call may fail
+
+
+@pytest.mark.parametrize(
+    ("settings", "requests"),
+    [
+        ({"p95": "1s"}, 59),
+        ({"p99": "1s", "p95": "1s"}, 299),
+        ({"p90": "1s"}, 29),  # min_samples_for(90): more than the default 20
+        ({"p50": "1s"}, DEFAULT_REQUESTS),
+        ({}, DEFAULT_REQUESTS),
+        ({"p99": "1s", "requests": 10}, 10),  # the user's count is kept
+        ({"p99": "1s", "duration": "5s"}, None),  # a duration run counts no calls
+    ],
+)
+def test_the_default_call_count_is_enough_for_the_percentile_budgets(
+    settings: dict[str, object], requests: int | None
+) -> None:
+    assert parse_settings(settings).requests == requests
+
+
+def test_a_first_test_with_a_p95_budget_does_not_warn_about_itself(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(
+        test_perf="""
+        import pytest
+        from agents import fast
+
+        @pytest.mark.agent_perf(p95="5s", warmup=0)
+        def test_first(agentperf):
+            r = agentperf.run(fast)
+            assert r.requests == 59
+        """
+    )
+    result = project.runpytest("-W", "error::pytest_agentperf.AgentPerfWarning")
+    result.assert_outcomes(passed=1)
+
+
+def test_the_small_sample_advice_fits_the_mode(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_perf="""
+        import pytest
+        from agents import fast
+
+        @pytest.mark.agent_perf(duration="0.2s", p99="5s", warmup=0)
+        def test_closed(agentperf):
+            agentperf.run(fast)
+
+        @pytest.mark.agent_perf(duration="0.2s", rate=50, p99="5s", warmup=0)
+        def test_open(agentperf):
+            agentperf.run(fast)
+
+        @pytest.mark.agent_perf(requests=10, p99="5s", warmup=0)
+        def test_counted(agentperf):
+            agentperf.run(fast)
+        """
+    )
+    result = project.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_closed [[]default]: p99 budget checked on * Raise duration= (or concurrency=)*",
+            "*test_open [[]default]: p99 budget checked on * Raise duration= (or rate=)*",
+            "*test_counted [[]default]: p99 budget checked on 10 samples*Raise requests=*",
+        ]
+    )
+
+
+def test_wrapping_the_agent_differently_keeps_its_baseline_entry(
+    project: pytest.Pytester,
+) -> None:
+    """An unnamed run is the test's "default" run, whatever the callable is called."""
+    test = """
+        import pytest
+        from agents import fast, Wrapper
+
+        @pytest.mark.agent_perf(requests=30, warmup=0)
+        def test_agent(agentperf):
+            agentperf.run({agent})
+    """
+    project.makepyfile(test_perf=test.format(agent="fast"))
+    project.runpytest("--agentperf-baseline").assert_outcomes(passed=1)
+    saved = json.loads(project.path.joinpath(".agentperf", "baseline.json").read_text())
+    keys = [(r["test"], r["run"]) for r in saved["runs"]]
+    assert keys == [("test_perf.py::test_agent", "default")]
+    for agent in ("lambda x=None: fast(x)", "Wrapper()"):
+        project.makepyfile(test_perf=test.format(agent=agent))
+        result = project.runpytest("--agentperf-regression=warn")
+        result.assert_outcomes(passed=1)
+        out = result.stdout.str()
+        assert "0 new" in out and "0 missing" in out, out
