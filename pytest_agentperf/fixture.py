@@ -211,7 +211,11 @@ class AgentPerf:
             monthly_calls=self._pipeline.monthly_calls,
         )
         record = RunRecord.of(
-            self._test_id, result, warnings=tuple(warnings), cost_projection=projection
+            self._test_id,
+            result,
+            warnings=tuple(warnings),
+            cost_projection=projection,
+            checked=check,
         )
         self.results.append(result)
         self.records.append(record)

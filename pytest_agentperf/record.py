@@ -73,6 +73,8 @@ class RunRecord:
     """Warnings about the run (e.g. too few calls for a percentile budget)."""
     findings: tuple[Finding, ...] = ()
     cost_projection: CostProjection | None = None
+    checked: bool = True
+    """False for a run made with ``check=False``: a broken budget was not raised."""
 
     @classmethod
     def of(
@@ -82,6 +84,7 @@ class RunRecord:
         *,
         warnings: tuple[str, ...] = (),
         cost_projection: CostProjection | None = None,
+        checked: bool = True,
     ) -> RunRecord:
         """The record of ``result``, its status worked out from its budgets and comparison."""
         return cls(
@@ -91,6 +94,7 @@ class RunRecord:
             result=result,
             warnings=warnings,
             cost_projection=cost_projection,
+            checked=checked,
         )
 
     @property
