@@ -6,10 +6,11 @@ dataclass's type hints. A new field therefore travels through the xdist boundary
 report and ``RunRecord.from_dict`` with no code of its own.
 
 Conventions: floats that are not finite are written as None (and read back as NaN where the
-field is a plain ``float``); numpy arrays (latency samples) are written as lists rounded to
-microseconds, cut to at most ``limit`` evenly spaced samples as arrays first, so only what is
-written becomes Python floats; an enum is written as its value; a class may name properties to
-write beside its fields in ``JSON_PROPERTIES`` (they are ignored when reading).
+field is a plain ``float``, so an infinite ratio comes back as NaN, still "not finite"); numpy
+arrays (latency samples) are written as lists rounded to microseconds, cut to at most ``limit``
+evenly spaced samples as arrays first, so only what is written becomes Python floats; an enum is
+written as its value; a class may name properties to write beside its fields in
+``JSON_PROPERTIES`` (they are ignored when reading).
 """
 
 from __future__ import annotations
