@@ -119,7 +119,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     # Options are checked here, so that a bad one stops the session at once; the state that
     # runs need (pipeline_of, gate_of) is built when the first perf test asks for it.
-    _scale(config)
+    if _scale(config) != 1.0 and config.getoption("agentperf_baseline"):
+        raise pytest.UsageError(
+            "--agentperf-scale with --agentperf-baseline: a scaled run must not replace a full "
+            "one in the baseline; record the baseline without --agentperf-scale"
+        )
     _tolerance(config)
     if _cost_options_given(config):  # reads the user's price file: only when one is named
         config.stash[cost_key] = _cost_options(config)
@@ -222,7 +226,21 @@ def _gate_options(config: pytest.Config) -> GateOptions:
         tolerance=_tolerance(config),
         mode=config.getoption("agentperf_regression"),
         root=config.rootpath,
+        scale=_scale(config),
+        workers=xdist_workers(config),
     )
+
+
+def xdist_workers(config: pytest.Config) -> int | None:
+    """pytest-xdist workers of this session: 0 without xdist, None when it cannot be told."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # a worker: the controller told it how many there are
+        count = workerinput.get("workercount")
+        return count if isinstance(count, int) else None
+    if config.pluginmanager.get_plugin("dsession") is None:  # xdist absent or -n 0 / -p no:xdist
+        return 0
+    count = getattr(config.option, "numprocesses", None)  # resolved to a number by xdist
+    return count if isinstance(count, int) else None
 
 
 def _is_controller_terminal(config: pytest.Config) -> bool:

@@ -163,3 +163,43 @@ def test_wrapping_the_agent_differently_keeps_its_baseline_entry(
         result.assert_outcomes(passed=1)
         out = result.stdout.str()
         assert "0 new" in out and "0 missing" in out, out
+
+
+SAME_TEST = """
+import pytest
+from agents import fast
+
+@pytest.mark.agent_perf(requests=40, warmup=0)
+def test_agent(agentperf):
+    agentperf.run(fast)
+"""
+
+
+def test_a_scaled_run_never_replaces_the_baseline_and_is_not_compared(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(test_perf=SAME_TEST)
+    refused = project.runpytest("--agentperf-scale=0.5", "--agentperf-baseline")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*a scaled run must not replace a full one*"])
+    assert not project.path.joinpath(".agentperf", "baseline.json").exists()
+    project.runpytest("--agentperf-baseline").assert_outcomes(passed=1)
+    scaled = project.runpytest("--agentperf-scale=0.5", "--agentperf-json=perf.json")
+    scaled.assert_outcomes(passed=1)
+    scaled.stdout.fnmatch_lines(["*: scaled by --agentperf-scale=0.5: not compared"])
+    assert "re-record" not in scaled.stdout.str()
+    (run,) = json.loads(project.path.joinpath("perf.json").read_text())["runs"]
+    assert run["status"] == "NOT COMPARABLE"
+
+
+def test_the_xdist_worker_count_is_recorded_and_a_change_is_flagged(
+    project: pytest.Pytester,
+) -> None:
+    pytest.importorskip("xdist")
+    project.makepyfile(test_perf=SAME_TEST)
+    project.runpytest_subprocess("-n", "2", "--agentperf-baseline").assert_outcomes(passed=1)
+    saved = json.loads(project.path.joinpath(".agentperf", "baseline.json").read_text())
+    assert saved["runs"][0]["machine"]["workers"] == 2
+    result = project.runpytest("-p", "no:xdist", "--agentperf-regression=warn")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["note: baseline from another machine: xdist workers 2 -> 0"])

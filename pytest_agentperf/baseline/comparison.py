@@ -241,6 +241,11 @@ def _one_sided_flags(result: PerfResult, baseline: BaselineRun) -> list[Flag]:
     return flags
 
 
+def not_compared(reason: str, tolerance: float = DEFAULT_TOLERANCE) -> Comparison:
+    """NOT COMPARABLE for a reason other than the baseline (e.g. a scaled run)."""
+    return Comparison(Status.NOT_COMPARABLE, tolerance, messages=(reason,))
+
+
 def compare(
     result: PerfResult,
     baseline: BaselineRun | None,
@@ -347,5 +352,6 @@ __all__ = [
     "compare",
     "format_change",
     "judge_contention",
+    "not_compared",
     "shape_differences",
 ]

@@ -25,12 +25,16 @@ class Machine:
     python: str = "unknown"
     implementation: str = "unknown"
     platform: str = "unknown"
+    workers: int | None = None
+    """pytest-xdist workers of the session that measured (0: no xdist; None: not recorded,
+    as in baselines written before it was)."""
 
     def differences(self, other: Machine) -> tuple[str, ...]:
         """What differs between ``self`` (baseline) and ``other`` (now), one phrase each.
 
         Compared: CPU model, core count, OS and architecture, Python implementation and
-        major.minor version. Kernel and patch releases are recorded but not compared.
+        major.minor version, and the number of pytest-xdist workers (when both are known).
+        Kernel and patch releases are recorded but not compared.
         """
         out = []
         if self.cpu != other.cpu:
@@ -43,6 +47,8 @@ class Machine:
         theirs = (other.implementation, ".".join(other.python.split(".")[:2]))
         if mine != theirs:
             out.append(f"Python {' '.join(mine)} -> {' '.join(theirs)}")
+        if self.workers is not None and other.workers is not None and self.workers != other.workers:
+            out.append(f"xdist workers {self.workers} -> {other.workers}")
         return tuple(out)
 
 

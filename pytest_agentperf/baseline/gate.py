@@ -19,7 +19,7 @@ from ..record import RunRecord
 from ..results import PerfResult
 from ..settings import Settings
 from .change import Status
-from .comparison import DEFAULT_TOLERANCE, FlagKind, compare
+from .comparison import DEFAULT_TOLERANCE, FlagKind, compare, not_compared
 from .environment import Environment, Machine, current_environment, machine_info
 from .store import Baseline, SaveResult, load, run_from_result, save
 
@@ -37,6 +37,11 @@ class GateOptions:
     tolerance: float = DEFAULT_TOLERANCE
     mode: str = "fail"
     root: Path | None = None
+    scale: float = 1.0
+    """``--agentperf-scale``: a scaled run is not compared (its shape differs on purpose)."""
+    workers: int | None = 0
+    """pytest-xdist workers of the session (0 without xdist, None when unknown): recorded with
+    the machine, and a change is flagged like a machine change."""
 
 
 class BaselineGate:
@@ -60,14 +65,18 @@ class BaselineGate:
 
     @property
     def machine(self) -> Machine:
+        """This machine, with the session's xdist worker count."""
         if self._machine is None:
-            self._machine = machine_info()
+            self._machine = replace(machine_info(), workers=self.options.workers)
         return self._machine
 
     def after_run(self, test_id: str, result: PerfResult, settings: Settings) -> PerfResult:
         """Attach the comparison with the baseline run (same test id and run name)."""
         if self.baseline is None:
             return result
+        if self.options.scale != 1.0:
+            scaled = f"scaled by --agentperf-scale={self.options.scale:g}: not compared"
+            return replace(result, comparison=not_compared(scaled))
         tolerance = settings.tolerance if settings.tolerance is not None else self.options.tolerance
         comparison = compare(
             result,
@@ -102,6 +111,7 @@ class BaselineGate:
         Aborted runs are not saved: a baseline is a full run of the load shape.
         """
         env: Environment = current_environment(cwd)
+        env = replace(env, machine=replace(env.machine, workers=self.options.workers))
         entries = [
             run_from_result(r.nodeid, r.result, env) for r in records if not r.result.aborted
         ]

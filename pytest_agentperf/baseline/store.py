@@ -244,6 +244,7 @@ def _machine_dict(m: Machine) -> dict[str, Any]:
         "python": m.python,
         "implementation": m.implementation,
         "platform": m.platform,
+        "workers": m.workers,
     }
 
 
@@ -515,6 +516,7 @@ def _parse_machine(value: Any, where: str) -> Machine:
         python=_text(d, "python", where) or "unknown",
         implementation=_text(d, "implementation", where) or "unknown",
         platform=_text(d, "platform", where) or "unknown",
+        workers=_int(d, "workers", where, optional=True, limit=100_000),
     )
 
 
