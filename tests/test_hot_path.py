@@ -137,7 +137,7 @@ def test_the_monitor_abandons_an_expired_call_and_its_worker_sees_it() -> None:
     assert worker.flight == {0: 10.0} and not worker.abandoned
     pool.check_timeouts(11.5)  # expired: taken and abandoned
     assert worker.flight == {} and worker.abandoned
-    assert len(pool.state.extra) == 1 and pool.state.extra.status[0] == 2  # TIMEOUT
+    assert len(pool.state.extra) == 1 and list(pool.state.extra.failed_status) == [2]  # TIMEOUT
     assert worker.flight.pop(0, None) is None and not pool._reclaim(worker)
     pool.check_timeouts(20.0)  # an abandoned worker is not counted twice
     assert len(pool.state.extra) == 1

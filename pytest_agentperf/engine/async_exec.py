@@ -50,18 +50,49 @@ async def _calls(
     """Make calls and append their rows to ``log``: the one call ``one`` (index, intended
     start), or, closed loop, calls claimed from ``state`` until the run is over.
 
-    A closed-loop worker makes all its calls in this one coroutine (no coroutine per call), and
-    a call's start is taken right before the agent is called, its end right after it returns:
-    the scope and context-variable set-up and the bookkeeping stay outside the two timestamps.
+    A closed-loop worker makes all its calls in this one coroutine (no coroutine per call),
+    with one usage scope set for all of them (see ``CallScope``).
+    """
+    scope = CallScope()
+    token = CURRENT_SCOPE.set(scope)
+    try:
+        await _loop(plan, state, slot, log, measured, kinds, one, scope)
+    finally:
+        # try/except, not contextlib.suppress: free on the normal path (no context manager)
+        try:  # noqa: SIM105
+            CURRENT_SCOPE.reset(token)
+        except ValueError:  # a coroutine closed by the GC runs in no context of its own
+            pass
+
+
+async def _loop(
+    plan: Plan,
+    state: RunState,
+    slot: _Slot,
+    log: CallLog,
+    measured: bool,
+    kinds: tuple[KindCache, KindCache],
+    one: tuple[int, float] | None,
+    scope: CallScope,
+) -> None:
+    """``_calls`` without its set-up: the hot path.
+
+    A call's start is taken right before the agent is called, its end right after it returns;
+    the bookkeeping stays outside the two timestamps. A plain call that returned None and
+    recorded nothing costs two appends (``log.start``, ``log.end``).
     """
     target = plan.target
     bare = target.bare
     call = target.call
+    input_for = target.input_for
+    coroutine = target.coroutine
     allow_empty = plan.settings.allow_empty
     model = plan.settings.model
     first, second = kinds
     t0 = state.t0
     claim = state.claim
+    add_start = log.start.append
+    add_end = log.end.append
     perf = time.perf_counter
     t_int = 0.0
     while True:
@@ -71,28 +102,33 @@ async def _calls(
                 return
         else:
             i, t_int = one
-        scope = CallScope()
-        token = CURRENT_SCOPE.set(scope)
         error: str | None = None
         stream: StreamTimes | None = None
         value: Any = None
         start = 0.0
         try:
             if bare is None:
-                x = target.input_for(i)
+                x = input_for(i)
                 slot.start = start = perf()
                 value = call(x)
             else:
                 slot.start = start = perf()
                 value = bare()
-            kind = first.kind if type(value) is first.cls else first.detect(value)
-            if kind in (PLAIN, AWAITABLE):
+            if coroutine:  # an async def function: its coroutine needs no check
                 value = await value
                 end = perf()
-                kind = second.kind if type(value) is second.cls else second.detect(value)
+                kind = PLAIN
             else:
-                end = perf()
-            if kind in (ASYNC_STREAM, SYNC_STREAM):
+                kind = first.kind if type(value) is first.cls else first.detect(value)
+                if kind == AWAITABLE or kind == PLAIN:  # noqa: PLR1714 (two compares beat a tuple)
+                    value = await value
+                    end = perf()
+                    kind = PLAIN
+                else:
+                    end = perf()
+            if kind == PLAIN and value is not None:  # what the call awaited to: None is plain
+                kind = second.kind if type(value) is second.cls else second.detect(value)
+            if kind == ASYNC_STREAM or kind == SYNC_STREAM:  # noqa: PLR1714
                 if one is None:
                     t_int = start - t0
                 if kind == ASYNC_STREAM:
@@ -119,13 +155,7 @@ async def _calls(
         except BaseException as exc:  # KeyboardInterrupt, SystemExit...: stop the run, propagate
             state.fail(exc)
             raise
-        finally:
-            slot.start = None
-            # try/except, not contextlib.suppress: free on the normal path (no context manager)
-            try:  # noqa: SIM105
-                CURRENT_SCOPE.reset(token)
-            except ValueError:  # a coroutine closed by the GC runs in no context of its own
-                pass
+        slot.start = None
         if slot.timed_out:
             # The deadline fired. The agent may have swallowed or converted the cancellation;
             # either way the call outlived its timeout, and the task must stay usable.
@@ -134,16 +164,26 @@ async def _calls(
                 _uncancel(slot.task)
             slot.cancels = 0
             status = TIMEOUT
+        elif error is None:
+            if value is None and not (scope.records or scope.tools):
+                if measured:  # the hot path: a plain call that recorded nothing
+                    add_start(start - t0 if one is None else t_int)
+                    add_end(end - t0)
+                if one is None:
+                    continue
+                return
+            status = OK
         else:
-            status = OK if error is None else ERROR
+            status = ERROR
+        taken = scope.take() if scope.records or scope.tools else None
         if measured:
             if one is None:
                 t_int = (start or end) - t0  # no start: the input could not be read
             end -= t0
             try:
-                log.record(t_int, end, status, error, stream, scope, value, model)
+                log.record(t_int, end, status, error, stream, taken, value, model)
             except Exception as exc:  # reading the result failed (usage): this call's error
-                record_failure(log, state, exc, t_int, end, scope, model)
+                record_failure(log, state, exc, t_int, end, taken, model)
         if one is not None:
             return
 

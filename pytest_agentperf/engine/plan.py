@@ -77,6 +77,7 @@ class RunState:
         """Calls the run started (closed loop: claims granted; open loop: arrivals
         dispatched); set by ``finish``. A run that was not stopped records each of them."""
         self._total = plan.total
+        self._requests = plan.total or 0
         self._duration = plan.duration
         self.t0 = 0.0
         self.t_end = 0.0
@@ -89,6 +90,8 @@ class RunState:
         """How the executor stops its other workers when one call raised a BaseException."""
         self.extra = CallLog()
         """Calls recorded by the monitor itself: abandoned (timed-out) sync calls."""
+        if cancel is None and self._duration is None and self._total is not None:
+            self.claim = self._claim_requests  # type: ignore[method-assign]
 
     def start(self) -> None:
         self.t0 = time.perf_counter()
@@ -128,6 +131,17 @@ class RunState:
                 self._refused += 1
             return None
         return i
+
+    def _claim_requests(self) -> int | None:
+        """``claim`` of a run of ``requests`` calls with nothing else to check: per call."""
+        if self._stopping:
+            return None
+        i = next(self._counter)
+        if i < self._requests:
+            return i
+        with self._refused_lock:
+            self._refused += 1
+        return None
 
     def fail(self, exc: BaseException) -> None:
         """A BaseException that is not an agent error (KeyboardInterrupt...): stop the run."""
