@@ -90,18 +90,17 @@ async def _loop(
     model = plan.settings.model
     first, second = kinds
     t0 = state.t0
-    claim = state.claim
     add_start = log.start.append
     add_end = log.end.append
     perf = time.perf_counter
-    t_int = 0.0
-    while True:
-        if one is None:
-            i = claim()
-            if i is None:
-                return
-        else:
-            i, t_int = one
+    closed = one is None
+    if one is None:
+        indices: Iterable[int] = state.claims()  # this worker's own: none is shared
+        t_int = 0.0
+    else:
+        indices = (one[0],)
+        t_int = one[1]
+    for i in indices:
         error: str | None = None
         stream: StreamTimes | None = None
         value: Any = None
@@ -129,7 +128,7 @@ async def _loop(
             if kind == PLAIN and value is not None:  # what the call awaited to: None is plain
                 kind = second.kind if type(value) is second.cls else second.detect(value)
             if kind == ASYNC_STREAM or kind == SYNC_STREAM:  # noqa: PLR1714
-                if one is None:
+                if closed:
                     t_int = start - t0
                 if kind == ASYNC_STREAM:
                     stream = await consume_async(value, t0 + t_int, allow_empty)
@@ -167,25 +166,21 @@ async def _loop(
         elif error is None:
             if value is None and not (scope.records or scope.tools):
                 if measured:  # the hot path: a plain call that recorded nothing
-                    add_start(start - t0 if one is None else t_int)
+                    add_start(start - t0 if closed else t_int)
                     add_end(end - t0)
-                if one is None:
-                    continue
-                return
+                continue
             status = OK
         else:
             status = ERROR
         taken = scope.take() if scope.records or scope.tools else None
         if measured:
-            if one is None:
+            if closed:
                 t_int = (start or end) - t0  # no start: the input could not be read
             end -= t0
             try:
                 log.record(t_int, end, status, error, stream, taken, value, model)
             except Exception as exc:  # reading the result failed (usage): this call's error
                 record_failure(log, state, exc, t_int, end, taken, model)
-        if one is not None:
-            return
 
 
 def _uncancel(task: asyncio.Task[Any] | None) -> None:

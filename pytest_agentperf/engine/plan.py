@@ -132,6 +132,25 @@ class RunState:
             return None
         return i
 
+    def claims(self) -> Iterator[int]:
+        """The indices ``claim`` grants, as an iterator, for workers that share one thread
+        (an event loop's): resuming it costs less than a call of ``claim``. Threads must not
+        share one (a generator runs in one thread at a time). Once it ends, it ends for every
+        worker iterating it."""
+        if self.claim != self._claim_requests:
+            claim = self.claim
+            while (i := claim()) is not None:
+                yield i
+            return
+        counter, total = self._counter, self._requests
+        while not self._stopping:
+            i = next(counter)
+            if i >= total:
+                with self._refused_lock:
+                    self._refused += 1
+                return
+            yield i
+
     def _claim_requests(self) -> int | None:
         """``claim`` of a run of ``requests`` calls with nothing else to check: per call."""
         if self._stopping:
