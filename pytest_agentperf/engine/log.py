@@ -184,27 +184,31 @@ _EMPTY_B = np.zeros(0, dtype=np.int8)
 
 def merge(logs: Sequence[CallLog]) -> MergedLog:
     """One sorted log of every worker's calls."""
-    if not logs:
-        return MergedLog(_EMPTY, _EMPTY, _EMPTY_B, _EMPTY, _EMPTY)
-    starts, ends, statuses, ttfts, itls = [], [], [], [], []
     cpu_seconds, cpu_calls = 0.0, 0
     for log in logs:
         seconds, calls = log.cpu
         cpu_seconds += seconds
         cpu_calls += calls
+    logs = [log for log in logs if len(log)]  # fewer parts: often one, then nothing to join
+    if not logs:
+        return MergedLog(_EMPTY, _EMPTY, _EMPTY_B, _EMPTY, _EMPTY)
+    starts, ends, statuses, ttfts, itls = [], [], [], [], []
+    for log in logs:
         start, end, status, n = _columns(log)
         starts.append(start)
         ends.append(end)
         statuses.append(status)
         ttfts.append(_sparse(log.ttft_rows, log.ttft_values, n, _NAN, np.float64))
         itls.append(_copy(log.itl, len(log.itl), np.float64))
-    start, end = np.concatenate(starts), np.concatenate(ends)
-    status, ttft = np.concatenate(statuses), np.concatenate(ttfts)
+    start, end, status, ttft, itl = (
+        parts[0] if len(parts) == 1 else np.concatenate(parts)  # one log: no copy
+        for parts in (starts, ends, statuses, ttfts, itls)
+    )
     if start.size > 1 and not bool(np.all(start[1:] >= start[:-1])):  # else sorted already
         order = np.argsort(start, kind="stable")
         start, end, status, ttft = start[order], end[order], status[order], ttft[order]
     cpu = cpu_seconds / cpu_calls if cpu_calls else None
-    return MergedLog(start, end, status, ttft, np.concatenate(itls), cpu)
+    return MergedLog(start, end, status, ttft, itl, cpu)
 
 
 def merge_counters(logs: Iterable[CallLog]) -> dict[str, int]:

@@ -11,7 +11,7 @@ import inspect
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..errors import SettingsError, describe
@@ -173,7 +173,6 @@ class _Pool:
         bare = target.bare
         call = target.call
         input_for = target.input_for
-        claim = state.claim
         measured = self.measured
         model = self.plan.settings.model
         kinds = worker.kinds
@@ -183,16 +182,14 @@ class _Pool:
         add_start = log.start.append
         add_end = log.end.append
         perf = time.perf_counter
-        t_int: float | None = None
         t0 = state.t0
-        while True:
-            if one is None:
-                i = claim()
-                if i is None:
-                    return True
-            else:
-                i, t_int = one
-                worker.call_t_int = t_int  # before the start: the monitor reads them in that order
+        t_int: float | None = None
+        if one is None:
+            indices: Iterable[int] = state.claims()  # this thread's own: none is shared
+        else:
+            indices = (one[0],)
+            t_int = worker.call_t_int = one[1]  # before the start: the monitor reads it first
+        for i in indices:
             stream: StreamTimes | None = None
             start = 0.0
             try:
@@ -223,8 +220,6 @@ class _Pool:
                     state.note_error(describe(exc))
                     error = type(exc).__name__
                     log.record(t_call, end - t0, ERROR, error, None, taken, None, model)
-                if one is not None:
-                    return True
                 continue
             except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop the run, propagate
                 state.fail(exc)
@@ -244,8 +239,7 @@ class _Pool:
                         record_failure(log, state, exc, t_call, end - t0, taken, model)
             elif scope.records or scope.tools:
                 scope.take()  # warmup: what the call recorded is dropped
-            if one is not None:
-                return True
+        return True
 
     def _reclaim(self, worker: _Worker) -> bool:
         """The call's start was not in ``flight``: the monitor took it. Whether it gave it
