@@ -17,9 +17,9 @@ from .observer import TICK, ProgressSink, RunObserver, tick_for
 from .outcome import record_failure
 from .plan import Plan, RunState
 from .streams import StreamTimes, consume_async, consume_sync
-from .target import ASYNC_STREAM, AWAITABLE, PLAIN, SYNC_STREAM, KindCache
+from .target import ASYNC_STREAM, PLAIN, SYNC_STREAM, KindCache
 
-_NAN = float("nan")
+_STREAMS = frozenset((SYNC_STREAM, ASYNC_STREAM))
 
 
 class _Slot:
@@ -119,15 +119,15 @@ async def _loop(
                 kind = PLAIN
             else:
                 kind = first.kind if type(value) is first.cls else first.detect(value)
-                if kind == AWAITABLE or kind == PLAIN:  # noqa: PLR1714 (two compares beat a tuple)
+                if kind in _STREAMS:
+                    end = perf()
+                else:  # an awaitable (or a plain value, which fails to be awaited)
                     value = await value
                     end = perf()
                     kind = PLAIN
-                else:
-                    end = perf()
             if kind == PLAIN and value is not None:  # what the call awaited to: None is plain
                 kind = second.kind if type(value) is second.cls else second.detect(value)
-            if kind == ASYNC_STREAM or kind == SYNC_STREAM:  # noqa: PLR1714
+            if kind in _STREAMS:
                 if closed:
                     t_int = start - t0
                 if kind == ASYNC_STREAM:

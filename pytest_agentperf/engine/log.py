@@ -6,7 +6,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +18,7 @@ from .streams import StreamTimes
 OK, ERROR, TIMEOUT = 0, 1, 2
 _NAN = float("nan")
 MAX_ERROR_MESSAGES = 5
+T = TypeVar("T", bound=np.generic)
 
 
 class CallLog:
@@ -182,6 +183,10 @@ _EMPTY: FloatArray = np.zeros(0, dtype=np.float64)
 _EMPTY_B = np.zeros(0, dtype=np.int8)
 
 
+def _join(parts: list[npt.NDArray[T]]) -> npt.NDArray[T]:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)  # one part: no copy
+
+
 def merge(logs: Sequence[CallLog]) -> MergedLog:
     """One sorted log of every worker's calls."""
     cpu_seconds, cpu_calls = 0.0, 0
@@ -200,10 +205,8 @@ def merge(logs: Sequence[CallLog]) -> MergedLog:
         statuses.append(status)
         ttfts.append(_sparse(log.ttft_rows, log.ttft_values, n, _NAN, np.float64))
         itls.append(_copy(log.itl, len(log.itl), np.float64))
-    start, end, status, ttft, itl = (
-        parts[0] if len(parts) == 1 else np.concatenate(parts)  # one log: no copy
-        for parts in (starts, ends, statuses, ttfts, itls)
-    )
+    start, end, ttft, itl = (_join(parts) for parts in (starts, ends, ttfts, itls))
+    status = _join(statuses)
     if start.size > 1 and not bool(np.all(start[1:] >= start[:-1])):  # else sorted already
         order = np.argsort(start, kind="stable")
         start, end, status, ttft = start[order], end[order], status[order], ttft[order]

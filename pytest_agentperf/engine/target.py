@@ -7,9 +7,9 @@ import inspect
 import itertools
 import threading
 import types
-from inspect import CO_COROUTINE
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
+from inspect import CO_COROUTINE
 from typing import Any
 
 from ..errors import UsageError

@@ -12,7 +12,6 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from ..errors import SettingsError, describe
 from ..usage import CURRENT_SCOPE, CallScope
@@ -198,9 +197,10 @@ class _Pool:
                 value = bare() if bare is not None else call(x)
                 end = perf()
                 # None is plain: the common no-op case skips the check of the return type
-                if value is not None and (
-                    kind := kinds.kind if type(value) is kinds.cls else kinds.detect(value)
-                ) != PLAIN:
+                kind = PLAIN
+                if value is not None:
+                    kind = kinds.kind if type(value) is kinds.cls else kinds.detect(value)
+                if kind != PLAIN:
                     if kind == SYNC_STREAM and not inspect.isawaitable(value):
                         t_stream = start if t_int is None else t0 + t_int
                         stream = consume_sync(value, t_stream, self.plan.settings.allow_empty)
