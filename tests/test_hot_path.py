@@ -445,3 +445,31 @@ def test_a_live_snapshot_leaves_out_the_row_being_written() -> None:
     log.failed_status.append(ERROR)
     start, end, status = snapshot([log])
     assert (start.tolist(), end.tolist(), status.tolist()) == ([0.0], [1.0], [ERROR])
+
+
+def test_live_views_and_the_merged_log_are_in_seconds_since_the_run_start() -> None:
+    """Rows hold clock readings; both the live view and the merge subtract the run's start."""
+    seen: list[tuple[float, float, float]] = []
+
+    class Reader:
+        def on_start(self, t0: float) -> None: ...
+
+        def on_tick(self, view: Any) -> None:
+            start, end, _ = view.arrays()
+            if start.size:
+                seen.append((float(start.min()), float(end.max()), view.elapsed))
+
+        def on_stop(self) -> None: ...
+
+        def result_fields(self, log: Any, duration: float) -> dict[str, Any]:
+            return {}
+
+    async def agent() -> None:
+        await asyncio.sleep(0.01)
+
+    settings = parse_settings({"warmup": 0, "requests": 40, "concurrency": 2})
+    raw = run_load(agent, None, settings, observers=[Reader()])
+    assert seen
+    for first, last, elapsed in seen:
+        assert 0.0 <= first <= last <= elapsed
+    assert float(raw.log.start.min()) >= 0.0 and float(raw.log.end.max()) < 10.0

@@ -58,6 +58,7 @@ async def _calls(
     try:
         await _loop(plan, state, slot, log, measured, kinds, one, scope)
     finally:
+        slot.start = None  # the hot path leaves it set between calls
         # try/except, not contextlib.suppress: free on the normal path (no context manager)
         try:  # noqa: SIM105
             CURRENT_SCOPE.reset(token)
@@ -89,17 +90,17 @@ async def _loop(
     allow_empty = plan.settings.allow_empty
     model = plan.settings.model
     first, second = kinds
-    t0 = state.t0
     add_start = log.start.append
     add_end = log.end.append
     perf = time.perf_counter
+    # rows hold perf_counter readings: the run's start is subtracted once, at the merge
     closed = one is None
     if one is None:
         indices: Iterable[int] = state.claims()  # this worker's own: none is shared
-        t_int = 0.0
+        t_int = 0.0  # the intended start (open loop), a perf_counter reading
     else:
         indices = (one[0],)
-        t_int = one[1]
+        t_int = state.t0 + one[1]
     for i in indices:
         error: str | None = None
         stream: StreamTimes | None = None
@@ -116,6 +117,13 @@ async def _loop(
             if coroutine:  # an async def function: its coroutine needs no check
                 value = await value
                 end = perf()
+                # the hot path, unless the call timed out or recorded usage. ``slot.start``
+                # is left set: the worker does not suspend before its next call sets it again
+                if value is None and not (slot.timed_out or scope.records or scope.tools):
+                    if measured:
+                        add_start(start if closed else t_int)
+                        add_end(end)
+                    continue
                 kind = PLAIN
             else:
                 kind = first.kind if type(value) is first.cls else first.detect(value)
@@ -129,11 +137,11 @@ async def _loop(
                 kind = second.kind if type(value) is second.cls else second.detect(value)
             if kind in _STREAMS:
                 if closed:
-                    t_int = start - t0
+                    t_int = start
                 if kind == ASYNC_STREAM:
-                    stream = await consume_async(value, t0 + t_int, allow_empty)
+                    stream = await consume_async(value, t_int, allow_empty)
                 else:
-                    stream = consume_sync(value, t0 + t_int, allow_empty)
+                    stream = consume_sync(value, t_int, allow_empty)
                 end = perf()
         except asyncio.CancelledError as exc:
             end = perf()
@@ -165,9 +173,9 @@ async def _loop(
             status = TIMEOUT
         elif error is None:
             if value is None and not (scope.records or scope.tools):
-                if measured:  # the hot path: a plain call that recorded nothing
-                    add_start(start - t0 if closed else t_int)
-                    add_end(end - t0)
+                if measured:  # a plain call that recorded nothing
+                    add_start(start if closed else t_int)
+                    add_end(end)
                 continue
             status = OK
         else:
@@ -175,8 +183,7 @@ async def _loop(
         taken = scope.take() if scope.records or scope.tools else None
         if measured:
             if closed:
-                t_int = (start or end) - t0  # no start: the input could not be read
-            end -= t0
+                t_int = start or end  # no start: the input could not be read
             try:
                 log.record(t_int, end, status, error, stream, taken, value, model)
             except Exception as exc:  # reading the result failed (usage): this call's error

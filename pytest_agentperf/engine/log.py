@@ -24,7 +24,8 @@ T = TypeVar("T", bound=np.generic)
 class CallLog:
     """Completed calls of one worker (one writer; readers on other threads may copy it).
 
-    A row is two floats, its intended start and its end: a successful call that did not
+    A row is two floats, its intended start and its end, as the writer's clock read them
+    (``merge`` and ``snapshot`` subtract the run's start): a successful call that did not
     stream appends nothing else (the executors append those two themselves on their hot path,
     ``log.start.append`` then ``log.end.append``). The rare parts are kept sparse, as (row, value)
     pairs: the status of a call that failed (``failed_rows``, ``failed_status``) and the TTFT
@@ -158,19 +159,25 @@ def _sparse(
     return out
 
 
-def _columns(log: CallLog) -> tuple[FloatArray, FloatArray, StatusArray, int]:
+def _columns(log: CallLog, t0: float) -> tuple[FloatArray, FloatArray, StatusArray, int]:
     n = len(log.end)  # the last column appended: every other one has at least n rows
     start = _copy(log.start, n, np.float64)
     end = _copy(log.end, n, np.float64)
+    if t0:  # in place: the copies are this function's own
+        start -= t0
+        end -= t0
     status = _sparse(log.failed_rows, log.failed_status, n, OK, np.int8)
     return start, end, status, n
 
 
-def snapshot(logs: Iterable[CallLog]) -> tuple[FloatArray, FloatArray, StatusArray]:
-    """start, end and status of the calls completed so far (safe while workers append)."""
+def snapshot(
+    logs: Iterable[CallLog], t0: float = 0.0
+) -> tuple[FloatArray, FloatArray, StatusArray]:
+    """start, end (seconds since ``t0``) and status of the calls completed so far (safe while
+    workers append)."""
     starts, ends, statuses = [], [], []
     for log in list(logs):
-        start, end, status, _ = _columns(log)
+        start, end, status, _ = _columns(log, t0)
         starts.append(start)
         ends.append(end)
         statuses.append(status)
@@ -187,8 +194,8 @@ def _join(parts: list[npt.NDArray[T]]) -> npt.NDArray[T]:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)  # one part: no copy
 
 
-def merge(logs: Sequence[CallLog]) -> MergedLog:
-    """One sorted log of every worker's calls."""
+def merge(logs: Sequence[CallLog], t0: float = 0.0) -> MergedLog:
+    """One sorted log of every worker's calls, in seconds since ``t0`` (the run's start)."""
     cpu_seconds, cpu_calls = 0.0, 0
     for log in logs:
         seconds, calls = log.cpu
@@ -199,7 +206,7 @@ def merge(logs: Sequence[CallLog]) -> MergedLog:
         return MergedLog(_EMPTY, _EMPTY, _EMPTY_B, _EMPTY, _EMPTY)
     starts, ends, statuses, ttfts, itls = [], [], [], [], []
     for log in logs:
-        start, end, status, n = _columns(log)
+        start, end, status, n = _columns(log, t0)
         starts.append(start)
         ends.append(end)
         statuses.append(status)

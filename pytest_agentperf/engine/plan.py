@@ -142,11 +142,10 @@ class RunState:
             while (i := claim()) is not None:
                 yield i
             return
-        counter, total = self._counter, self._requests
-        while not self._stopping:
-            i = next(counter)
-            if i >= total:
-                with self._refused_lock:
+        total = self._requests
+        for i in self._counter:  # a for loop over the counter: no call of next() per index
+            if i >= total or self._stopping:
+                with self._refused_lock:  # i was taken from the counter but is not granted
                     self._refused += 1
                 return
             yield i

@@ -181,13 +181,14 @@ class _Pool:
         add_start = log.start.append
         add_end = log.end.append
         perf = time.perf_counter
-        t0 = state.t0
-        t_int: float | None = None
+        # rows hold perf_counter readings: the run's start is subtracted once, at the merge
+        t_int: float | None = None  # the intended start (open loop), a perf_counter reading
         if one is None:
             indices: Iterable[int] = state.claims()  # this thread's own: none is shared
         else:
             indices = (one[0],)
-            t_int = worker.call_t_int = one[1]  # before the start: the monitor reads it first
+            worker.call_t_int = one[1]  # before the start: the monitor reads it first
+            t_int = state.t0 + one[1]
         for i in indices:
             stream: StreamTimes | None = None
             start = 0.0
@@ -196,16 +197,13 @@ class _Pool:
                 flight[0] = start = perf()
                 value = bare() if bare is not None else call(x)
                 end = perf()
-                # None is plain: the common no-op case skips the check of the return type
-                kind = PLAIN
-                if value is not None:
+                if value is not None:  # None is plain: no check of the return type
                     kind = kinds.kind if type(value) is kinds.cls else kinds.detect(value)
-                if kind != PLAIN:
                     if kind == SYNC_STREAM and not inspect.isawaitable(value):
-                        t_stream = start if t_int is None else t0 + t_int
+                        t_stream = start if t_int is None else t_int
                         stream = consume_sync(value, t_stream, self.plan.settings.allow_empty)
                         end = perf()
-                    else:  # an awaitable or an async iterator from a sync function: a misuse
+                    elif kind != PLAIN:  # an awaitable or an async iterator: a misuse
                         if inspect.iscoroutine(value):
                             value.close()
                         state.fail(returned_awaitable(target.label))
@@ -216,10 +214,10 @@ class _Pool:
                     return False  # abandoned: the monitor recorded this call as a timeout
                 taken = scope.take() if scope.records or scope.tools else None
                 if measured:
-                    t_call = (start or end) - t0 if t_int is None else t_int  # no start: no input
+                    t_call = (start or end) if t_int is None else t_int  # no start: no input
                     state.note_error(describe(exc))
                     error = type(exc).__name__
-                    log.record(t_call, end - t0, ERROR, error, None, taken, None, model)
+                    log.record(t_call, end, ERROR, error, None, taken, None, model)
                 continue
             except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop the run, propagate
                 state.fail(exc)
@@ -227,16 +225,16 @@ class _Pool:
             if take(0, None) is None and not self._reclaim(worker):
                 return False  # abandoned: the monitor recorded this call as a timeout
             if measured:
-                t_call = start - t0 if t_int is None else t_int
+                t_call = start if t_int is None else t_int
                 if value is None and not (scope.records or scope.tools):
                     add_start(t_call)  # the hot path: a plain call that recorded nothing
-                    add_end(end - t0)
+                    add_end(end)
                 else:
                     taken = scope.take() if scope.records or scope.tools else None
                     try:
-                        log.record(t_call, end - t0, OK, None, stream, taken, value, model)
+                        log.record(t_call, end, OK, None, stream, taken, value, model)
                     except Exception as exc:  # reading the result failed (usage): its error
-                        record_failure(log, state, exc, t_call, end - t0, taken, model)
+                        record_failure(log, state, exc, t_call, end, taken, model)
             elif scope.records or scope.tools:
                 scope.take()  # warmup: what the call recorded is dropped
         return True
@@ -274,14 +272,13 @@ class _Pool:
                     worker.flight[0] = taken
                     continue
                 worker.abandoned = True
-            if t_int is None:  # closed loop: the call was meant to start when it did
-                t_int = taken - t0
+            # closed loop: the call was meant to start when it did
+            start = taken if t_int is None else t0 + t_int
             with self.lock:
                 self.active -= 1
                 self.workers.remove(worker)
             if self.measured:  # the abandoned thread's own scope is out of reach: no usage
-                end = now - t0
-                self.state.extra.record(t_int, end, TIMEOUT, None, None, None, None, None)
+                self.state.extra.record(start, now, TIMEOUT, None, None, None, None, None)
             if not self.state.stopping:
                 self.spawn()
             elif self.active == 0:
