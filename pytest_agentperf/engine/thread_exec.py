@@ -193,9 +193,13 @@ class _Pool:
             stream: StreamTimes | None = None
             start = 0.0
             try:
-                x = None if bare is not None else input_for(i)
-                flight[0] = start = perf()
-                value = bare() if bare is not None else call(x)
+                if bare is not None:
+                    flight[0] = start = perf()
+                    value = bare()
+                else:
+                    x = input_for(i)
+                    flight[0] = start = perf()
+                    value = call(x)
                 end = perf()
                 if value is not None:  # None is plain: no check of the return type
                     kind = kinds.kind if type(value) is kinds.cls else kinds.detect(value)
