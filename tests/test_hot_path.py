@@ -473,3 +473,25 @@ def test_live_views_and_the_merged_log_are_in_seconds_since_the_run_start() -> N
     for first, last, elapsed in seen:
         assert 0.0 <= first <= last <= elapsed
     assert float(raw.log.start.min()) >= 0.0 and float(raw.log.end.max()) < 10.0
+
+
+def test_claim_iterators_grant_each_index_once_and_count_only_what_they_granted() -> None:
+    from pytest_agentperf.engine.plan import Plan, RunState
+    from pytest_agentperf.engine.target import make_target
+
+    plan = Plan.measured(make_target(lambda: None, None), parse_settings({"requests": 10}))
+    state = RunState(plan)
+    state.start()
+    workers = [state.claims() for _ in range(3)]
+    granted = [i for group in itertools.zip_longest(*workers) for i in group if i is not None]
+    state.finish()
+    assert sorted(granted) == list(range(10)) and state.issued == 10
+
+    stopped = RunState(plan)
+    stopped.start()
+    a, b = stopped.claims(), stopped.claims()
+    first = [next(a), next(b), next(a)]
+    stopped.stopping = True  # an abort: no worker takes another call
+    assert list(a) == [] and list(b) == []
+    stopped.finish()
+    assert first == [0, 1, 2] and stopped.issued == 3

@@ -191,12 +191,12 @@ class _Pool:
             t_int = state.t0 + one[1]
         for i in indices:
             stream: StreamTimes | None = None
-            start = 0.0
             try:
                 if bare is not None:
                     flight[0] = start = perf()
                     value = bare()
                 else:
+                    start = 0.0  # reading the input may fail: then the call never started
                     x = input_for(i)
                     flight[0] = start = perf()
                     value = call(x)
