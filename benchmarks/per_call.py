@@ -6,8 +6,8 @@ Figures (issue targets in brackets):
 1. per-call cost of a run (the engine behind ``agentperf.run``) with a no-op sync agent at
    concurrency 1, against a bare loop that times each call into a list, and against
    pytest-benchmark's reported median for the same no-op (a subprocess run of pytest-benchmark,
-   if installed); with the cost of the two ``time.thread_time()`` reads each sync call
-   makes for its CPU time, for information                                     [<= 600 ns]
+   if installed); with the cost of a pair of ``time.thread_time()`` reads, for information
+   (a sync run reads it twice per worker thread, not per call)                 [<= 600 ns]
 2. closed-loop throughput, no-op async agent, 100k calls at concurrency 100, against 100
    long-lived worker coroutines that time each call into a list                [>= 0.5x]
 3. reported latency of a no-op call (bias): engine p50 minus the bare loop's p50 [<= 0.3 us]
@@ -60,7 +60,8 @@ def _run(fn: Any, **settings: Any) -> Any:
 
 
 def _thread_time_pair() -> float:
-    """Seconds two ``time.thread_time()`` reads take (what a sync call spends on its CPU time)."""
+    """Seconds two ``time.thread_time()`` reads take (a system call on Linux; a sync run makes
+    two per worker thread for its CPU time, none per call)."""
     t = time.thread_time
     n = 100_000
     t0 = time.perf_counter()
@@ -206,7 +207,7 @@ def main() -> None:
     print(
         f"1. per-call cost, sync no-op c=1, {n:,} calls: engine {e_ns:,.0f} ns, bare loop "
         f"{b_ns:,.0f} ns{pb_text}; engine/bare {e_ns / b_ns:.1f}x (target <= 600 ns); "
-        f"of which two thread_time() reads {tt_ns:,.0f} ns"
+        f"two thread_time() reads (per worker thread, not per call) {tt_ns:,.0f} ns"
     )
 
     # 2. closed-loop throughput, async no-op, c=100

@@ -205,20 +205,23 @@ class Contention:
 class CpuTime:
     """CPU time the agent's calls used, beside their wall time.
 
-    Sync agents: each call's thread CPU time (``time.thread_time`` around the call in its
-    worker thread). Async agents: the process CPU time of the measured phase divided by the
-    calls (the event loop's own work included). A busy machine stretches wall time but hardly
-    CPU time, so this is the figure that tells a slower agent from a slower machine.
+    Sync agents: the worker threads' CPU time (``time.thread_time`` when each thread starts
+    and stops making calls, not around every call: each read is a system call) summed and
+    divided by their calls. Async agents: the process CPU time of the measured phase divided
+    by the calls (the event loop's own work included). A busy machine stretches wall time but
+    hardly CPU time, so this is the figure that tells a slower agent from a slower machine.
     """
 
     per_call: float | None = None
     """Mean CPU seconds per measured call."""
     p50: float | None = None
-    """Median CPU seconds per call (sync agents only)."""
+    """Median CPU seconds per call, when calls are measured one by one; None from the engine,
+    which measures CPU time per worker thread (sync) or per run (async)."""
     share: float | None = None
     """``per_call`` / latency p50: near 1 when calls are mostly CPU (CPU-bound)."""
     source: str = "none"
-    """"thread" (per call) or "process" (over the run), "none" when not measured."""
+    """"thread" (the worker threads', sync agents) or "process" (over the run, async agents),
+    "none" when not measured."""
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,11 @@ class UsageRecord:
 
 
 class CallScope:
-    """What is recorded while one measured call runs; shared by the tasks and threads it spawns.
+    """What is recorded while a measured call runs; shared by the tasks and threads it spawns.
 
-    One is made per call, so it is a plain slotted class: cheaper to create than a dataclass
-    with default factories.
+    The engine sets one per worker, not per call (setting a context variable per call costs
+    more than a no-op call). After each call it takes out what the call recorded, if anything
+    (``take``), so each call is still credited with its own usage and tools.
     """
 
     __slots__ = ("records", "tools")
@@ -38,17 +39,25 @@ class CallScope:
         self.records: list[UsageRecord] = []
         self.tools: list[tuple[str, float, bool]] = []
 
+    def take(self) -> CallScope:
+        """What was recorded so far, as a scope of its own; this one starts empty again."""
+        taken = CallScope.__new__(CallScope)
+        taken.records, taken.tools = self.records, self.tools
+        self.records, self.tools = [], []
+        return taken
+
 
 UNNAMED_MODEL = "unknown"
 """The model key of usage that named no model, when the marker gives no ``model=`` either."""
 
 CURRENT_SCOPE: ContextVar[CallScope | None] = ContextVar("agentperf_call_scope", default=None)
-"""The ``CallScope`` of the measured call in progress, None outside one.
+"""The ``CallScope`` of the measured call in progress, None outside a run.
 
-The engine sets it around each measured call (``token = CURRENT_SCOPE.set(scope)`` ...
-``CURRENT_SCOPE.reset(token)``: a plain ContextVar, so entering a call costs no more than
-that); tasks and threads started inside the call inherit it. Everything else reads it with
-``current_scope()``.
+The engine sets it once per worker (``token = CURRENT_SCOPE.set(scope)`` ...
+``CURRENT_SCOPE.reset(token)``, a plain ContextVar) and takes each call's records out of it
+when the call ends; tasks and threads started inside a call inherit it. Usage that a task left
+running records after its call ended counts toward the worker's next call (or, after the last,
+is not counted). Everything else reads it with ``current_scope()``.
 """
 
 

@@ -347,15 +347,19 @@ class _Snapshotter:
 
 
 def test_live_reads_never_break_appending_workers() -> None:
-    """Regression: numpy views of the live arrays made appends fail with BufferError."""
+    """Regression: numpy views of the live arrays made appends fail with BufferError.
+
+    Bounded by time, not calls: no-op calls are now fast enough that a fixed number of them
+    can end before the first monitor tick."""
     observer = _Snapshotter()
     raw = run_load(
         lambda: None,
         None,
-        parse_settings({"requests": 200_000, "concurrency": 4, "warmup": 0}),
+        parse_settings({"duration": 0.5, "concurrency": 4, "warmup": 0}),
         observers=[observer],
     )
-    assert len(raw.log) == 200_000
+    assert len(raw.log) == raw.issued and len(raw.log) > 1000
+    assert np.all(raw.log.status == 0)
     assert observer.reads > 0
 
 

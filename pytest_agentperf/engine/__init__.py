@@ -62,7 +62,7 @@ class RawRun:
 
 def _raw(target: Target, state: RunState, logs: list[CallLog]) -> RawRun:
     all_logs = [*logs, state.extra]
-    log = merge(all_logs)
+    log = merge(all_logs, state.t0)
     ran = state.aborted is None and len(log) > 0
     duration = float(log.end.max()) if ran else state.elapsed
     return RawRun(

@@ -17,9 +17,9 @@ from .observer import TICK, ProgressSink, RunObserver, tick_for
 from .outcome import record_failure
 from .plan import Plan, RunState
 from .streams import StreamTimes, consume_async, consume_sync
-from .target import ASYNC_STREAM, AWAITABLE, PLAIN, SYNC_STREAM, KindCache
+from .target import ASYNC_STREAM, PLAIN, SYNC_STREAM, KindCache
 
-_NAN = float("nan")
+_STREAMS = frozenset((SYNC_STREAM, ASYNC_STREAM))
 
 
 class _Slot:
@@ -50,55 +50,98 @@ async def _calls(
     """Make calls and append their rows to ``log``: the one call ``one`` (index, intended
     start), or, closed loop, calls claimed from ``state`` until the run is over.
 
-    A closed-loop worker makes all its calls in this one coroutine (no coroutine per call), and
-    a call's start is taken right before the agent is called, its end right after it returns:
-    the scope and context-variable set-up and the bookkeeping stay outside the two timestamps.
+    A closed-loop worker makes all its calls in this one coroutine (no coroutine per call),
+    with one usage scope set for all of them (see ``CallScope``).
+    """
+    scope = CallScope()
+    token = CURRENT_SCOPE.set(scope)
+    try:
+        await _loop(plan, state, slot, log, measured, kinds, one, scope)
+    finally:
+        slot.start = None  # the hot path leaves it set between calls
+        # try/except, not contextlib.suppress: free on the normal path (no context manager)
+        try:  # noqa: SIM105
+            CURRENT_SCOPE.reset(token)
+        except ValueError:  # a coroutine closed by the GC runs in no context of its own
+            pass
+
+
+async def _loop(
+    plan: Plan,
+    state: RunState,
+    slot: _Slot,
+    log: CallLog,
+    measured: bool,
+    kinds: tuple[KindCache, KindCache],
+    one: tuple[int, float] | None,
+    scope: CallScope,
+) -> None:
+    """``_calls`` without its set-up: the hot path.
+
+    A call's start is taken right before the agent is called, its end right after it returns;
+    the bookkeeping stays outside the two timestamps. A plain call that returned None and
+    recorded nothing costs two appends (``log.start``, ``log.end``).
     """
     target = plan.target
     bare = target.bare
     call = target.call
+    input_for = target.input_for
+    coroutine = target.coroutine
     allow_empty = plan.settings.allow_empty
     model = plan.settings.model
     first, second = kinds
-    t0 = state.t0
-    claim = state.claim
+    add_start = log.start.append
+    add_end = log.end.append
     perf = time.perf_counter
-    t_int = 0.0
-    while True:
-        if one is None:
-            i = claim()
-            if i is None:
-                return
-        else:
-            i, t_int = one
-        scope = CallScope()
-        token = CURRENT_SCOPE.set(scope)
+    # rows hold perf_counter readings: the run's start is subtracted once, at the merge
+    closed = one is None
+    if one is None:
+        indices: Iterable[int] = state.claims()  # this worker's own: none is shared
+        t_int = 0.0  # the intended start (open loop), a perf_counter reading
+    else:
+        indices = (one[0],)
+        t_int = state.t0 + one[1]
+    for i in indices:
         error: str | None = None
         stream: StreamTimes | None = None
         value: Any = None
         start = 0.0
         try:
             if bare is None:
-                x = target.input_for(i)
+                x = input_for(i)
                 slot.start = start = perf()
                 value = call(x)
             else:
                 slot.start = start = perf()
                 value = bare()
-            kind = first.kind if type(value) is first.cls else first.detect(value)
-            if kind in (PLAIN, AWAITABLE):
+            if coroutine:  # an async def function: its coroutine needs no check
                 value = await value
                 end = perf()
-                kind = second.kind if type(value) is second.cls else second.detect(value)
+                # the hot path, unless the call timed out or recorded usage. ``slot.start``
+                # is left set: the worker does not suspend before its next call sets it again
+                if value is None and not (slot.timed_out or scope.records or scope.tools):
+                    if measured:
+                        add_start(start if closed else t_int)
+                        add_end(end)
+                    continue
+                kind = PLAIN
             else:
-                end = perf()
-            if kind in (ASYNC_STREAM, SYNC_STREAM):
-                if one is None:
-                    t_int = start - t0
+                kind = first.kind if type(value) is first.cls else first.detect(value)
+                if kind in _STREAMS:
+                    end = perf()
+                else:  # an awaitable (or a plain value, which fails to be awaited)
+                    value = await value
+                    end = perf()
+                    kind = PLAIN
+            if kind == PLAIN and value is not None:  # what the call awaited to: None is plain
+                kind = second.kind if type(value) is second.cls else second.detect(value)
+            if kind in _STREAMS:
+                if closed:
+                    t_int = start
                 if kind == ASYNC_STREAM:
-                    stream = await consume_async(value, t0 + t_int, allow_empty)
+                    stream = await consume_async(value, t_int, allow_empty)
                 else:
-                    stream = consume_sync(value, t0 + t_int, allow_empty)
+                    stream = consume_sync(value, t_int, allow_empty)
                 end = perf()
         except asyncio.CancelledError as exc:
             end = perf()
@@ -119,13 +162,7 @@ async def _calls(
         except BaseException as exc:  # KeyboardInterrupt, SystemExit...: stop the run, propagate
             state.fail(exc)
             raise
-        finally:
-            slot.start = None
-            # try/except, not contextlib.suppress: free on the normal path (no context manager)
-            try:  # noqa: SIM105
-                CURRENT_SCOPE.reset(token)
-            except ValueError:  # a coroutine closed by the GC runs in no context of its own
-                pass
+        slot.start = None
         if slot.timed_out:
             # The deadline fired. The agent may have swallowed or converted the cancellation;
             # either way the call outlived its timeout, and the task must stay usable.
@@ -134,18 +171,23 @@ async def _calls(
                 _uncancel(slot.task)
             slot.cancels = 0
             status = TIMEOUT
+        elif error is None:
+            if value is None and not (scope.records or scope.tools):
+                if measured:  # a plain call that recorded nothing
+                    add_start(start if closed else t_int)
+                    add_end(end)
+                continue
+            status = OK
         else:
-            status = OK if error is None else ERROR
+            status = ERROR
+        taken = scope.take() if scope.records or scope.tools else None
         if measured:
-            if one is None:
-                t_int = (start or end) - t0  # no start: the input could not be read
-            end -= t0
+            if closed:
+                t_int = start or end  # no start: the input could not be read
             try:
-                log.record(t_int, end, status, error, stream, scope, value, model)
+                log.record(t_int, end, status, error, stream, taken, value, model)
             except Exception as exc:  # reading the result failed (usage): this call's error
-                record_failure(log, state, exc, t_int, end, scope, model)
-        if one is not None:
-            return
+                record_failure(log, state, exc, t_int, end, taken, model)
 
 
 def _uncancel(task: asyncio.Task[Any] | None) -> None:

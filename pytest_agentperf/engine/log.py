@@ -5,8 +5,8 @@ from __future__ import annotations
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -18,34 +18,55 @@ from .streams import StreamTimes
 OK, ERROR, TIMEOUT = 0, 1, 2
 _NAN = float("nan")
 MAX_ERROR_MESSAGES = 5
+T = TypeVar("T", bound=np.generic)
 
 
 class CallLog:
-    """Completed calls of one worker; rows are appended start, end, status, cpu, ttft in that
-    order (ttft last: readers take its length as the number of complete rows)."""
+    """Completed calls of one worker (one writer; readers on other threads may copy it).
 
-    __slots__ = ("_appends", "cpu", "end", "error_types", "itl", "start", "status", "ttft", "usage")
+    A row is two floats, its intended start and its end, as the writer's clock read them
+    (``merge`` and ``snapshot`` subtract the run's start): a successful call that did not
+    stream appends nothing else (the executors append those two themselves on their hot path,
+    ``log.start.append`` then ``log.end.append``). The rare parts are kept sparse, as (row, value)
+    pairs: the status of a call that failed (``failed_rows``, ``failed_status``) and the TTFT
+    of a stream (``ttft_rows``, ``ttft_values``). A row's sparse pairs are appended before its
+    start and end, and ``end`` last: readers take ``len(end)`` as the number of complete rows.
+    """
+
+    __slots__ = (
+        "cpu",
+        "end",
+        "error_types",
+        "failed_rows",
+        "failed_status",
+        "itl",
+        "start",
+        "ttft_rows",
+        "ttft_values",
+        "usage",
+    )
 
     def __init__(self) -> None:
         self.start = array("d")
         self.end = array("d")
-        self.status = array("b")
-        self.cpu = array("d")
-        self.ttft = array("d")
+        self.failed_rows = array("q")
+        self.failed_status = array("b")
+        self.ttft_rows = array("q")
+        self.ttft_values = array("d")
         self.itl = array("d")
         self.error_types: Counter[str] = Counter()
         self.usage = UsageAccumulator()
-        # bound once: calling a stored bound method skips a method lookup per append
-        self._appends = (
-            self.start.append,
-            self.end.append,
-            self.status.append,
-            self.cpu.append,
-            self.ttft.append,
-        )
+        self.cpu: tuple[float, int] = (0.0, 0)
+        """Thread CPU seconds of this log's worker and the calls they cover (sync agents)."""
 
     def __len__(self) -> int:
-        return len(self.ttft)
+        return len(self.end)
+
+    def add_cpu(self, seconds: float, calls: int) -> None:
+        """Count ``seconds`` of this worker thread's CPU time over ``calls`` calls."""
+        if calls > 0:
+            total, n = self.cpu
+            self.cpu = (total + seconds, n + calls)  # one assignment: readers see both or none
 
     def record(
         self,
@@ -54,12 +75,11 @@ class CallLog:
         status: int,
         error: str | None,
         stream: StreamTimes | None,
-        scope: CallScope,
+        scope: CallScope | None,
         value: Any,
         model: str | None,
-        cpu: float = _NAN,
     ) -> None:
-        """Append one measured call; ``cpu`` is its thread CPU time (NaN when not measured).
+        """Append one measured call with what it recorded in ``scope`` (None: nothing).
 
         Usage recorded during a failed call still counts (those tokens were billed); usage is
         read from the return value only for a successful call that recorded none.
@@ -68,34 +88,24 @@ class CallLog:
         (``UsageExtractionError``), nothing is recorded and the caller records the call as
         failed instead.
         """
-        # the hot path: a plain successful call that recorded nothing and returned None
-        # costs five appends and three truth tests
-        records: list[UsageRecord] | None
-        add_start, add_end, add_status, add_cpu, add_ttft = self._appends
+        records: list[UsageRecord] | None = None if scope is None else scope.records
+        row = len(self.end)
         if status == OK:
-            records = scope.records
             if not records and value is not None:
                 records = read_usage(value)
-            add_start(t_int)
-            add_end(end)
-            add_status(OK)
-            add_cpu(cpu)
-            if stream is None:
-                add_ttft(_NAN)
-            else:
-                add_ttft(stream.first)
+            if stream is not None:
+                self.ttft_rows.append(row)
+                self.ttft_values.append(stream.first)
                 self.itl.extend(stream.gaps)
         else:
-            records = scope.records
-            add_start(t_int)
-            add_end(end)
-            add_status(status)
-            add_cpu(cpu)
-            add_ttft(_NAN)
+            self.failed_rows.append(row)
+            self.failed_status.append(status)
             self.error_types["Timeout" if status == TIMEOUT else error or "Error"] += 1
+        self.start.append(t_int)
+        self.end.append(end)
         if records:
             self.usage.add_call(records, model)
-        if scope.tools:
+        if scope is not None and scope.tools:
             self.usage.add_tools(scope.tools)
 
 
@@ -108,8 +118,9 @@ class MergedLog:
     status: StatusArray
     ttft: FloatArray
     itl: FloatArray
-    cpu: FloatArray = field(default_factory=lambda: _EMPTY)
-    """Each call's thread CPU time in seconds (NaN where not measured: async calls, timeouts)."""
+    cpu_per_call: float | None = None
+    """Mean CPU seconds per call of the worker threads (sync agents): each thread's CPU time
+    over the calls it made, summed, over those calls. None when not measured (async agents)."""
 
     @property
     def latency(self) -> FloatArray:
@@ -130,14 +141,46 @@ def _copy(values: array[Any], n: int, dtype: type[np.generic]) -> npt.NDArray[An
     return np.frombuffer(values[:n], dtype=dtype)
 
 
-def snapshot(logs: Iterable[CallLog]) -> tuple[FloatArray, FloatArray, StatusArray]:
-    """start, end and status of the calls completed so far (safe while workers append)."""
+def _sparse(
+    rows: array[Any], values: array[Any], n: int, fill: Any, dtype: type[np.generic]
+) -> npt.NDArray[Any]:
+    """A column of ``n`` rows: ``fill`` but where ``rows`` / ``values`` pairs say otherwise.
+
+    Pairs are appended row first: the complete ones are the first ``len(values)``; a pair of
+    a row not complete yet (``>= n``) is left out.
+    """
+    out = np.full(n, fill, dtype=dtype)
+    k = len(values)
+    if k:
+        at = _copy(rows, k, np.int64)
+        got = _copy(values, k, dtype)
+        keep = at < n
+        out[at[keep]] = got[keep]
+    return out
+
+
+def _columns(log: CallLog, t0: float) -> tuple[FloatArray, FloatArray, StatusArray, int]:
+    n = len(log.end)  # the last column appended: every other one has at least n rows
+    start = _copy(log.start, n, np.float64)
+    end = _copy(log.end, n, np.float64)
+    if t0:  # in place: the copies are this function's own
+        start -= t0
+        end -= t0
+    status = _sparse(log.failed_rows, log.failed_status, n, OK, np.int8)
+    return start, end, status, n
+
+
+def snapshot(
+    logs: Iterable[CallLog], t0: float = 0.0
+) -> tuple[FloatArray, FloatArray, StatusArray]:
+    """start, end (seconds since ``t0``) and status of the calls completed so far (safe while
+    workers append)."""
     starts, ends, statuses = [], [], []
     for log in list(logs):
-        n = len(log.ttft)  # the last column appended: every other column has at least n rows
-        starts.append(_copy(log.start, n, np.float64))
-        ends.append(_copy(log.end, n, np.float64))
-        statuses.append(_copy(log.status, n, np.int8))
+        start, end, status, _ = _columns(log, t0)
+        starts.append(start)
+        ends.append(end)
+        statuses.append(status)
     if not starts:
         return _EMPTY, _EMPTY, _EMPTY_B
     return np.concatenate(starts), np.concatenate(ends), np.concatenate(statuses)
@@ -147,20 +190,35 @@ _EMPTY: FloatArray = np.zeros(0, dtype=np.float64)
 _EMPTY_B = np.zeros(0, dtype=np.int8)
 
 
-def merge(logs: Sequence[CallLog]) -> MergedLog:
-    """One sorted log of every worker's calls."""
-    start, end, status = snapshot(logs)
-    ttft = (
-        np.concatenate([_copy(log.ttft, len(log), np.float64) for log in logs]) if logs else _EMPTY
-    )
-    itl = (
-        np.concatenate([_copy(log.itl, len(log.itl), np.float64) for log in logs])
-        if logs
-        else _EMPTY
-    )
-    cpu = np.concatenate([_copy(log.cpu, len(log), np.float64) for log in logs]) if logs else _EMPTY
-    order = np.argsort(start, kind="stable")
-    return MergedLog(start[order], end[order], status[order], ttft[order], itl, cpu[order])
+def _join(parts: list[npt.NDArray[T]]) -> npt.NDArray[T]:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)  # one part: no copy
+
+
+def merge(logs: Sequence[CallLog], t0: float = 0.0) -> MergedLog:
+    """One sorted log of every worker's calls, in seconds since ``t0`` (the run's start)."""
+    cpu_seconds, cpu_calls = 0.0, 0
+    for log in logs:
+        seconds, calls = log.cpu
+        cpu_seconds += seconds
+        cpu_calls += calls
+    logs = [log for log in logs if len(log)]  # fewer parts: often one, then nothing to join
+    if not logs:
+        return MergedLog(_EMPTY, _EMPTY, _EMPTY_B, _EMPTY, _EMPTY)
+    starts, ends, statuses, ttfts, itls = [], [], [], [], []
+    for log in logs:
+        start, end, status, n = _columns(log, t0)
+        starts.append(start)
+        ends.append(end)
+        statuses.append(status)
+        ttfts.append(_sparse(log.ttft_rows, log.ttft_values, n, _NAN, np.float64))
+        itls.append(_copy(log.itl, len(log.itl), np.float64))
+    start, end, ttft, itl = (_join(parts) for parts in (starts, ends, ttfts, itls))
+    status = _join(statuses)
+    if start.size > 1 and not bool(np.all(start[1:] >= start[:-1])):  # else sorted already
+        order = np.argsort(start, kind="stable")
+        start, end, status, ttft = start[order], end[order], status[order], ttft[order]
+    cpu = cpu_seconds / cpu_calls if cpu_calls else None
+    return MergedLog(start, end, status, ttft, itl, cpu)
 
 
 def merge_counters(logs: Iterable[CallLog]) -> dict[str, int]:

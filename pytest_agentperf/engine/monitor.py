@@ -37,7 +37,7 @@ class Monitor:
     def tick(self) -> None:
         state = self._state
         now = time.perf_counter()
-        view = LiveView(self._logs, state.extra, now - state.t0)
+        view = LiveView(self._logs, state.extra, now - state.t0, state.t0)
         for obs in self._observers:
             reason = obs.on_tick(view)
             if reason and state.aborted is None:

@@ -13,9 +13,12 @@ from .log import CallLog, MergedLog, snapshot
 class LiveView:
     """A read-only view of a run in progress, handed to observers on every tick."""
 
-    def __init__(self, logs: Sequence[CallLog], extra: CallLog, elapsed: float) -> None:
+    def __init__(
+        self, logs: Sequence[CallLog], extra: CallLog, elapsed: float, t0: float = 0.0
+    ) -> None:
         self._logs = logs
         self._extra = extra
+        self._t0 = t0
         self.elapsed = elapsed
 
     @property
@@ -29,7 +32,7 @@ class LiveView:
 
     def arrays(self) -> tuple[FloatArray, FloatArray, StatusArray]:
         """start, end, status of the calls completed so far (a copy; O(n), call sparingly)."""
-        return snapshot([*list(self._logs), self._extra])
+        return snapshot([*list(self._logs), self._extra], self._t0)
 
 
 class RunObserver(Protocol):

@@ -14,7 +14,7 @@ def record_failure(
     exc: Exception,
     t_int: float,
     end: float,
-    scope: CallScope,
+    scope: CallScope | None,
     model: str | None,
 ) -> None:
     """Record a call as failed because handling its result raised ``exc``.

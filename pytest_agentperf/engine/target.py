@@ -9,6 +9,7 @@ import threading
 import types
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
+from inspect import CO_COROUTINE
 from typing import Any
 
 from ..errors import UsageError
@@ -63,6 +64,8 @@ class Target:
     label: str
     bare: Callable[[], Any] | None = None
     """The agent itself when it takes no input: the hot path calls it with no wrapper frame."""
+    coroutine: bool = False
+    """Every call returns a coroutine (an ``async def`` function): awaited without a check."""
 
     def input_for(self, i: int) -> Any:
         inputs = self.inputs
@@ -82,6 +85,18 @@ def _is_async_callable(fn: Any) -> bool:
         return False
     call = type(fn).__dict__.get("__call__") or getattr(type(fn), "__call__", None)  # noqa: B004
     return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
+
+
+def _returns_coroutine(fn: Any) -> bool:
+    """Whether ``fn`` is an ``async def`` function (or a method or partial of one).
+
+    Read from the code flags, not ``inspect.iscoroutinefunction``, which is also true for a
+    function marked with ``inspect.markcoroutinefunction`` that may return any awaitable.
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    fn = getattr(fn, "__func__", fn)  # a bound method
+    return isinstance(fn, types.FunctionType) and bool(fn.__code__.co_flags & CO_COROUTINE)
 
 
 def _is_runnable(fn: Any) -> bool:
@@ -126,20 +141,21 @@ def make_target(fn: Any, inputs: Any) -> Target:
             raise UsageError(
                 f"{label} is a Runnable: pass inputs= (the values given to .ainvoke(input))"
             )
-        return Target(fn.ainvoke, True, inputs, label)
+        return Target(fn.ainvoke, True, inputs, label, coroutine=_returns_coroutine(fn.ainvoke))
     if not callable(fn):
         raise UsageError(
             f"agentperf.run() needs a callable agent, got {type(fn).__name__}; "
             "pass a function, a coroutine function or a Runnable"
         )
     is_async = _is_async_callable(fn)
+    coroutine = _returns_coroutine(fn)
     if inputs is None:
 
         def call(_x: Any) -> Any:
             return fn()
 
-        return Target(call, is_async, None, label, fn)
-    return Target(fn, is_async, inputs, label)
+        return Target(call, is_async, None, label, fn, coroutine)
+    return Target(fn, is_async, inputs, label, coroutine=coroutine)
 
 
 PLAIN, SYNC_STREAM, ASYNC_STREAM = 0, 1, 2

@@ -11,8 +11,7 @@ import inspect
 import queue
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from ..errors import SettingsError, describe
 from ..usage import CURRENT_SCOPE, CallScope
@@ -23,8 +22,6 @@ from .outcome import record_failure
 from .plan import Plan, RunState
 from .streams import StreamTimes, consume_sync
 from .target import PLAIN, SYNC_STREAM, KindCache, returned_awaitable
-
-_NAN = float("nan")
 
 MAX_OPEN_LOOP_THREADS = 1024
 """Threads an uncapped sync open-loop run may grow to; give concurrency= to cap it lower."""
@@ -142,85 +139,109 @@ class _Pool:
         """Make the call ``one`` (index, intended start), or, closed loop, calls claimed from
         the run until it is over; False when this thread must stop (abandoned, fatal error).
 
-        A closed-loop worker makes all its calls in this one frame. The two timestamps sit
-        right around the agent call; the CPU-time reads, the scope and the bookkeeping stay
-        outside them. The call in flight is ``worker.flight[0]`` (its start): the worker
-        takes it back with one atomic ``dict.pop`` when the call returns, so the common case
-        needs no lock (see ``check_timeouts`` for the monitor's side).
+        The usage scope is set once for all the calls made here, and this thread's CPU time is
+        read once at either end of them (``CallLog.add_cpu``): a CPU-time read is a system
+        call on Linux, dearer than a no-op call. The two timestamps sit right around the
+        agent call; the bookkeeping stays outside them.
+        """
+        log = worker.log
+        scope = CallScope()
+        token = CURRENT_SCOPE.set(scope)
+        rows = len(log)
+        cpu0 = time.thread_time()  # this thread's CPU time: contention does not stretch it
+        done = False
+        try:
+            done = self._loop(worker, one, scope)
+            return done
+        finally:
+            # an abandoned call is counted too (it was recorded as a timeout), so the calls
+            # this thread made are its rows plus the one left behind
+            if self.measured and self.state.fatal is None:
+                log.add_cpu(time.thread_time() - cpu0, len(log) - rows + (not done))
+            CURRENT_SCOPE.reset(token)
+
+    def _loop(self, worker: _Worker, one: tuple[int, float] | None, scope: CallScope) -> bool:
+        """``_calls`` without its set-up: the hot path.
+
+        The call in flight is ``worker.flight[0]`` (its start): the worker takes it back with
+        one atomic ``dict.pop`` when the call returns, so the common case needs no lock (see
+        ``check_timeouts`` for the monitor's side).
         """
         state = self.state
         target = self.plan.target
         bare = target.bare
         call = target.call
-        claim = state.claim
+        input_for = target.input_for
         measured = self.measured
         model = self.plan.settings.model
         kinds = worker.kinds
         flight = worker.flight
+        take = flight.pop
         log = worker.log
+        add_start = log.start.append
+        add_end = log.end.append
         perf = time.perf_counter
-        thread_time = time.thread_time
-        t_int: float | None = None
-        while True:
-            if one is None:
-                i = claim()
-                if i is None:
-                    return True
-            else:
-                i, t_int = one
-            scope = CallScope()
-            token = CURRENT_SCOPE.set(scope)
+        # rows hold perf_counter readings: the run's start is subtracted once, at the merge
+        t_int: float | None = None  # the intended start (open loop), a perf_counter reading
+        if one is None:
+            indices: Iterable[int] = state.claims()  # this thread's own: none is shared
+        else:
+            indices = (one[0],)
+            worker.call_t_int = one[1]  # before the start: the monitor reads it first
+            t_int = state.t0 + one[1]
+        for i in indices:
             stream: StreamTimes | None = None
-            error: str | None = None
-            value: Any = None
-            cpu = _NAN
-            worker.call_t_int = t_int  # before the start: the monitor reads them in that order
-            start = 0.0
             try:
-                x = None if bare is not None else target.input_for(i)
-                cpu0 = thread_time()  # this thread's CPU time: contention does not stretch it
-                flight[0] = start = perf()
-                value = bare() if bare is not None else call(x)
+                if bare is not None:
+                    flight[0] = start = perf()
+                    value = bare()
+                else:
+                    start = 0.0  # reading the input may fail: then the call never started
+                    x = input_for(i)
+                    flight[0] = start = perf()
+                    value = call(x)
                 end = perf()
-                cpu = thread_time() - cpu0
-                kind = kinds.kind if type(value) is kinds.cls else kinds.detect(value)
-                if kind != PLAIN:
+                if value is not None:  # None is plain: no check of the return type
+                    kind = kinds.kind if type(value) is kinds.cls else kinds.detect(value)
                     if kind == SYNC_STREAM and not inspect.isawaitable(value):
-                        t_stream = start if t_int is None else state.t0 + t_int
+                        t_stream = start if t_int is None else t_int
                         stream = consume_sync(value, t_stream, self.plan.settings.allow_empty)
                         end = perf()
-                        cpu = thread_time() - cpu0
-                    else:  # an awaitable or an async iterator from a sync function: a misuse
+                    elif kind != PLAIN:  # an awaitable or an async iterator: a misuse
                         if inspect.iscoroutine(value):
                             value.close()
                         state.fail(returned_awaitable(target.label))
                         return False
             except Exception as exc:
                 end = perf()
-                if start:
-                    cpu = thread_time() - cpu0
-                error = type(exc).__name__
-                message = describe(exc)
+                if start and take(0, None) is None and not self._reclaim(worker):
+                    return False  # abandoned: the monitor recorded this call as a timeout
+                taken = scope.take() if scope.records or scope.tools else None
+                if measured:
+                    t_call = (start or end) if t_int is None else t_int  # no start: no input
+                    state.note_error(describe(exc))
+                    error = type(exc).__name__
+                    log.record(t_call, end, ERROR, error, None, taken, None, model)
+                continue
             except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop the run, propagate
                 state.fail(exc)
                 return False
-            finally:  # costs nothing on the normal path (Python 3.11+)
-                CURRENT_SCOPE.reset(token)
-            if start and flight.pop(0, None) is None and not self._reclaim(worker):
+            if take(0, None) is None and not self._reclaim(worker):
                 return False  # abandoned: the monitor recorded this call as a timeout
             if measured:
-                t0 = state.t0
-                t_call = (start or end) - t0 if t_int is None else t_int  # no start: no input
-                end -= t0
-                if error is not None:
-                    state.note_error(message)
-                status = OK if error is None else ERROR
-                try:
-                    log.record(t_call, end, status, error, stream, scope, value, model, cpu)
-                except Exception as exc:  # reading the result failed (usage): this call's error
-                    record_failure(log, state, exc, t_call, end, scope, model)
-            if one is not None:
-                return True
+                t_call = start if t_int is None else t_int
+                if value is None and not (scope.records or scope.tools):
+                    add_start(t_call)  # the hot path: a plain call that recorded nothing
+                    add_end(end)
+                else:
+                    taken = scope.take() if scope.records or scope.tools else None
+                    try:
+                        log.record(t_call, end, OK, None, stream, taken, value, model)
+                    except Exception as exc:  # reading the result failed (usage): its error
+                        record_failure(log, state, exc, t_call, end, taken, model)
+            elif scope.records or scope.tools:
+                scope.take()  # warmup: what the call recorded is dropped
+        return True
 
     def _reclaim(self, worker: _Worker) -> bool:
         """The call's start was not in ``flight``: the monitor took it. Whether it gave it
@@ -255,14 +276,13 @@ class _Pool:
                     worker.flight[0] = taken
                     continue
                 worker.abandoned = True
-            if t_int is None:  # closed loop: the call was meant to start when it did
-                t_int = taken - t0
+            # closed loop: the call was meant to start when it did
+            start = taken if t_int is None else t0 + t_int
             with self.lock:
                 self.active -= 1
                 self.workers.remove(worker)
             if self.measured:  # the abandoned thread's own scope is out of reach: no usage
-                end = now - t0
-                self.state.extra.record(t_int, end, TIMEOUT, None, None, CallScope(), None, None)
+                self.state.extra.record(start, now, TIMEOUT, None, None, None, None, None)
             if not self.state.stopping:
                 self.spawn()
             elif self.active == 0:

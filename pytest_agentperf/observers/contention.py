@@ -245,9 +245,8 @@ def cpu_time_of(log: MergedLog, process_cpu: float | None) -> CpuTime:
         return CpuTime()
     ok = log.latency[log.status == OK]
     lat50 = float(np.quantile(ok, 0.5)) if ok.size else None
-    cpu = log.cpu[np.isfinite(log.cpu)] if log.cpu.size == n else log.cpu[:0]
-    if cpu.size:
-        per_call, p50, source = float(cpu.mean()), float(np.quantile(cpu, 0.5)), "thread"
+    if log.cpu_per_call is not None:  # sync agents: the worker threads' CPU time per call
+        per_call, p50, source = log.cpu_per_call, None, "thread"
     elif process_cpu is not None and math.isfinite(process_cpu):
         per_call, p50, source = max(0.0, process_cpu) / n, None, "process"
     else:
