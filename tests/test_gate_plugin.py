@@ -175,7 +175,8 @@ def test_changed_load_shape_is_not_comparable(
 ) -> None:
     project.runpytest("--agentperf-baseline").assert_outcomes(passed=2)
     monkeypatch.setenv("DELAY_ONE", "0.05")
-    result = project.runpytest("--agentperf-scale=0.5")
+    project.makepyfile(test_perf=TESTS.replace("requests=30", "requests=15"))
+    result = project.runpytest()
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
         [
