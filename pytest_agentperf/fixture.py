@@ -128,6 +128,13 @@ class AgentPerf:
     def _observers(self, settings: Settings) -> list[RunObserver]:
         return [obs for make in self._pipeline.observer_factories for obs in make(settings)]
 
+    def _warmup_warning(self, name: str) -> Callable[[str], None] | None:
+        """Warns at once (before the measured calls) when warmup calls failed."""
+        warn = self._warn
+        if warn is None:
+            return None
+        return lambda message: warn(f"{self._test_id} [{name}]: {message}")
+
     def _progress(self, name: str) -> ProgressSink | None:
         factory = self._pipeline.progress
         return factory(f"{self._test_id}[{name}]") if factory else None
@@ -154,7 +161,12 @@ class AgentPerf:
         setup = self._prepare(name, settings)
         with langchain_hook():
             raw = run_load(
-                fn, inputs, setup.settings, observers=setup.observers, progress=setup.progress
+                fn,
+                inputs,
+                setup.settings,
+                observers=setup.observers,
+                progress=setup.progress,
+                on_warmup=self._warmup_warning(setup.name),
             )
         calls = _profile_calls(setup.settings, raw)
         allocations = profile_agent(fn, inputs, calls) if calls else ()
@@ -174,7 +186,12 @@ class AgentPerf:
         setup = self._prepare(name, settings)
         with langchain_hook():
             raw = await arun_load(
-                fn, inputs, setup.settings, observers=setup.observers, progress=setup.progress
+                fn,
+                inputs,
+                setup.settings,
+                observers=setup.observers,
+                progress=setup.progress,
+                on_warmup=self._warmup_warning(setup.name),
             )
         calls = _profile_calls(setup.settings, raw)
         allocations = (

@@ -203,3 +203,45 @@ def test_the_xdist_worker_count_is_recorded_and_a_change_is_flagged(
     result = project.runpytest("-p", "no:xdist", "--agentperf-regression=warn")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["note: baseline from another machine: xdist workers 2 -> 0"])
+
+
+def test_failed_warmup_calls_are_said_at_once(project: pytest.Pytester) -> None:
+    """Under -W error the warning stops the test before its measured calls: said at once."""
+    project.makepyfile(
+        test_perf="""
+        import pytest
+        from agents import broken
+
+        CALLS = []
+
+        def counted(x=None):
+            CALLS.append(x)
+            return broken(x)
+
+        @pytest.mark.agent_perf(requests=50, warmup=3)
+        def test_sync(agentperf):
+            agentperf.run(counted, check=False)
+
+        async def abroken(x=None):
+            raise TimeoutError("model endpoint timed out")
+
+        @pytest.mark.asyncio
+        @pytest.mark.agent_perf(requests=5, warmup=2)
+        async def test_async(agentperf):
+            await agentperf.arun(abroken, check=False)
+
+        def test_calls_stopped_after_warmup():
+            assert len(CALLS) == 3
+        """
+    )
+    result = project.runpytest(
+        "-p", "no:randomly", "-W", "error::pytest_agentperf.AgentPerfWarning"
+    )
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_sync [[]default]: 3 of 3 warmup calls failed before the measured calls "
+            "started; first error: ConnectionError: upstream refused the connection*",
+            "*test_async [[]default]: 2 of 2 warmup calls failed*TimeoutError: model endpoint*",
+        ]
+    )

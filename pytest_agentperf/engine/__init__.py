@@ -1,31 +1,16 @@
 """Load generation: closed and open loop, sync and async agents, timeouts and warmup.
 
-``run_load`` (from sync code) and ``arun_load`` (from a coroutine) run warmup calls, then the
-measured calls, and return a ``RawRun``: every call's timing in flat arrays plus usage totals.
+The modules, in the order a run goes through them: ``target`` (how one call is made and
+timed), ``plan`` (which calls, when), ``thread_exec`` / ``async_exec`` (the executors),
+``monitor`` (timeouts), ``log`` (every call's timing), ``streams`` (TTFT of streamed calls) and
+``run`` (one run, end to end). Observers watching a run meet ``observer.RunObserver``. This
+``__init__`` only re-exports the names the rest of the package uses.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import contextvars
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import numpy as np
-
-from ..errors import UsageError
-from ..settings import Settings
-from ..usage import UsageAccumulator
-from .async_exec import execute_async
-from .log import TIMEOUT, CallLog, MergedLog, merge, merge_counters, merge_usage
-from .loop import run_coroutine
 from .observer import LiveView, Progress, ProgressSink, RunObserver
-from .plan import Plan, RunState
-from .target import Target, make_target
-from .thread_exec import MAX_OPEN_LOOP_THREADS, execute_threads
+from .run import RawRun, arun_load, run_load
 
 __all__ = [
     "LiveView",
@@ -36,149 +21,3 @@ __all__ = [
     "arun_load",
     "run_load",
 ]
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RawRun:
-    """What the engine measured, before any statistic is computed."""
-
-    log: MergedLog
-    usage: UsageAccumulator
-    error_types: dict[str, int]
-    error_messages: tuple[str, ...]
-    duration: float
-    late_starts: int
-    aborted: str | None
-    target: str
-    issued: int | None = None
-    """Calls the engine started (or, open loop, dispatched); each must be in ``log``."""
-
-    @property
-    def timeouts(self) -> int:
-        return int(np.count_nonzero(self.log.status == TIMEOUT))
-
-
-def _raw(target: Target, state: RunState, logs: list[CallLog]) -> RawRun:
-    all_logs = [*logs, state.extra]
-    log = merge(all_logs, state.t0)
-    ran = state.aborted is None and len(log) > 0
-    duration = float(log.end.max()) if ran else state.elapsed
-    return RawRun(
-        log=log,
-        usage=merge_usage(all_logs),
-        error_types=merge_counters(all_logs),
-        error_messages=tuple(state.messages),
-        duration=max(duration, 1e-9),
-        late_starts=state.late,
-        aborted=state.aborted,
-        target=target.label,
-        issued=state.issued,
-    )
-
-
-def _threads(
-    target: Target,
-    settings: Settings,
-    observers: Sequence[RunObserver],
-    progress: ProgressSink | None,
-    cancel: threading.Event | None = None,
-) -> RawRun:
-    if settings.warmup:
-        execute_threads(Plan.warmup(target, settings), measured=False, cancel=cancel)
-    plan = Plan.measured(target, settings)
-    state, logs = execute_threads(plan, observers, progress, cancel=cancel)
-    return _raw(target, state, logs)
-
-
-async def _in_thread(fn: Callable[[threading.Event], T]) -> T:
-    """Await ``fn(cancel)`` run on a fresh daemon thread (never the loop's default executor).
-
-    When the awaiting task is cancelled, ``cancel`` is set so that the run stops too.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-    cancel = threading.Event()
-
-    def settle(value: Any, exc: BaseException | None) -> None:
-        if future.done():  # the awaiting side gave up (cancelled) meanwhile
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(value)
-
-    def body() -> None:
-        value: Any = None
-        error: BaseException | None = None
-        try:
-            value = fn(cancel)
-        except BaseException as exc:
-            error = exc
-        with contextlib.suppress(RuntimeError):  # the loop may be closed by now
-            loop.call_soon_threadsafe(settle, value, error)
-
-    ctx = contextvars.copy_context()  # the test's context variables reach the workers
-    threading.Thread(target=ctx.run, args=(body,), daemon=True, name="agentperf-controller").start()
-    try:
-        return await future
-    except asyncio.CancelledError:
-        cancel.set()
-        raise
-
-
-async def arun_load(
-    fn: Any,
-    inputs: Any,
-    settings: Settings,
-    *,
-    observers: Sequence[RunObserver] = (),
-    progress: ProgressSink | None = None,
-) -> RawRun:
-    """Run ``fn`` under the load ``settings`` describe, from a coroutine."""
-    return await _arun_target(make_target(fn, inputs), settings, observers, progress)
-
-
-async def _arun_target(
-    target: Target,
-    settings: Settings,
-    observers: Sequence[RunObserver],
-    progress: ProgressSink | None,
-) -> RawRun:
-    # made once per run: an iterator of inputs must not be read again by a second target
-    if not target.is_async:
-        return await _in_thread(
-            lambda cancel: _threads(target, settings, observers, progress, cancel)
-        )
-    if settings.warmup:
-        await execute_async(Plan.warmup(target, settings), measured=False)
-    state, logs = await execute_async(Plan.measured(target, settings), observers, progress)
-    return _raw(target, state, logs)
-
-
-def run_load(
-    fn: Any,
-    inputs: Any,
-    settings: Settings,
-    *,
-    observers: Sequence[RunObserver] = (),
-    progress: ProgressSink | None = None,
-) -> RawRun:
-    """Run ``fn`` under the load ``settings`` describe, from sync code (no running loop)."""
-    __tracebackhide__ = True
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise UsageError(
-            "agentperf.run() was called inside a running event loop (an async test?); "
-            "use `await agentperf.arun(...)` there instead"
-        )
-    target = make_target(fn, inputs)
-    if not target.is_async:
-        return _threads(target, settings, observers, progress)
-    run = _arun_target(target, settings, observers, progress)
-    # an uncapped open loop may have any number of calls in flight: threads start on demand
-    return run_coroutine(run, settings.max_in_flight or MAX_OPEN_LOOP_THREADS)

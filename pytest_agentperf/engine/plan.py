@@ -85,6 +85,9 @@ class RunState:
         self.fatal: BaseException | None = None
         self.late = 0
         self.messages: list[str] = []
+        self.errors_noted = 0
+        """Calls that raised (``note_error``), warmup calls included; counted without a lock,
+        for messages only."""
         self.on_fatal: Callable[[], None] = lambda: None
         """How the executor stops its other workers when one call raised a BaseException."""
         self.extra = CallLog()
@@ -158,6 +161,7 @@ class RunState:
 
         Redacted before the cut, so a key cut in half cannot slip past the redaction.
         """
+        self.errors_noted += 1
         if len(self.messages) < MAX_ERROR_MESSAGES:
             message = redact(message)[:500]
             if message not in self.messages:

@@ -217,9 +217,9 @@ class _Pool:
                 if start and take(0, None) is None and not self._reclaim(worker):
                     return False  # abandoned: the monitor recorded this call as a timeout
                 taken = scope.take() if scope.records or scope.tools else None
+                state.note_error(describe(exc))  # warmup errors too: the run says so at once
                 if measured:
                     t_call = (start or end) if t_int is None else t_int  # no start: no input
-                    state.note_error(describe(exc))
                     error = type(exc).__name__
                     log.record(t_call, end, ERROR, error, None, taken, None, model)
                 continue
