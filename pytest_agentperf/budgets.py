@@ -235,10 +235,21 @@ def _relation(passed: bool, *, minimum: bool) -> str:
 
 
 def evaluate(budgets: Mapping[str, float], result: PerfResult) -> tuple[BudgetCheck, ...]:
-    """Check every budget against ``result``; an unknown measurement breaks its budget."""
+    """Check every budget against ``result``; an unknown measurement breaks its budget.
+
+    After an abort, only the budgets ``abort_on`` can judge early are judged on the partial
+    run; the others need the whole run and are "not evaluated" (neither passed nor broken: the
+    run already failed as ABORTED).
+    """
     checks = []
     for name, limit in budgets.items():
         spec = BUDGETS[name]
+        if result.aborted and spec.early is None:
+            message = (
+                f"{spec.label} not evaluated: run aborted (budget {format_value(limit, spec.unit)})"
+            )
+            checks.append(BudgetCheck(name, limit, None, True, 0, message, evaluated=False))
+            continue
         value, n = spec.measure(result)
         if value is None or (isinstance(value, float) and math.isnan(value)):
             checks.append(

@@ -42,11 +42,31 @@ class ProgressLine:
         errors = f", {p.errors} errors" if p.errors else ""
         extra = self.detail() if self.detail is not None else None
         window = f" | {extra}" if extra else ""
-        text = f"  agentperf {self._label}: {done}, {when}{errors}{window}"
-        if self._width is not None and len(text) > self._width - 1:
-            text = text[: max(10, self._width - 2)] + "…"
+        text = _fit(self._label, f": {done}, {when}{errors}", window, self._width)
         pad = max(0, self._shown - len(text))
         self._write(("\r" if self._shown else "\n") + text + " " * pad)
         self._shown = len(text)
         if p.finished:
             self._write("\n")
+
+
+def _fit(label: str, figures: str, window: str, width: int | None) -> str:
+    """The line within ``width - 1`` columns, never cutting a number: the window figures go
+    first (whole ", "-separated parts from the end), then the label is shortened in the
+    middle; the run's own figures stay whole."""
+    text = f"  agentperf {label}{figures}{window}"
+    if width is None or len(text) <= width - 1:
+        return text
+    room = width - 1
+    parts = window.split(", ")
+    while parts and len(f"  agentperf {label}{figures}{', '.join(parts)}") > room:
+        parts.pop()
+    window = ", ".join(parts)
+    text = f"  agentperf {label}{figures}{window}"
+    over = len(text) - room
+    if over > 0 and len(label) > 8:
+        keep = max(8, len(label) - over - 1)
+        head = keep // 2
+        label = label[:head] + "…" + label[len(label) - (keep - head) :]
+        text = f"  agentperf {label}{figures}{window}"
+    return text

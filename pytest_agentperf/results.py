@@ -234,6 +234,8 @@ class BudgetCheck:
     passed: bool
     n: int
     message: str
+    evaluated: bool = True
+    """False for a budget that needs the whole run, after an abort: not judged, not broken."""
 
 
 @dataclass(frozen=True)

@@ -245,3 +245,33 @@ def test_failed_warmup_calls_are_said_at_once(project: pytest.Pytester) -> None:
             "*test_async [[]default]: 2 of 2 warmup calls failed*TimeoutError: model endpoint*",
         ]
     )
+
+
+def test_after_an_abort_budgets_that_need_the_whole_run_are_not_evaluated(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(
+        test_perf="""
+        import time
+        import pytest
+        from agents import broken
+
+        def slow_broken(x=None):
+            time.sleep(0.005)
+            broken(x)
+
+        @pytest.mark.agent_perf(
+            requests=400, warmup=0, error_rate="5%", min_throughput=1_000_000,
+            p95_drift=1.5, abort_on=["error_rate"],
+        )
+        def test_aborts(agentperf):
+            r = agentperf.run(slow_broken, check=False)
+            checks = {b.name: b for b in r.budgets}
+            assert r.aborted
+            assert not checks["error_rate"].passed and checks["error_rate"].evaluated
+            for name in ("min_throughput", "p95_drift"):
+                assert checks[name].passed and not checks[name].evaluated
+                assert "not evaluated: run aborted" in checks[name].message
+        """
+    )
+    project.runpytest("-p", "no:randomly").assert_outcomes(passed=1)

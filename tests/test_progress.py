@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import time
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pytest_agentperf.engine import Progress, run_load
 from pytest_agentperf.progress import ProgressLine
 from pytest_agentperf.settings import parse_settings
@@ -44,4 +47,25 @@ def test_progress_line_never_wraps_the_terminal() -> None:
     line = ProgressLine("tests/test_a_rather_long_module_name.py::test_x[agent]", out.append, 60)
     line(Progress(done=5, total=100, elapsed=3.0, duration=None, errors=7))
     text = out[-1].lstrip("\r\n")
-    assert len(text) <= 59 and text.endswith("…")
+    assert len(text) <= 59 and text.endswith(": 5/100 calls, 3 s, 7 errors") and "…" in text
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    width=st.integers(30, 200),
+    done=st.integers(0, 10**9),
+    label=st.text(alphabet="abcdefghij_:/[]", min_size=1, max_size=120),
+)
+def test_the_line_fits_and_never_cuts_a_number(width: int, done: int, label: str) -> None:
+    out: list[str] = []
+    line = ProgressLine(label, out.append, width=width)
+    line.detail = lambda: "last 2 s: 17.5/s, p95 100 ms, 4 errors, RSS 152 MB"
+    line(Progress(done=done, total=10**9, elapsed=12.5, duration=None, errors=3))
+    text = out[-1].lstrip("\n")
+    figures = f": {done}/{10**9} calls, 12.5 s, 3 errors"
+    assert figures in text  # the run's own figures, whole
+    essential = len("  agentperf ") + 9 + len(figures)  # a label cut to 8 characters and "…"
+    assert len(text) <= max(width - 1, essential)
+    for part in ("17.5/s", "p95 100 ms", "4 errors", "RSS 152 MB"):  # window parts: whole or gone
+        stem = part.split()[0]
+        assert part in text or stem not in text.split(figures, 1)[1]
