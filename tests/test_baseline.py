@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import make_result, make_shape
 
 from pytest_agentperf import baseline as bl
 from pytest_agentperf.baseline import (
@@ -28,12 +29,9 @@ from pytest_agentperf.baseline import (
     store,
 )
 from pytest_agentperf.errors import AgentPerfError, BaselineError
-from pytest_agentperf.results import Cost, LoadShape, PerCallUsage, PerfResult, Stats, Usage
+from pytest_agentperf.results import Cost, PerCallUsage, PerfResult, Usage
 from pytest_agentperf.stats import summarize
 
-SHAPE = LoadShape(
-    requests=100, concurrency=2, rate=None, arrival="closed", duration=None, warmup=1, timeout=30.0
-)
 ENV = Environment(
     Machine(cpu="Test CPU", cores=2, os="Linux", arch="x86_64", python="3.11.7"),
     "0123456789abcdef0123456789abcdef01234567",
@@ -41,22 +39,19 @@ ENV = Environment(
 )
 
 
-def make_result(n: int = 100, seed: int = 0, name: str = "default", **kw: Any) -> PerfResult:
+def full_result(n: int = 100, seed: int = 0, **kw: Any) -> PerfResult:
+    """``n`` lognormal calls plus two errors (one a timeout), tokens and cost: every part a
+    baseline run keeps, with digits enough to show the rounding."""
     samples = np.random.default_rng(seed).lognormal(-2.0, 0.5, n)
     fields: dict[str, Any] = {
-        "name": name,
-        "shape": replace(SHAPE, requests=n),
+        "shape": make_shape(requests=n, concurrency=2),
         "requests": n + 2,
         "errors": 2,
         "timeouts": 1,
         "error_rate": 2 / (n + 2),
         "error_types": {"Timeout": 1, "ValueError": 1},
-        "error_messages": (),
         "throughput": 12.3456789,
         "duration": 8.1234567,
-        "latency": summarize(samples),
-        "ttft": Stats(),
-        "itl": Stats(),
         "usage": Usage(
             input_tokens=100 * n,
             output_tokens=20 * n,
@@ -67,11 +62,11 @@ def make_result(n: int = 100, seed: int = 0, name: str = "default", **kw: Any) -
         "cost": Cost(total=0.00012345678 * n, per_call=0.000123456789123),
     }
     fields.update(kw)
-    return PerfResult(**fields)
+    return make_result(samples, **fields)
 
 
 def entry(test: str = "tests/test_a.py::test_one", **kw: Any) -> BaselineRun:
-    return run_from_result(test, make_result(**kw), ENV)
+    return run_from_result(test, full_result(**kw), ENV)
 
 
 def write_valid(path: Path) -> str:
@@ -103,7 +98,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert got.commit == ENV.commit
     assert got.plugin_version == "0.1.0"
     assert got.latency.n == 100
-    assert got.latency.p95 == pytest.approx(make_result().latency.p95, abs=1e-6)
+    assert got.latency.p95 == pytest.approx(full_result().latency.p95, abs=1e-6)
     np.testing.assert_array_equal(got.latency.samples, e.latency.samples)
     assert loaded.tests() == frozenset({"tests/test_a.py::test_one"})
     assert loaded.get("tests/test_a.py::test_one", "other") is None
@@ -113,7 +108,7 @@ def test_samples_keep_start_order_and_are_rounded_to_microseconds() -> None:
     e = entry()
     s = e.latency.samples
     assert e.in_order
-    np.testing.assert_allclose(s, make_result().latency.samples, atol=1e-6)  # start order kept
+    np.testing.assert_allclose(s, full_result().latency.samples, atol=1e-6)  # start order kept
     assert np.all(np.abs(s * 1e6 - np.round(s * 1e6)) < 1e-6)
 
 
@@ -156,7 +151,7 @@ def test_non_finite_values_are_written_as_null(tmp_path: Path) -> None:
 
 
 def test_run_without_usage_or_samples(tmp_path: Path) -> None:
-    r = make_result(usage=Usage(), cost=Cost(), latency=summarize([]))
+    r = full_result(usage=Usage(), cost=Cost(), latency=summarize([]))
     e = run_from_result("t::x", r, ENV)
     path = tmp_path / "b.json"
     save(path, [e])
@@ -581,7 +576,7 @@ def test_a_run_record_gives_the_same_entry_as_the_result() -> None:
     crossed as JSON gives the entry its result gives."""
     from pytest_agentperf.record import RunRecord
 
-    result = make_result(n=3000)
+    result = full_result(n=3000)
     from_result = run_from_result("t::x", result, ENV)
     data = json.loads(json.dumps(RunRecord.of("t::x", result).to_dict()))
     from_record = run_from_result("t::x", RunRecord.from_dict(data).result, ENV)
@@ -596,7 +591,7 @@ def test_a_malformed_record_names_the_field() -> None:
     from pytest_agentperf.codec import DecodeError
     from pytest_agentperf.record import RunRecord
 
-    good = RunRecord.of("t::x", make_result(n=10)).to_dict()
+    good = RunRecord.of("t::x", full_result(n=10)).to_dict()
     with pytest.raises(DecodeError, match=r"record\.result\.shape: expected an object"):
         RunRecord.from_dict({**good, "result": {**good["result"], "shape": None}})
     with pytest.raises(DecodeError, match=r"record\.status: 'MAYBE' is not a RunStatus"):

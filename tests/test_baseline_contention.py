@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from conftest import make_result
 
 from pytest_agentperf.baseline import (
     BaselineRun,
@@ -18,32 +19,10 @@ from pytest_agentperf.baseline import (
     run_from_result,
     thin_samples,
 )
-from pytest_agentperf.results import Contention, CpuTime, LoadShape, PerfResult, Stats
-from pytest_agentperf.stats import summarize
+from pytest_agentperf.results import Contention, CpuTime
 
-SHAPE = LoadShape(
-    requests=100, concurrency=1, rate=None, arrival="closed", duration=None, warmup=1, timeout=30.0
-)
 ENV = Environment(Machine(cpu="Test CPU", cores=2), "0123456789abcdef", "0.1.0")
-
-
-def make_result() -> PerfResult:
-    samples = np.random.default_rng(0).lognormal(-2.0, 0.5, 100)
-    return PerfResult(
-        name="default",
-        shape=SHAPE,
-        requests=100,
-        errors=0,
-        timeouts=0,
-        error_rate=0.0,
-        error_types={},
-        error_messages=(),
-        throughput=10.0,
-        duration=10.0,
-        latency=summarize(samples),
-        ttft=Stats(),
-        itl=Stats(),
-    )
+SAMPLES = np.random.default_rng(0).lognormal(-2.0, 0.5, 100)
 
 
 CONTENTION = Contention(
@@ -61,8 +40,9 @@ CONTENTION = Contention(
 
 
 def _entry() -> BaselineRun:
-    result = replace(
-        make_result(),
+    result = make_result(
+        SAMPLES,
+        duration=10.0,
         contention=CONTENTION,
         cpu=CpuTime(per_call=0.00123456789, p50=0.0012, share=0.81234, source="thread"),
     )
@@ -81,7 +61,7 @@ def test_cpu_time_and_contention_survive_the_file(tmp_path: Path) -> None:
     assert got.cpu_share == 0.8123
     assert got.contention == replace(CONTENTION, other_cpu=0.4812)
     assert got.in_order
-    np.testing.assert_allclose(got.latency.samples, make_result().latency.samples, atol=1e-6)
+    np.testing.assert_allclose(got.latency.samples, SAMPLES, atol=1e-6)
 
 
 def test_an_older_file_without_order_is_read_as_sorted_independent_samples() -> None:

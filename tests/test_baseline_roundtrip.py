@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from conftest import make_result, make_shape
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -103,22 +104,10 @@ def test_what_the_writer_saves_the_reader_accepts(
 
 
 def _plain(name: str) -> PerfResult:
-    samples = np.asarray([0.1, 0.2, 0.3])
-    shape = LoadShape(3, 1, None, "closed", None, 0, 1e300)
-    return PerfResult(
+    return make_result(
+        [0.1, 0.2, 0.3],
         name=name,
-        shape=shape,
-        requests=3,
-        errors=0,
-        timeouts=0,
-        error_rate=0.0,
-        error_types={},
-        error_messages=(),
+        shape=make_shape(requests=3, warmup=0, timeout=1e300),
         throughput=1.0,
         duration=3.0,
-        latency=summarize(samples),
-        ttft=Stats(),
-        itl=Stats(),
-        usage=Usage(),
-        cost=Cost(),
     )

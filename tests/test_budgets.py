@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from conftest import make_result
 
 from pytest_agentperf.budgets import (
     BUDGETS,
@@ -15,32 +16,9 @@ from pytest_agentperf.budgets import (
 )
 from pytest_agentperf.errors import BudgetExceeded, SettingsError
 from pytest_agentperf.observers.abort import judge
-from pytest_agentperf.results import Cost, LoadShape, PerCallUsage, PerfResult, Usage
+from pytest_agentperf.results import Cost, PerCallUsage, PerfResult, Usage
 from pytest_agentperf.settings import VALID_KEYS, parse_settings
-from pytest_agentperf.stats import summarize
 from pytest_agentperf.units import Unit
-
-SHAPE = LoadShape(20, 1, None, "closed", None, 1, 30.0)
-
-
-def _result(latencies: list[float], **kw: Any) -> PerfResult:
-    base: dict[str, Any] = dict(
-        name="r",
-        shape=SHAPE,
-        requests=len(latencies),
-        errors=0,
-        timeouts=0,
-        error_rate=0.0,
-        error_types={},
-        error_messages=(),
-        throughput=10.0,
-        duration=1.0,
-        latency=summarize(latencies),
-        ttft=summarize([]),
-        itl=summarize([]),
-    )
-    base.update(kw)
-    return PerfResult(**base)
 
 
 def test_every_budget_is_a_valid_setting() -> None:
@@ -48,7 +26,7 @@ def test_every_budget_is_a_valid_setting() -> None:
 
 
 def test_broken_budgets_are_all_listed_with_limit_value_and_n() -> None:
-    r = _result([0.1] * 50 + [2.0] * 50, errors=10, error_rate=0.1)
+    r = make_result([0.1] * 50 + [2.0] * 50, requests=100, errors=10, error_rate=0.1)
     budgets = parse_settings({"p95": "800ms", "mean_latency": "5s", "error_rate": "1%"}).budgets
     r = PerfResult(**{**r.__dict__, "budgets": evaluate(budgets, r)})
     with pytest.raises(BudgetExceeded) as info:
@@ -62,7 +40,7 @@ def test_broken_budgets_are_all_listed_with_limit_value_and_n() -> None:
 
 
 def test_minimum_budgets_and_unknown_values() -> None:
-    r = _result([0.1] * 10, throughput=5.0)
+    r = make_result([0.1] * 10, throughput=5.0)
     checks = {c.name: c for c in evaluate({"min_throughput": 20.0, "total_cost": 1.0}, r)}
     assert not checks["min_throughput"].passed
     assert "throughput 5/s < budget 20/s" in checks["min_throughput"].message
@@ -77,24 +55,24 @@ def test_cost_budget_on_unknown_model_names_the_model() -> None:
         calls_with_usage=1,
         per_call=PerCallUsage(10, 5, 15),
     )
-    r = _result([0.1], usage=usage, cost=Cost(unknown_models=("my-model",)))
+    r = make_result([0.1], usage=usage, cost=Cost(unknown_models=("my-model",)))
     (check,) = evaluate({"cost_per_call": 0.01}, r)
     assert not check.passed
     assert "my-model" in check.message and "agentperf_prices" in check.message
 
 
 def test_no_successful_call_breaks_a_latency_budget() -> None:
-    r = _result([], requests=5, errors=5, error_rate=1.0)
+    r = make_result([], requests=5, errors=5, error_rate=1.0)
     (check,) = evaluate({"p95": 1.0}, r)
     assert not check.passed and check.value is None
 
 
 def test_small_samples_warn_for_high_percentiles_only() -> None:
-    r = _result([0.1] * 40)
+    r = make_result([0.1] * 40)
     warnings = small_sample_warnings({"p95": 1.0, "p50": 1.0, "p99": 2.0}, r)
     assert len(warnings) == 2
     assert "59" in warnings[0] and "299" in warnings[1]
-    assert small_sample_warnings({"p95": 1.0}, _result([0.1] * 59)) == []
+    assert small_sample_warnings({"p95": 1.0}, make_result([0.1] * 59)) == []
 
 
 @pytest.mark.parametrize(
@@ -113,7 +91,7 @@ def test_small_samples_warn_for_high_percentiles_only() -> None:
 def test_a_message_reads_as_a_pass_or_a_failure_as_the_check_came_out(
     budget: str, limit: float, kw: dict[str, Any], passed: bool, text: str
 ) -> None:
-    r = _result([21e-6] * 50, **kw)
+    r = make_result([21e-6] * 50, **kw)
     (check,) = evaluate({budget: limit}, r)
     assert check.passed is passed
     assert check.message.startswith(text)
@@ -121,7 +99,7 @@ def test_a_message_reads_as_a_pass_or_a_failure_as_the_check_came_out(
 
 def test_no_passing_budget_message_uses_a_failing_relation() -> None:
     """Every budget kind, judged on a run that meets it: its message never says > or <."""
-    r = _result([0.01] * 100, throughput=1000.0)
+    r = make_result([0.01] * 100, throughput=1000.0)
     generous = {"min_throughput": 1.0, "p95_drift": 10.0, "memory": 1e6}
     checks = evaluate({**{k: 1e9 for k in BUDGETS}, **generous}, r)
     for check in checks:
@@ -163,8 +141,8 @@ def test_a_budget_added_by_one_registry_entry_is_validated_judged_and_listed(
     why = judge("p75", 0.5, [0.0] * n, lat, [0] * n)
     assert why is not None and why.startswith("p75 latency") and "of 100 successful" in why
     # checked and listed with the other budgets when the run ends
-    r = _result([0.1] * 50 + [2.0] * 50)
+    r = make_result([0.1] * 50 + [2.0] * 50)
     (check,) = evaluate(s.budgets, r)
     assert check.name == "p75" and not check.passed
     assert check.message == "p75 latency 2 s > budget 500 ms (n=100)"
-    assert small_sample_warnings(s.budgets, _result([0.1] * 5))  # p75 needs more than 5
+    assert small_sample_warnings(s.budgets, make_result([0.1] * 5))  # p75 needs more than 5

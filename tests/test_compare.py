@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import make_result, make_shape
 
 from pytest_agentperf.baseline import Environment, Machine, run_from_result
 from pytest_agentperf.baseline.comparison import (
@@ -21,23 +22,18 @@ from pytest_agentperf.baseline.comparison import (
 )
 from pytest_agentperf.results import (
     Cost,
-    LoadShape,
     PerCallUsage,
     PerfResult,
-    Stats,
     Usage,
 )
 from pytest_agentperf.stats import (
     bootstrap_quantile,
     proportion_diff_ci,
     ratio_ci,
-    summarize,
     wilson_interval,
 )
 
-SHAPE = LoadShape(
-    requests=200, concurrency=1, rate=None, arrival="closed", duration=None, warmup=1, timeout=30.0
-)
+SHAPE = make_shape(requests=200)
 MACHINE = Machine(
     cpu="Test CPU", cores=2, os="Linux", arch="x86_64", python="3.11.7", implementation="CPython"
 )
@@ -48,37 +44,30 @@ def lognormal(n: int, seed: int, sigma: float = 0.5, scale: float = 0.1) -> np.n
     return np.random.default_rng(seed).lognormal(math.log(scale), sigma, n)
 
 
-def make_result(
+def result_of(
     samples: Any,
     *,
-    requests: int | None = None,
     errors: int = 0,
-    shape: LoadShape = SHAPE,
     tokens: float | None = None,
     cost: float | None = None,
-    name: str = "default",
+    **kw: Any,
 ) -> PerfResult:
-    lat = summarize(np.asarray(samples, dtype=np.float64))
-    requests = lat.n + errors if requests is None else requests
+    """``make_result`` of shape ``SHAPE``, with ``errors`` ValueErrors and, when given, ``tokens``
+    and ``cost`` per call (their totals over every request)."""
+    fields: dict[str, Any] = {
+        "shape": SHAPE,
+        "errors": errors,
+        "error_types": {"ValueError": errors} if errors else {},
+    }
+    result = make_result(samples, **{**fields, **kw})
+    requests = result.requests
     usage = Usage(
         total_tokens=None if tokens is None else int(tokens * requests),
         calls_with_usage=0 if tokens is None else requests,
         per_call=PerCallUsage(total_tokens=tokens),
     )
-    return PerfResult(
-        name=name,
-        shape=shape,
-        requests=requests,
-        errors=errors,
-        timeouts=0,
-        error_rate=errors / requests if requests else 0.0,
-        error_types={"ValueError": errors} if errors else {},
-        error_messages=(),
-        throughput=10.0,
-        duration=1.0,
-        latency=lat,
-        ttft=Stats(),
-        itl=Stats(),
+    return replace(
+        result,
         usage=usage,
         cost=Cost(per_call=cost, total=None if cost is None else cost * requests),
     )
@@ -242,7 +231,7 @@ def test_newcombe_matches_reference_built_from_score_roots(
 
 
 def test_new_without_baseline() -> None:
-    c = compare(make_result(lognormal(50, 1)), None)
+    c = compare(result_of(lognormal(50, 1)), None)
     assert c.status is Status.NEW
     assert not c.regressed
 
@@ -257,8 +246,8 @@ def test_new_without_baseline() -> None:
     ],
 )
 def test_changed_load_shape_is_not_comparable(change: dict[str, Any], field: str) -> None:
-    base = baseline_of(make_result(lognormal(200, 1)))
-    cur = make_result(lognormal(200, 1) * 3, shape=replace(SHAPE, **change))
+    base = baseline_of(result_of(lognormal(200, 1)))
+    cur = result_of(lognormal(200, 1) * 3, shape=replace(SHAPE, **change))
     c = compare(cur, base)
     assert c.status is Status.NOT_COMPARABLE
     assert not c.regressed
@@ -272,9 +261,9 @@ def test_warmup_and_timeout_do_not_change_the_shape() -> None:
 
 def test_unchanged() -> None:
     samples = lognormal(300, 1)
-    base = baseline_of(make_result(samples))
+    base = baseline_of(result_of(samples))
     jitter = np.random.default_rng(2).uniform(0.97, 1.03, samples.size)
-    c = compare(make_result(samples * jitter), base)
+    c = compare(result_of(samples * jitter), base)
     assert c.status is Status.UNCHANGED
     assert c.get("p50") is not None and c.get("p95") is not None
     assert c.get("p50").low is not None and c.get("p50").high is not None
@@ -282,8 +271,8 @@ def test_unchanged() -> None:
 
 
 def test_regressed_latency_message_has_baseline_now_and_interval() -> None:
-    base = baseline_of(make_result(lognormal(300, 1)))
-    c = compare(make_result(lognormal(300, 2) * 2.0), base)
+    base = baseline_of(result_of(lognormal(300, 1)))
+    c = compare(result_of(lognormal(300, 2) * 2.0), base)
     assert c.status is Status.REGRESSED
     assert c.regressed
     assert c.get("p50") is not None and c.get("p50").status is Status.REGRESSED
@@ -297,8 +286,8 @@ def test_regressed_latency_message_has_baseline_now_and_interval() -> None:
 
 def test_inconclusive_when_only_the_point_estimate_exceeds() -> None:
     base_samples = lognormal(20, 4, sigma=0.6)
-    base = baseline_of(make_result(base_samples))
-    c = compare(make_result(base_samples * 1.2), base)
+    base = baseline_of(result_of(base_samples))
+    c = compare(result_of(base_samples * 1.2), base)
     assert c.get("p50") is not None
     assert c.get("p50").change == pytest.approx(1.2, rel=1e-4)
     assert c.get("p50").low is not None and c.get("p50").low < 1.1
@@ -307,42 +296,42 @@ def test_inconclusive_when_only_the_point_estimate_exceeds() -> None:
 
 
 def test_improved_is_symmetric_on_a_log_scale() -> None:
-    base = baseline_of(make_result(lognormal(300, 1)))
-    c = compare(make_result(lognormal(300, 2) * 0.5), base)
+    base = baseline_of(result_of(lognormal(300, 1)))
+    c = compare(result_of(lognormal(300, 2) * 0.5), base)
     assert c.status is Status.IMPROVED
-    c = compare(make_result(lognormal(300, 1) * 0.92), base)  # 1/1.1 = 0.909: not improved
+    c = compare(result_of(lognormal(300, 1) * 0.92), base)  # 1/1.1 = 0.909: not improved
     assert c.status is Status.UNCHANGED
 
 
 def test_tolerance_changes_the_verdict() -> None:
-    base = baseline_of(make_result(lognormal(500, 1)))
-    cur = make_result(lognormal(500, 1) * 1.5)
+    base = baseline_of(result_of(lognormal(500, 1)))
+    cur = result_of(lognormal(500, 1) * 1.5)
     assert compare(cur, base, tolerance=0.1).status is Status.REGRESSED
     assert compare(cur, base, tolerance=1.0).status is Status.UNCHANGED
 
 
 def test_error_rate_regressed_inconclusive_improved() -> None:
     samples = lognormal(500, 1)
-    base = baseline_of(make_result(samples, requests=500, errors=0))
-    c = compare(make_result(samples[:450], requests=500, errors=50), base)
+    base = baseline_of(result_of(samples, requests=500, errors=0))
+    c = compare(result_of(samples[:450], requests=500, errors=50), base)
     assert c.get("error_rate") is not None and c.get("error_rate").status is Status.REGRESSED
     assert c.status is Status.REGRESSED
     assert "error rate 0% -> 10%" in c.failure_message("default")
 
     small = lognormal(20, 2)
-    base = baseline_of(make_result(small, requests=20, errors=0))
-    c = compare(make_result(small[:19], requests=20, errors=1), base)
+    base = baseline_of(result_of(small, requests=20, errors=0))
+    c = compare(result_of(small[:19], requests=20, errors=1), base)
     assert c.get("error_rate") is not None and c.get("error_rate").status is Status.INCONCLUSIVE
 
-    base = baseline_of(make_result(samples[:400], requests=500, errors=100))
-    c = compare(make_result(samples[:400], requests=500, errors=0), base)
+    base = baseline_of(result_of(samples[:400], requests=500, errors=100))
+    c = compare(result_of(samples[:400], requests=500, errors=0), base)
     assert c.get("error_rate") is not None and c.get("error_rate").status is Status.IMPROVED
 
 
 def test_error_rate_within_absolute_tolerance_is_unchanged() -> None:
     samples = lognormal(2000, 1)
-    base = baseline_of(make_result(samples, requests=2000, errors=20))
-    c = compare(make_result(samples, requests=2000, errors=30), base)
+    base = baseline_of(result_of(samples, requests=2000, errors=20))
+    c = compare(result_of(samples, requests=2000, errors=30), base)
     assert c.get("error_rate") is not None
     assert c.get("error_rate").change == pytest.approx(0.005)
     assert c.get("error_rate").change < ERROR_RATE_TOLERANCE
@@ -351,12 +340,12 @@ def test_error_rate_within_absolute_tolerance_is_unchanged() -> None:
 
 def test_tokens_and_cost_against_tolerance() -> None:
     samples = lognormal(100, 1)
-    base = baseline_of(make_result(samples, tokens=100.0, cost=0.001))
-    c = compare(make_result(samples, tokens=125.0, cost=0.001), base)
+    base = baseline_of(result_of(samples, tokens=100.0, cost=0.001))
+    c = compare(result_of(samples, tokens=125.0, cost=0.001), base)
     assert c.get("tokens") is not None and c.get("tokens").status is Status.REGRESSED
     assert c.status is Status.REGRESSED
     assert "tokens per call 100 -> 125" in c.failure_message("default")
-    c = compare(make_result(samples, tokens=105.0, cost=0.0005), base)
+    c = compare(result_of(samples, tokens=105.0, cost=0.0005), base)
     assert c.get("tokens") is not None and c.get("tokens").status is Status.UNCHANGED
     assert c.get("cost") is not None and c.get("cost").status is Status.IMPROVED
     assert c.status is Status.IMPROVED
@@ -364,17 +353,17 @@ def test_tokens_and_cost_against_tolerance() -> None:
 
 def test_usage_known_on_one_side_is_flagged_not_gated() -> None:
     samples = lognormal(100, 1)
-    base = baseline_of(make_result(samples, tokens=100.0))
-    c = compare(make_result(samples), base)
+    base = baseline_of(result_of(samples, tokens=100.0))
+    c = compare(result_of(samples), base)
     assert c.get("tokens") is None
     assert any("tokens not compared" in f.text for f in c.flags)
     assert c.status is Status.UNCHANGED
 
 
 def test_other_machine_is_flagged_not_gated() -> None:
-    base = baseline_of(make_result(lognormal(300, 1)))
+    base = baseline_of(result_of(lognormal(300, 1)))
     other = replace(MACHINE, cpu="Other CPU", cores=8, python="3.12.1")
-    c = compare(make_result(lognormal(300, 1)), base, machine=other)
+    c = compare(result_of(lognormal(300, 1)), base, machine=other)
     assert c.status is Status.UNCHANGED
     assert len(c.flags) == 1
     assert "another machine" in c.flags[0].text
@@ -382,44 +371,44 @@ def test_other_machine_is_flagged_not_gated() -> None:
         "cores 2 -> 8" in c.flags[0].text
         and "Python CPython 3.11 -> CPython 3.12" in c.flags[0].text
     )
-    assert compare(make_result(lognormal(300, 1)), base, machine=MACHINE).flags == ()
+    assert compare(result_of(lognormal(300, 1)), base, machine=MACHINE).flags == ()
     patch_release = replace(MACHINE, python="3.11.9", platform="Linux-6.1")
-    assert compare(make_result(lognormal(300, 1)), base, machine=patch_release).flags == ()
+    assert compare(result_of(lognormal(300, 1)), base, machine=patch_release).flags == ()
 
 
 def test_small_sample_is_flagged() -> None:
-    base = baseline_of(make_result(lognormal(20, 1), shape=replace(SHAPE, requests=20)))
-    c = compare(make_result(lognormal(20, 2), shape=replace(SHAPE, requests=20)), base)
+    base = baseline_of(result_of(lognormal(20, 1), shape=replace(SHAPE, requests=20)))
+    c = compare(result_of(lognormal(20, 2), shape=replace(SHAPE, requests=20)), base)
     assert any("p95 compared on 20 samples" in f.text for f in c.flags)
 
 
 def test_no_successful_calls_now() -> None:
-    base = baseline_of(make_result(lognormal(200, 1)))
-    c = compare(make_result([], requests=200, errors=200), base)
+    base = baseline_of(result_of(lognormal(200, 1)))
+    c = compare(result_of([], requests=200, errors=200), base)
     assert c.get("p50") is None and c.get("p95") is None
     assert c.status is Status.REGRESSED  # the error rate went from 0 % to 100 %
     assert any("latency not compared" in m for m in c.messages)
 
 
 def test_zero_latencies_do_not_divide_by_zero() -> None:
-    base = baseline_of(make_result(np.zeros(50)))
-    c = compare(make_result(np.zeros(50)), base)
+    base = baseline_of(result_of(np.zeros(50)))
+    c = compare(result_of(np.zeros(50)), base)
     assert c.status is Status.UNCHANGED
     assert c.get("p50") is not None and c.get("p50").change == 1.0
 
 
 def test_large_runs_are_compared_against_a_capped_baseline() -> None:
     full = lognormal(50_000, 1)
-    base = baseline_of(make_result(full, shape=replace(SHAPE, requests=50_000)))
+    base = baseline_of(result_of(full, shape=replace(SHAPE, requests=50_000)))
     assert base.latency.samples.size == 2000
-    c = compare(make_result(lognormal(50_000, 2), shape=replace(SHAPE, requests=50_000)), base)
+    c = compare(result_of(lognormal(50_000, 2), shape=replace(SHAPE, requests=50_000)), base)
     assert c.status is Status.UNCHANGED
     assert c.get("p95") is not None and c.get("p95").change == pytest.approx(1.0, abs=0.03)
 
 
 def test_comparison_serialises_inside_the_result() -> None:
-    base = baseline_of(make_result(lognormal(300, 1)))
-    cur = make_result(lognormal(300, 2) * 2.0)
+    base = baseline_of(result_of(lognormal(300, 1)))
+    cur = result_of(lognormal(300, 2) * 2.0)
     c = compare(cur, base)
     assert isinstance(c, Comparison)
     d = replace(cur, comparison=c).to_dict(samples=False)
@@ -433,12 +422,12 @@ def test_comparison_serialises_inside_the_result() -> None:
 
 
 def test_format_change() -> None:
-    base = baseline_of(make_result(lognormal(300, 1)))
-    c = compare(make_result(lognormal(300, 1) * 1.5), base)
+    base = baseline_of(result_of(lognormal(300, 1)))
+    c = compare(result_of(lognormal(300, 1) * 1.5), base)
     assert format_change(c.get("p50")) == "+50%"
     assert format_change(c.get("p50"), interval=True).startswith("+50% [+")
     assert format_change(None) == "-"
-    c = compare(make_result(lognormal(300, 1) * 2.5), base)
+    c = compare(result_of(lognormal(300, 1) * 2.5), base)
     assert format_change(c.get("p50")) == "x2.5"
 
 
@@ -446,8 +435,8 @@ def test_microsecond_agents_compare_at_the_baseline_resolution() -> None:
     """The stored baseline is rounded to µs; the current run must be too, or 1.4 µs vs 1 µs
     reads as a 40 % slowdown of unchanged code."""
     rng = np.random.default_rng(5)
-    base = make_result(rng.uniform(1.0e-6, 1.49e-6, 300))
-    now = make_result(rng.uniform(1.0e-6, 1.49e-6, 300))
+    base = result_of(rng.uniform(1.0e-6, 1.49e-6, 300))
+    now = result_of(rng.uniform(1.0e-6, 1.49e-6, 300))
     comp = compare(now, baseline_of(base), tolerance=0.10, machine=ENV.machine)
     assert comp.status is not Status.REGRESSED
     assert comp.status is not Status.INCONCLUSIVE

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import make_result, make_shape
 
 from pytest_agentperf.baseline import Environment, Machine, run_from_result
 from pytest_agentperf.baseline.change import ChangeKind
@@ -22,13 +23,11 @@ from pytest_agentperf.baseline.comparison import (
     judge_contention,
 )
 from pytest_agentperf.codec import to_jsonable
-from pytest_agentperf.results import Contention, CpuTime, LoadShape, PerfResult, Stats
+from pytest_agentperf.results import Contention, CpuTime, PerfResult
 from pytest_agentperf.stats import summarize
 from pytest_agentperf.units import Unit
 
-SHAPE = LoadShape(
-    requests=400, concurrency=1, rate=None, arrival="closed", duration=None, warmup=1, timeout=30.0
-)
+SHAPE = make_shape(requests=400)
 ENV = Environment(Machine(cpu="Test CPU", cores=2), None, "0.1.0")
 QUIET = Contention(interval=5.0, cores=2, other_cpu=0.03, steal=0.0, source="/proc/stat")
 BUSY = Contention(interval=5.0, cores=2, other_cpu=0.52, steal=0.01, source="/proc/stat")
@@ -48,20 +47,12 @@ def run(
     lat = summarize(samples)
     per_call = cpu_share * 0.02 * cpu_scale
     assert lat.mean is not None and lat.p50 is not None
-    return PerfResult(
+    return make_result(
+        samples,
         name="main",
         shape=SHAPE,
-        requests=400,
-        errors=0,
-        timeouts=0,
-        error_rate=0.0,
-        error_types={},
-        error_messages=(),
         throughput=1.0 / lat.mean,  # one call in flight
         duration=400 * lat.mean,
-        latency=lat,
-        ttft=Stats(),
-        itl=Stats(),
         contention=contention,
         cpu=CpuTime(per_call=per_call, share=per_call / lat.p50, source="thread"),
     )

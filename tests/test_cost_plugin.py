@@ -5,27 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import INI
 
 pytest_plugins = ["pytester"]
 
-AGENTS = """
-def priced(x=None):
-    return {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1000, "completion_tokens": 200}}
-def local(x=None):
-    return {"model": "my-llm", "usage": {"prompt_tokens": 1000, "completion_tokens": 200}}
-def nameless(x=None):
-    return {"usage": {"prompt_tokens": 1000, "completion_tokens": 200}}
-def silent(x=None):
-    return "no usage here"
-"""
 MINI = 1000 * 0.15e-6 + 200 * 0.6e-6  # gpt-4o-mini, per call
-
-
-@pytest.fixture
-def agents(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(agents=AGENTS)
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
-    return pytester
 
 
 def test_cost_budgets_pass_and_the_table_shows_tokens_and_cost(agents: pytest.Pytester) -> None:
@@ -96,10 +80,7 @@ def test_unknown_model_fails_a_cost_budget_with_the_hint(agents: pytest.Pytester
 
 
 def test_price_override_file_from_the_ini(agents: pytest.Pytester) -> None:
-    agents.makeini(
-        "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
-        "agentperf_prices = config/prices.json\n"
-    )
+    agents.makeini(INI + "agentperf_prices = config/prices.json\n")
     prices = agents.mkdir("config") / "prices.json"
     prices.write_text(
         json.dumps({"my-llm": {"input_cost_per_token": 1e-06, "output_cost_per_token": 5e-06}})
@@ -122,9 +103,7 @@ def test_price_override_file_from_the_ini(agents: pytest.Pytester) -> None:
 
 
 def test_malformed_price_file_is_a_clear_usage_error(agents: pytest.Pytester) -> None:
-    agents.makeini(
-        "[pytest]\nasyncio_default_fixture_loop_scope = function\nagentperf_prices = prices.json\n"
-    )
+    agents.makeini(INI + "agentperf_prices = prices.json\n")
     (agents.path / "prices.json").write_text('{"my-llm": {"input_cost_per_token": "cheap"}}')
     agents.makepyfile("def test_nothing():\n    pass\n")
     result = agents.runpytest()
@@ -175,10 +154,7 @@ def test_no_usage_is_unknown_not_zero(agents: pytest.Pytester) -> None:
 
 
 def test_whatif_and_monthly_projection(agents: pytest.Pytester) -> None:
-    agents.makeini(
-        "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
-        "agentperf_monthly_calls = 1_000_000\n"
-    )
+    agents.makeini(INI + "agentperf_monthly_calls = 1_000_000\n")
     agents.makepyfile(
         """
         from agents import priced, local
@@ -219,9 +195,7 @@ def test_whatif_of_an_unpriced_model_is_a_usage_error(agents: pytest.Pytester) -
 
 
 def test_monthly_calls_must_be_a_count(agents: pytest.Pytester) -> None:
-    agents.makeini(
-        "[pytest]\nasyncio_default_fixture_loop_scope = function\nagentperf_monthly_calls = lots\n"
-    )
+    agents.makeini(INI + "agentperf_monthly_calls = lots\n")
     agents.makepyfile("def test_nothing():\n    pass\n")
     result = agents.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -1,7 +1,8 @@
 """End-to-end: saving a baseline and the regression gate, through pytester (also under xdist).
 
-The agent sleeps for a delay read from an environment variable at each call, so a test can make
-one agent 5x slower between two sessions: far beyond any timing noise, so nothing here is flaky.
+The agent (``make`` in conftest.py's AGENTS) sleeps for a delay read from an environment variable
+at each call, so a test can make one agent 5x slower between two sessions: far beyond any timing
+noise, so nothing here is flaky.
 """
 
 from __future__ import annotations
@@ -11,18 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import INI
 
 pytest_plugins = ["pytester"]
-
-AGENTS = """
-import os, time
-
-def make(name):
-    def agent(x=None):
-        time.sleep(float(os.environ.get("DELAY_" + name.upper(), "0.01")))
-        return x
-    return agent
-"""
 
 TESTS = """
 import pytest
@@ -56,13 +48,12 @@ def quiet_machine(monkeypatch):
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+def project(agents: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     monkeypatch.delenv("DELAY_ONE", raising=False)
     monkeypatch.delenv("DELAY_TWO", raising=False)
-    pytester.makepyfile(agents=AGENTS, test_perf=TESTS)
-    pytester.makeconftest(QUIET_MACHINE)
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
-    return pytester
+    agents.makepyfile(test_perf=TESTS)
+    agents.makeconftest(QUIET_MACHINE)
+    return agents
 
 
 def _runs(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -268,10 +259,7 @@ def test_a_saving_run_is_not_gated(
 def test_baseline_path_from_option_and_ini(project: pytest.Pytester) -> None:
     project.runpytest("--agentperf-baseline", "--agentperf-baseline-path=perf/base.json")
     assert (project.path / "perf" / "base.json").exists()
-    project.makeini(
-        "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
-        "agentperf_baseline_path = ci/baseline.json\n"
-    )
+    project.makeini(INI + "agentperf_baseline_path = ci/baseline.json\n")
     project.runpytest("--agentperf-baseline").assert_outcomes(passed=2)
     assert (project.path / "ci" / "baseline.json").exists()
     assert not (project.path / BASELINE).exists()

@@ -6,23 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import INI
 
 pytest_plugins = ["pytester"]
-
-AGENTS = """
-import time
-def fast_sync(x=None):
-    time.sleep(0.001)
-    return {"usage": {"prompt_tokens": 10, "completion_tokens": 5}, "model": "gpt-4o-mini"}
-"""
-INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
-
-
-@pytest.fixture
-def agents(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(agents=AGENTS)
-    pytester.makeini(INI)
-    return pytester
 
 
 def test_a_bad_run_name_fails_its_call_and_the_other_runs_are_saved(
@@ -31,16 +17,16 @@ def test_a_bad_run_name_fails_its_call_and_the_other_runs_are_saved(
     agents.makepyfile(
         r"""
         import pytest
-        from agents import fast_sync
+        from agents import fast_priced
 
         @pytest.mark.parametrize(
             "name", [123, b"bytes", "lone \udc80 surrogate", "", "two\nlines", "tab\there"]
         )
         def test_bad(agentperf, name):
-            agentperf.run(fast_sync, requests=2, name=name)
+            agentperf.run(fast_priced, requests=2, name=name)
 
         def test_good(agentperf):
-            agentperf.run(fast_sync, requests=3, name="fine name – ünïcode")
+            agentperf.run(fast_priced, requests=3, name="fine name – ünïcode")
         """
     )
     result = agents.runpytest("--agentperf-baseline", "-p", "no:randomly")
@@ -64,7 +50,7 @@ def test_a_params_marker_is_nearer_than_the_functions(agents: pytest.Pytester) -
     agents.makepyfile(
         """
         import pytest
-        from agents import fast_sync
+        from agents import fast_priced
 
         pytestmark = pytest.mark.agent_perf(requests=9, warmup=0)
 
@@ -77,7 +63,7 @@ def test_a_params_marker_is_nearer_than_the_functions(agents: pytest.Pytester) -
             ],
         )
         def test_param(agentperf, want):
-            r = agentperf.run(fast_sync)
+            r = agentperf.run(fast_priced)
             assert (r.requests, r.shape.concurrency, r.shape.warmup) == (*want, 0)
 
         @pytest.mark.parametrize(
@@ -85,7 +71,7 @@ def test_a_params_marker_is_nearer_than_the_functions(agents: pytest.Pytester) -
         )
         @pytest.mark.agent_perf(requests=4)
         def test_bad_param_marker(agentperf, x):
-            agentperf.run(fast_sync)
+            agentperf.run(fast_priced)
         """
     )
     result = agents.runpytest("-p", "no:randomly")
@@ -116,10 +102,10 @@ def test_a_scale_that_takes_a_count_past_its_bound_fails_the_run_naming_the_scal
 ) -> None:
     agents.makepyfile(
         """
-        from agents import fast_sync
+        from agents import fast_priced
 
         def test_huge(agentperf):
-            agentperf.run(fast_sync, requests=10**6, duration="7200h")
+            agentperf.run(fast_priced, requests=10**6, duration="7200h")
         """
     )
     result = agents.runpytest("--agentperf-scale=1e5")

@@ -8,23 +8,6 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-AGENTS = """
-import asyncio, time
-async def fast_async(x=None):
-    await asyncio.sleep(0.001)
-    return {"usage": {"prompt_tokens": 10, "completion_tokens": 5}, "model": "m"}
-def fast_sync(x=None):
-    time.sleep(0.001)
-    return x
-"""
-
-
-@pytest.fixture
-def agents(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(agents=AGENTS)
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
-    return pytester
-
 
 def test_marker_and_fixture_pass_and_print_the_table(agents: pytest.Pytester) -> None:
     agents.makepyfile(

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import make_result, make_shape
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +23,6 @@ from pytest_agentperf.results import (
     Contention,
     Cost,
     CpuTime,
-    LoadShape,
     ModelUsage,
     PerCallUsage,
     PerfResult,
@@ -33,9 +33,7 @@ from pytest_agentperf.results import (
 )
 from pytest_agentperf.stats import summarize
 
-SHAPE = LoadShape(
-    requests=50, concurrency=2, rate=None, arrival="closed", duration=None, warmup=0, timeout=5.0
-)
+SHAPE = make_shape(requests=50, concurrency=2, warmup=0, timeout=5.0)
 ENV = Environment(Machine(cpu="CPU", cores=2), None, "1")
 
 finite = st.floats(min_value=0.0, max_value=1e9, allow_nan=False)
@@ -112,12 +110,12 @@ def test_a_record_read_back_from_its_json_is_the_same_record(
 
 def test_status_is_the_worst_that_applies() -> None:
     samples = np.random.default_rng(0).lognormal(-2.0, 0.3, 200)
-    base_result = _result(samples)
+    base_result = make_result(samples)
     base = run_from_result("t::x", base_result, ENV)
-    slower = _result(samples * 2.0)
+    slower = make_result(samples * 2.0)
     regressed = replace(slower, comparison=compare(slower, base, resamples=300))
     broken = BudgetCheck("p95", 0.001, 1.0, False, 200, "p95 too slow")
-    assert status_of(_result(samples)) is RunStatus.PASS
+    assert status_of(make_result(samples)) is RunStatus.PASS
     assert status_of(regressed) is RunStatus.REGRESSED
     assert status_of(replace(regressed, budgets=(broken,))) is RunStatus.FAIL
     assert status_of(replace(regressed, budgets=(broken,), aborted="stopped")) is RunStatus.ABORTED
@@ -127,24 +125,6 @@ def test_status_is_the_worst_that_applies() -> None:
     record = RunRecord.of("t::x", replace(regressed, budgets=(broken,)))
     assert record.broken == ("p95",) and record.label == "t::x [default]"
     assert str(RunStatus.NOT_COMPARABLE) == "NOT COMPARABLE"
-
-
-def _result(samples: Any) -> PerfResult:
-    return PerfResult(
-        name="default",
-        shape=SHAPE,
-        requests=len(samples),
-        errors=0,
-        timeouts=0,
-        error_rate=0.0,
-        error_types={},
-        error_messages=(),
-        throughput=10.0,
-        duration=1.0,
-        latency=summarize(np.asarray(samples)),
-        ttft=Stats(),
-        itl=Stats(),
-    )
 
 
 @pytest.mark.parametrize(
@@ -157,13 +137,13 @@ def _result(samples: Any) -> PerfResult:
     ],
 )
 def test_a_record_that_does_not_fit_names_the_field(change: dict[str, Any], message: str) -> None:
-    data = {**RunRecord.of("t::x", _result([0.1, 0.2])).to_dict(), **change}
+    data = {**RunRecord.of("t::x", make_result([0.1, 0.2])).to_dict(), **change}
     with pytest.raises(DecodeError, match=message):
         RunRecord.from_dict(data)
 
 
 def test_samples_are_cut_to_the_cap_and_come_back_as_read_only_arrays() -> None:
-    record = RunRecord.of("t::x", _result(np.linspace(0.01, 1.0, 5000)))
+    record = RunRecord.of("t::x", make_result(np.linspace(0.01, 1.0, 5000)))
     back = RunRecord.from_dict(record.to_dict(max_samples=100))
     assert back.result.latency.samples.size == 100
     assert not back.result.latency.samples.flags.writeable

@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from conftest import make_result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_agentperf.codec import thin
 from pytest_agentperf.record import MAX_REPORTED_SAMPLES, RunRecord
-from pytest_agentperf.results import LoadShape, PerfResult, Stats
-from pytest_agentperf.stats import summarize
-
-
-def make_result(n: int) -> PerfResult:
-    samples = np.random.default_rng(0).lognormal(-2.0, 0.5, n)
-    shape = LoadShape(
-        requests=n, concurrency=1, rate=None, arrival="closed", duration=None, warmup=0, timeout=1
-    )
-    return PerfResult(
-        name="default",
-        shape=shape,
-        requests=n,
-        errors=0,
-        timeouts=0,
-        error_rate=0.0,
-        error_types={},
-        error_messages=(),
-        throughput=1.0,
-        duration=1.0,
-        latency=summarize(samples),
-        ttft=Stats(),
-        itl=Stats(),
-    )
 
 
 def _old_cut(samples: list[float], limit: int) -> list[float]:
@@ -57,7 +34,7 @@ def test_thin_without_limit_keeps_every_sample() -> None:
 
 def test_record_writes_at_most_the_cap_and_rounds_like_before() -> None:
     n = MAX_REPORTED_SAMPLES + 1234
-    result = make_result(n=n)
+    result = make_result(np.random.default_rng(0).lognormal(-2.0, 0.5, n))
     record = RunRecord.of("t.py::test", result).to_dict()
     written = record["result"]["latency"]["samples"]
     old = _old_cut([round(float(x), 6) for x in result.latency.samples], MAX_REPORTED_SAMPLES)

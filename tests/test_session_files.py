@@ -11,16 +11,6 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-AGENTS = """
-import asyncio, time
-async def fast_async(x=None):
-    await asyncio.sleep(0.001)
-    return x
-def fast_sync(x=None):
-    time.sleep(0.001)
-    return x
-"""
-
 ONE_TEST = """
 import pytest
 from agents import fast_sync
@@ -29,13 +19,6 @@ from agents import fast_sync
 def test_agent(agentperf):
     agentperf.run(fast_sync)
 """
-
-
-@pytest.fixture
-def agents(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(agents=AGENTS)
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
-    return pytester
 
 
 # --------------------------------------------------------------------------- reports at the end

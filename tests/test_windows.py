@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from conftest import make_result
 
 from pytest_agentperf.budgets import BUDGETS, evaluate
 from pytest_agentperf.engine import Progress
 from pytest_agentperf.observers.windows import LiveWindow, choose_window, compute_windows
 from pytest_agentperf.progress import ProgressLine
-from pytest_agentperf.results import LoadShape, PerfResult, Stats, Window
+from pytest_agentperf.results import PerfResult, Window
 
 
 @pytest.mark.parametrize(
@@ -118,23 +119,10 @@ def test_empty_log() -> None:
 
 
 def _result(windows: tuple[Window, ...]) -> PerfResult:
-    shape = LoadShape(
-        requests=1, concurrency=1, rate=None, arrival="closed", duration=None, warmup=0, timeout=1.0
-    )
-    return PerfResult(
+    return make_result(
         name="run",
-        shape=shape,
         requests=sum(w.calls for w in windows),
-        errors=0,
-        timeouts=0,
-        error_rate=0.0,
-        error_types={},
-        error_messages=(),
-        throughput=1.0,
         duration=windows[-1].end if windows else 0.0,
-        latency=Stats(),
-        ttft=Stats(),
-        itl=Stats(),
         windows=windows,
     )
 
