@@ -117,6 +117,11 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{MARKER}(**settings): run the test's agent under load and check budgets "
         "(see pytest-agentperf docs)",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{SERVER_MARKER}(**options): options of the agentperf_openai_server fixture's server "
+        "(ttft, token_rate, latency, error_rate, ...)",
+    )
     # Options are checked here, so that a bad one stops the session at once; the state that
     # runs need (pipeline_of, gate_of) is built when the first perf test asks for it.
     if _scale(config) != 1.0 and config.getoption("agentperf_baseline"):
@@ -366,14 +371,43 @@ def agentperf(request: pytest.FixtureRequest) -> Generator[AgentPerf, None, None
         )
 
 
+SERVER_MARKER = "agentperf_openai_server"
+
+
 @pytest.fixture
-def agentperf_openai_server() -> Generator[Any, None, None]:
-    """A started ``pytest_agentperf.testing.OpenAIServer`` (OpenAI-compatible, 127.0.0.1);
-    point the client at ``.base_url``. Needs the ``server`` extra (aiohttp)."""
+def agentperf_openai_server_factory() -> Generator[Callable[..., Any], None, None]:
+    """``make(**options)`` starts a ``pytest_agentperf.testing.OpenAIServer`` with those options
+    (``ttft``, ``token_rate``, ``latency``, ``error_rate``, ``model``, ...); every server it
+    started is stopped when the test ends. Function scope. Needs the ``server`` extra."""
     from .testing import OpenAIServer
 
-    with OpenAIServer() as server:
-        yield server
+    started: list[OpenAIServer] = []
+
+    def make(**options: Any) -> OpenAIServer:
+        server = OpenAIServer(**options)
+        server.start()
+        started.append(server)
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+@pytest.fixture
+def agentperf_openai_server(
+    request: pytest.FixtureRequest, agentperf_openai_server_factory: Callable[..., Any]
+) -> Any:
+    """A started ``pytest_agentperf.testing.OpenAIServer`` (OpenAI-compatible, 127.0.0.1), one
+    per test (function scope), stopped after it; point the client at ``.base_url``. Its options
+    come from ``@pytest.mark.agentperf_openai_server(ttft=0.05, error_rate=0.02, ...)`` on the
+    test, class or module (nearest wins), else the defaults. Needs the ``server`` extra."""
+    options: dict[str, Any] = {}
+    for mark in reversed(list(request.node.iter_markers(SERVER_MARKER))):
+        options.update(mark.kwargs)
+    return agentperf_openai_server_factory(**options)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -515,4 +549,4 @@ class _WriterHook:
             self.collector.failures.append(line)
 
 
-__all__ = ["agentperf", "agentperf_openai_server"]
+__all__ = ["agentperf", "agentperf_openai_server", "agentperf_openai_server_factory"]

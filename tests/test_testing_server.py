@@ -14,6 +14,8 @@ from pytest_agentperf.errors import UsageError
 from pytest_agentperf.testing import OpenAIServer, count_prompt_tokens
 from pytest_agentperf.usage import combine_records, extract_usage
 
+pytest_plugins = ["pytester"]
+
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
     {"role": "user", "content": "What is the capital of France? Answer in one word."},
@@ -234,3 +236,64 @@ def test_responses_api_plain_and_streaming(server: OpenAIServer) -> None:
             final = st.get_final_response()
         assert len(final.output_text.split()) == 4
     assert extract_usage(events[-1]) is not None
+
+
+SERVER_TESTS = """
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+
+def ask(base_url):
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    req = urllib.request.Request(
+        base_url + "/chat/completions", body, {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+pytestmark = pytest.mark.agentperf_openai_server(output_tokens=3)
+
+
+@pytest.mark.agentperf_openai_server(error_rate=1.0, error_statuses=(503,))
+def test_marker_options(agentperf_openai_server):
+    with pytest.raises(urllib.error.HTTPError) as info:
+        ask(agentperf_openai_server.base_url)
+    assert info.value.code == 503
+
+
+def test_module_marker(agentperf_openai_server):
+    assert ask(agentperf_openai_server.base_url)["usage"]["completion_tokens"] == 3
+
+
+def test_factory(agentperf_openai_server_factory):
+    slow = agentperf_openai_server_factory(latency=0.3)
+    fast = agentperf_openai_server_factory()
+    t0 = time.perf_counter()
+    ask(slow.base_url)
+    assert time.perf_counter() - t0 >= 0.3
+    ask(fast.base_url)
+    assert slow.requests == 1 and fast.requests == 1
+    pytest.servers = [slow, fast]
+
+
+def test_factory_servers_were_stopped():
+    from pytest_agentperf.errors import UsageError
+
+    for server in pytest.servers:
+        with pytest.raises(UsageError, match="not started"):
+            server.base_url
+"""
+
+
+def test_the_fixture_takes_its_options_from_a_marker_and_a_factory_makes_more(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("aiohttp")
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(test_server=SERVER_TESTS)
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=4)
