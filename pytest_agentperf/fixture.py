@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .assemble import build_result
+from .baseline.comparison import with_first_run
 from .budgets import raise_if_broken, small_sample_warnings
 from .engine import ProgressSink, RawRun, RunObserver, arun_load, run_load
 from .errors import SettingsError
@@ -159,18 +160,14 @@ class AgentPerf:
         """Run ``fn`` under load from a sync test and check its budgets."""
         __tracebackhide__ = True
         setup = self._prepare(name, settings)
-        with langchain_hook():
-            raw = run_load(
-                fn,
-                inputs,
-                setup.settings,
-                observers=setup.observers,
-                progress=setup.progress,
-                on_warmup=self._warmup_warning(setup.name),
-            )
+        raw = self._load(fn, inputs, setup)
         calls = _profile_calls(setup.settings, raw)
         allocations = profile_agent(fn, inputs, calls) if calls else ()
-        return self._finish(setup, raw, check, allocations)
+        result = self._result(setup, raw, allocations)
+        if self._confirming(result, inputs):  # a regression: measured once more before failing
+            again = self._again(setup)
+            result = confirmed(result, self._result(again, self._load(fn, inputs, again)))
+        return self._finish(setup, result, check)
 
     async def arun(
         self,
@@ -184,8 +181,19 @@ class AgentPerf:
         """Run ``fn`` under load from an async test and check its budgets."""
         __tracebackhide__ = True
         setup = self._prepare(name, settings)
+        raw = await self._aload(fn, inputs, setup)
+        calls = _profile_calls(setup.settings, raw)
+        timeout = setup.settings.timeout
+        allocations = await aprofile_agent(fn, inputs, calls, timeout=timeout) if calls else ()
+        result = self._result(setup, raw, allocations)
+        if self._confirming(result, inputs):
+            again = self._again(setup)
+            result = confirmed(result, self._result(again, await self._aload(fn, inputs, again)))
+        return self._finish(setup, result, check)
+
+    def _load(self, fn: Any, inputs: Any, setup: _RunSetup) -> RawRun:
         with langchain_hook():
-            raw = await arun_load(
+            return run_load(
                 fn,
                 inputs,
                 setup.settings,
@@ -193,21 +201,46 @@ class AgentPerf:
                 progress=setup.progress,
                 on_warmup=self._warmup_warning(setup.name),
             )
-        calls = _profile_calls(setup.settings, raw)
-        allocations = (
-            await aprofile_agent(fn, inputs, calls, timeout=setup.settings.timeout) if calls else ()
-        )
-        return self._finish(setup, raw, check, allocations)
 
-    def _finish(
-        self,
-        setup: _RunSetup,
-        raw: RawRun,
-        check: bool,
-        allocations: tuple[Allocation, ...] = (),
+    async def _aload(self, fn: Any, inputs: Any, setup: _RunSetup) -> RawRun:
+        with langchain_hook():
+            return await arun_load(
+                fn,
+                inputs,
+                setup.settings,
+                observers=setup.observers,
+                progress=setup.progress,
+                on_warmup=self._warmup_warning(setup.name),
+            )
+
+    def _confirming(self, result: PerfResult, inputs: Any) -> bool:
+        """Re-measure a regressed run (``--agentperf-confirm``)? Not when its inputs were a
+        one-shot iterator: the first run has used it up."""
+        if not self._pipeline.confirm or result.comparison is None:
+            return False
+        if not result.comparison.regressed:
+            return False
+        if inputs is not None and not isinstance(inputs, Sequence):
+            if self._warn is not None:
+                self._warn(
+                    f"{self._test_id} [{result.name}]: regressed, but not re-measured "
+                    "(--agentperf-confirm): its inputs are a one-shot iterator; pass a list"
+                )
+            return False
+        return True
+
+    def _again(self, setup: _RunSetup) -> _RunSetup:
+        """The same run once more, with fresh observers."""
+        observers = self._observers(setup.settings)
+        sink = self._progress(f"{setup.name} (confirming)")
+        _with_live_window(sink, observers)
+        return replace(setup, observers=observers, progress=sink)
+
+    def _result(
+        self, setup: _RunSetup, raw: RawRun, allocations: tuple[Allocation, ...] = ()
     ) -> PerfResult:
+        """The result of ``raw``, compared with the baseline (the after-run hooks)."""
         name, settings, observers = setup.name, setup.settings, setup.observers
-        __tracebackhide__ = True
         extra = [obs.result_fields(raw.log, raw.duration) for obs in observers]
         result = build_result(name, settings, raw, prices=self._pipeline.prices, extra_fields=extra)
         if allocations:
@@ -215,6 +248,12 @@ class AgentPerf:
             result = replace(result, memory=memory)
         for hook in self._pipeline.after_run:
             result = hook(self._test_id, result, settings)
+        return result
+
+    def _finish(self, setup: _RunSetup, result: PerfResult, check: bool) -> PerfResult:
+        """Record the run, then fail the test on a broken budget or a regression."""
+        __tracebackhide__ = True
+        name, settings = setup.name, setup.settings
         warnings = small_sample_warnings(settings.budgets, result)
         for message in warnings:
             if self._warn is not None:
@@ -241,3 +280,11 @@ class AgentPerf:
         for gate in self._pipeline.gates:
             gate(self._test_id, result)
         return result
+
+
+def confirmed(first: PerfResult, second: PerfResult) -> PerfResult:
+    """``second`` (the re-measured run) with a flag saying what the first run showed; a
+    regression fails only when the second run regresses too."""
+    if first.comparison is None or second.comparison is None:
+        return second
+    return replace(second, comparison=with_first_run(second.comparison, first.comparison))

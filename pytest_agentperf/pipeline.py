@@ -67,5 +67,7 @@ class RunPipeline:
     observer_factories: list[ObserverFactory] = field(
         default_factory=lambda: [soak_observers, contention_observers]
     )
+    confirm: bool = False
+    """``--agentperf-confirm``: a regressed run is measured once more before it fails."""
     after_run: list[AfterRun] = field(default_factory=list)
     gates: list[Gate] = field(default_factory=list)

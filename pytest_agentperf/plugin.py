@@ -83,6 +83,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="a regression fails its test (fail, default) or is only reported (warn)",
     )
     group.addoption(
+        "--agentperf-confirm",
+        action="store_true",
+        help="measure a regressed run once more before failing its test; fail only when the "
+        "second measurement regresses too",
+    )
+    group.addoption(
         "--agentperf-cost-whatif",
         metavar="MODEL[,MODEL...]",
         default=None,
@@ -151,7 +157,9 @@ def pipeline_of(config: pytest.Config) -> RunPipeline:
     if pipeline is None:
         from .pipeline import RunPipeline
 
-        pipeline = RunPipeline(scale=_scale(config))
+        pipeline = RunPipeline(
+            scale=_scale(config), confirm=bool(config.getoption("agentperf_confirm"))
+        )
         prices, whatif, monthly = config.stash.get(cost_key, None) or _cost_options(config)
         pipeline.prices, pipeline.whatif_models, pipeline.monthly_calls = prices, whatif, monthly
         if _is_controller_terminal(config):

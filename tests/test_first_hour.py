@@ -275,3 +275,53 @@ def test_after_an_abort_budgets_that_need_the_whole_run_are_not_evaluated(
         """
     )
     project.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
+
+
+CONFIRM_TEST = """
+import itertools
+import os
+import time
+
+import pytest
+
+CALLS = itertools.count()
+SLOW_FIRST = int(os.environ.get("SLOW_FIRST", "0"))  # calls made 5x slower, from the start
+
+
+def agent(x=None):
+    time.sleep(0.010 if next(CALLS) < SLOW_FIRST else 0.002)
+
+
+@pytest.mark.agent_perf(requests=40, warmup=0)
+def test_agent(agentperf):
+    agentperf.run(agent)
+"""
+
+
+def test_confirm_measures_a_regressed_run_again_before_failing_it(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.makeconftest(
+        "import pytest\n"
+        "import pytest_agentperf.observers.contention as contention\n\n"
+        "@pytest.fixture(autouse=True)\n"
+        "def quiet_machine(monkeypatch):\n"
+        "    monkeypatch.setattr(contention, 'read_cpu_times', lambda: (None, 'unavailable'))\n"
+    )
+    project.makepyfile(test_perf=CONFIRM_TEST)
+    project.runpytest("--agentperf-baseline").assert_outcomes(passed=1)
+    monkeypatch.setenv("SLOW_FIRST", "40")  # the first measurement only: a passing blip
+    blip = project.runpytest("--agentperf-confirm", "--agentperf-json=perf.json")
+    blip.assert_outcomes(passed=1)
+    blip.stdout.fnmatch_lines(
+        ["*note: not confirmed (--agentperf-confirm): the first measurement regressed (p*"]
+    )
+    (run,) = json.loads(project.path.joinpath("perf.json").read_text())["runs"]
+    assert run["result"]["requests"] == 40 and run["status"] != "REGRESSED"
+    monkeypatch.setenv("SLOW_FIRST", "80")  # both measurements slow: a real regression
+    real = project.runpytest("--agentperf-confirm")
+    real.assert_outcomes(failed=1)
+    real.stdout.fnmatch_lines(["*confirmed by a second measurement (--agentperf-confirm)*"])
+    # without the option the blip fails at once
+    monkeypatch.setenv("SLOW_FIRST", "40")
+    project.runpytest().assert_outcomes(failed=1)

@@ -64,6 +64,9 @@ class FlagKind(str, Enum):
     """The baseline itself was measured under contention."""
     ONE_SIDED = "one_sided"
     """A usage figure is known on one side only, so it was not compared."""
+    CONFIRM = "confirm"
+    """The run regressed and was measured once more (``--agentperf-confirm``): what the first
+    measurement showed."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,21 @@ def _one_sided_flags(result: PerfResult, baseline: BaselineRun) -> list[Flag]:
     return flags
 
 
+def with_first_run(second: Comparison, first: Comparison) -> Comparison:
+    """``second`` (a re-measured run's comparison) with a flag saying what the first
+    measurement showed: the verdict is the second's, so a regression fails only when it
+    shows twice."""
+    shown = "; ".join(m.text for m in first.metrics.values() if m.status is Status.REGRESSED)
+    if second.regressed:
+        text = f"confirmed by a second measurement (--agentperf-confirm); the first: {shown}"
+    else:
+        text = (
+            f"not confirmed (--agentperf-confirm): the first measurement regressed ({shown}), "
+            f"the second is {second.status.value}"
+        )
+    return replace(second, flags=(*second.flags, Flag(FlagKind.CONFIRM, text)))
+
+
 def not_compared(reason: str, tolerance: float = DEFAULT_TOLERANCE) -> Comparison:
     """NOT COMPARABLE for a reason other than the baseline (e.g. a scaled run)."""
     return Comparison(Status.NOT_COMPARABLE, tolerance, messages=(reason,))
@@ -354,4 +372,5 @@ __all__ = [
     "judge_contention",
     "not_compared",
     "shape_differences",
+    "with_first_run",
 ]
