@@ -22,7 +22,6 @@ MOVED = {
     "gate": "baseline.gate",
     "memory": "observers.memory",
     "runner": "fixture",
-    "sim": "testing.sim",
     "windows": "observers.windows",
 }
 """Old module name -> where it lives now, both relative to the package."""

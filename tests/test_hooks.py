@@ -206,7 +206,6 @@ def test_a_writer_that_fails_fails_the_session_with_its_label(
         ("pytest_agentperf.windows", "pytest_agentperf.observers.windows"),
         ("pytest_agentperf.abort", "pytest_agentperf.observers.abort"),
         ("pytest_agentperf.contention", "pytest_agentperf.observers.contention"),
-        ("pytest_agentperf.sim", "pytest_agentperf.testing.sim"),
         ("pytest_agentperf.runner", "pytest_agentperf.fixture"),
         ("pytest_agentperf.collect", "pytest_agentperf.assemble"),
     ],
@@ -217,10 +216,10 @@ def test_old_import_paths_give_the_moved_modules(old: str, new: str) -> None:
 
 def test_the_old_baseline_and_sim_names_still_import() -> None:
     from pytest_agentperf.compare import compare  # type: ignore[import-not-found]
-    from pytest_agentperf.sim import SimulatedAgent  # type: ignore[import-not-found]
 
     from pytest_agentperf.baseline import Baseline, load, machine_info  # noqa: F401
     from pytest_agentperf.baseline.comparison import compare as new_compare
+    from pytest_agentperf.sim import SimulatedAgent
     from pytest_agentperf.testing import SimulatedAgent as NewSimulatedAgent
 
     assert compare is new_compare and SimulatedAgent is NewSimulatedAgent
