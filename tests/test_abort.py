@@ -16,7 +16,6 @@ from pytest_agentperf.observers.abort import (
     binom_sf,
     exceedances_needed,
     judge,
-    percentile_lower_bound,
     wilson_lower,
 )
 from pytest_agentperf.settings import parse_settings
@@ -54,6 +53,18 @@ def test_exceedances_needed_is_the_smallest_significant_count(n: int, q: float) 
         return
     assert scipy_stats.binom.sf(k - 1, n, p) <= 0.01
     assert scipy_stats.binom.sf(k - 2, n, p) > 0.01
+
+
+def percentile_lower_bound(
+    samples: npt.ArrayLike, q: float, confidence: float = CONFIDENCE
+) -> float | None:
+    """The bound ``judge`` relies on: the k-th largest sample, k from ``exceedances_needed``
+    (a percentile above a limit beyond doubt once k samples lie above it)."""
+    x = np.asarray(samples, dtype=np.float64)
+    k = exceedances_needed(int(x.size), q, confidence)
+    if k is None:
+        return None
+    return float(np.partition(x, x.size - k)[x.size - k])
 
 
 def test_percentile_lower_bound_covers_the_true_percentile() -> None:

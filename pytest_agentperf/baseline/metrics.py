@@ -257,8 +257,6 @@ METRICS: tuple[GatedMetric, ...] = (
 )
 """Every gated metric, in the order they are judged and listed."""
 
-METRIC_BY_KEY = {m.key: m for m in METRICS}
-
 STORED = tuple(m for m in METRICS if m.stored_as is not None and m.measure is not None)
 """The metrics whose figure per call the baseline file keeps, in file order."""
 STORED_FIELDS: tuple[str, ...] = tuple(m.stored_as for m in STORED if m.stored_as is not None)

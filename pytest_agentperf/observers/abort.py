@@ -135,18 +135,6 @@ def exceedances_needed(n: int, q: float, confidence: float = CONFIDENCE) -> int 
     return None
 
 
-def percentile_lower_bound(
-    samples: npt.ArrayLike, q: float, confidence: float = CONFIDENCE
-) -> float | None:
-    """Lower confidence bound of the q-th percentile: the k-th largest sample, with k from
-    ``exceedances_needed``. None when the sample is too small for any bound."""
-    x = np.asarray(samples, dtype=np.float64)
-    k = exceedances_needed(int(x.size), q, confidence)
-    if k is None:
-        return None
-    return float(np.partition(x, x.size - k)[x.size - k])
-
-
 def judge(
     name: str,
     limit: float,
