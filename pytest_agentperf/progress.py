@@ -52,8 +52,8 @@ class ProgressLine:
 
 def _fit(label: str, figures: str, window: str, width: int | None) -> str:
     """The line within ``width - 1`` columns, never cutting a number: the window figures go
-    first (whole ", "-separated parts from the end), then the label is shortened in the
-    middle; the run's own figures stay whole."""
+    first (whole ", "-separated parts from the end), then the label loses its start (the
+    folders before the test's name); the run's own figures stay whole."""
     text = f"  agentperf {label}{figures}{window}"
     if width is None or len(text) <= width - 1:
         return text
@@ -64,9 +64,8 @@ def _fit(label: str, figures: str, window: str, width: int | None) -> str:
     window = ", ".join(parts)
     text = f"  agentperf {label}{figures}{window}"
     over = len(text) - room
-    if over > 0 and len(label) > 8:
+    if over > 0 and len(label) > 8:  # the end says most: the test's name and the run's
         keep = max(8, len(label) - over - 1)
-        head = keep // 2
-        label = label[:head] + "…" + label[len(label) - (keep - head) :]
+        label = "…" + label[len(label) - keep :]
         text = f"  agentperf {label}{figures}{window}"
     return text
