@@ -460,7 +460,13 @@ class _Collector:
             from .record import RunRecord
 
             for data in runs:  # decoded once, here, whether from this process or a worker
-                record = RunRecord.from_dict(data)
+                try:
+                    record = RunRecord.from_dict(data)
+                except ValueError as exc:  # e.g. a worker running another plugin version
+                    line = f"ERROR: a run of {report.nodeid} could not be read: {exc}"
+                    self.failures.append(line)
+                    self.written.append(line)
+                    continue
                 self.records.append(record)
                 self.config.hook.pytest_agentperf_run_finished(config=self.config, record=record)
 

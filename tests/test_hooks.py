@@ -223,3 +223,32 @@ def test_the_old_baseline_and_sim_names_still_import() -> None:
     from pytest_agentperf.testing import SimulatedAgent as NewSimulatedAgent
 
     assert compare is new_compare and SimulatedAgent is NewSimulatedAgent
+
+
+def test_a_record_that_cannot_be_read_fails_the_session_and_says_so(
+    project: pytest.Pytester,
+) -> None:
+    """As a worker running another plugin version would send: the run is not silently lost."""
+    project.makeconftest(
+        HOOKS
+        + textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.hookimpl(hookwrapper=True, tryfirst=True)  # its after-part runs last
+            def pytest_runtest_makereport(item, call):
+                outcome = yield
+                report = outcome.get_result()
+                for data in getattr(report, "agentperf_runs", None) or []:
+                    data["status"] = "MAYBE"
+            """
+        )
+    )
+    result = project.runpytest("-p", "no:randomly", "-k", "test_two_runs")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "agentperf: ERROR: a run of test_perf.py::test_two_runs could not be read: "
+            "record.status: 'MAYBE' is not a RunStatus"
+        ]
+    )
