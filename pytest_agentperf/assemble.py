@@ -7,13 +7,14 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .budgets import evaluate
 from .engine import RawRun
 from .engine.log import OK, TIMEOUT
 from .pricing import PriceTable, compute_cost
 from .redact import redact
-from .results import PerfResult, Stats
+from .results import PerfResult, PerRequest, Stats
 from .settings import Settings
 from .stats import summarize
 
@@ -36,6 +37,21 @@ def unaccounted(settings: Settings, raw: RawRun, successes: int, errors: int) ->
         f"calls unaccounted for: {expected} expected{started}, but {done} ended as "
         f"{successes} successes + {errors} errors; the figures of this run cannot be trusted "
         "(a cancellation from outside the run, or a bug in pytest-agentperf: please report it)"
+    )
+
+
+def per_request(counts: npt.NDArray[np.int64], zeros: int = 0) -> PerRequest:
+    """Mean, p95 and max of ``counts`` (one per call) and of ``zeros`` more calls that counted
+    0; unknown (all None) over no call."""
+    n = int(counts.size) + zeros
+    if n == 0:
+        return PerRequest()
+    values = np.concatenate((np.zeros(zeros, dtype=np.int64), counts)) if zeros else counts
+    return PerRequest(
+        mean=float(values.mean()),
+        p95=float(np.percentile(values, 95)),
+        max=float(values.max()),
+        n=n,
     )
 
 
@@ -74,6 +90,15 @@ def build_result(
         usage=usage,
         cost=compute_cost(usage, requests, prices),
         tools=raw.usage.tool_stats(),
+        # A call that recorded nothing made no LLM (tool) call the plugin could see: 0 once the
+        # run shows usage (tools) is seen at all, else unknown (a plain agent, not a lean one).
+        llm_calls=per_request(log.llm_calls, requests - log.llm_calls.size)
+        if log.llm_calls.size
+        else PerRequest(),
+        tool_calls=per_request(log.tool_calls, requests - log.tool_calls.size)
+        if log.tool_calls.size
+        else PerRequest(),
+        tokens=per_request(log.llm_tokens),
     )
     for fields in extra_fields:
         result = replace(result, **fields)

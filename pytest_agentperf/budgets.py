@@ -107,6 +107,11 @@ _USAGE_HINT = (
     "pytest_agentperf.record_usage() inside the agent"
 )
 
+_TOOL_HINT = (
+    "no call recorded a tool call; call pytest_agentperf.usage.record_tool() around each tool "
+    "(LangChain tools are recorded by the callback handler)"
+)
+
 
 def _percentile(series: str, label: str, q: int, **kw: Any) -> BudgetSpec:
     """The spec of the ``q``-th percentile of a duration series (latency, ttft, itl)."""
@@ -159,6 +164,18 @@ BUDGETS: Mapping[str, BudgetSpec] = {
         lambda r: (r.usage.per_call.output_tokens, r.requests),
         unknown_hint=_USAGE_HINT,
         not_above="tokens_per_call",
+    ),
+    "max_llm_calls": BudgetSpec(
+        "most LLM calls in one request",
+        Unit.COUNT,
+        lambda r: (r.llm_calls.max, r.llm_calls.n),
+        unknown_hint=_USAGE_HINT,
+    ),
+    "max_tool_calls": BudgetSpec(
+        "most tool calls in one request",
+        Unit.COUNT,
+        lambda r: (r.tool_calls.max, r.tool_calls.n),
+        unknown_hint=_TOOL_HINT,
     ),
     "cost_per_call": BudgetSpec(
         "cost per call",

@@ -154,6 +154,19 @@ class ToolStats:
 
 
 @dataclass(frozen=True)
+class PerRequest:
+    """How a count is spread over the measured calls (requests) of a run: LLM calls, tool calls
+    or tokens of each call. Every figure is None when the run cannot tell (unknown, not zero)."""
+
+    mean: float | None = None
+    p95: float | None = None
+    """95th percentile, numpy's default (linear) method: it may fall between two counts."""
+    max: float | None = None
+    n: int = 0
+    """The calls the figures are over."""
+
+
+@dataclass(frozen=True)
 class Window:
     """Statistics of one time window of a run."""
 
@@ -261,6 +274,14 @@ class PerfResult:
     cost: Cost = field(default_factory=Cost)
     memory: Memory = field(default_factory=Memory)
     tools: Mapping[str, ToolStats] = field(default_factory=_frozen_map)
+    llm_calls: PerRequest = field(default_factory=PerRequest)
+    """LLM requests per measured call (usage records from the integrations or ``record_usage``),
+    over every call; unknown when no call of the run recorded usage."""
+    tool_calls: PerRequest = field(default_factory=PerRequest)
+    """Tool calls per measured call, over every call; unknown when the run recorded no tool
+    call."""
+    tokens: PerRequest = field(default_factory=PerRequest)
+    """Total tokens per measured call, over the calls that recorded usage."""
     windows: tuple[Window, ...] = ()
     contention: Contention = field(default_factory=Contention)
     cpu: CpuTime = field(default_factory=CpuTime)

@@ -26,6 +26,7 @@ from pytest_agentperf.results import (
     ModelUsage,
     PerCallUsage,
     PerfResult,
+    PerRequest,
     Stats,
     ToolStats,
     Usage,
@@ -41,6 +42,10 @@ maybe = st.none() | st.floats(min_value=1e-3, max_value=1e9)
 """Per-call figures: from 1e-3, so the baseline's rounding cannot make a ratio infinite (an
 infinity is written as null and read back as NaN, which equals nothing)."""
 text = st.text(max_size=20)
+per_request = st.none().map(lambda _: PerRequest()) | st.builds(
+    PerRequest, mean=finite, p95=finite, max=finite, n=st.integers(1, 10**6)
+)
+"""Unknown (all None) or known figures of a count per request."""
 
 
 @st.composite
@@ -72,6 +77,9 @@ def results(draw: Any) -> PerfResult:
         ),
         cost=Cost(per_call=draw(maybe), by_model=MappingProxyType({"m": draw(maybe)})),
         tools=MappingProxyType({"search": ToolStats(calls=3, errors=1, total_time=0.5)}),
+        llm_calls=draw(per_request),
+        tool_calls=draw(per_request),
+        tokens=draw(per_request),
         windows=(Window(0.0, 1.0, 3, 0, 3.0, 0.1, None, draw(maybe)),),
         contention=Contention(other_cpu=draw(maybe), source="fake"),
         cpu=CpuTime(per_call=draw(maybe), source="thread"),

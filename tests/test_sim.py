@@ -4,10 +4,10 @@ import asyncio
 
 import numpy as np
 import pytest
-from pytest_agentperf.sim import SimulatedAgent, SimulatedError
 
 from pytest_agentperf.engine import run_load
 from pytest_agentperf.settings import parse_settings
+from pytest_agentperf.sim import SimulatedAgent, SimulatedError
 
 
 def test_latency_is_lognormal_around_the_median() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -28,9 +28,12 @@ class CallLog:
     (``merge`` and ``snapshot`` subtract the run's start): a successful call that did not
     stream appends nothing else (the executors append those two themselves on their hot path,
     ``log.start.append`` then ``log.end.append``). The rare parts are kept sparse, as (row, value)
-    pairs: the status of a call that failed (``failed_rows``, ``failed_status``) and the TTFT
-    of a stream (``ttft_rows``, ``ttft_values``). A row's sparse pairs are appended before its
-    start and end, and ``end`` last: readers take ``len(end)`` as the number of complete rows.
+    pairs: the status of a call that failed (``failed_rows``, ``failed_status``), the TTFT
+    of a stream (``ttft_rows``, ``ttft_values``), the LLM requests and total tokens of a call
+    that recorded usage (``llm_rows``, ``llm_calls``, ``llm_tokens``) and the tool calls of a
+    call that recorded tools (``tool_rows``, ``tool_calls``). A row's sparse pairs are appended
+    row first, before its start and end, and ``end`` last: readers take ``len(end)`` as the
+    number of complete rows.
     """
 
     __slots__ = (
@@ -40,7 +43,12 @@ class CallLog:
         "failed_rows",
         "failed_status",
         "itl",
+        "llm_calls",
+        "llm_rows",
+        "llm_tokens",
         "start",
+        "tool_calls",
+        "tool_rows",
         "ttft_rows",
         "ttft_values",
         "usage",
@@ -54,6 +62,11 @@ class CallLog:
         self.ttft_rows = array("q")
         self.ttft_values = array("d")
         self.itl = array("d")
+        self.llm_rows = array("q")
+        self.llm_calls = array("q")
+        self.llm_tokens = array("q")
+        self.tool_rows = array("q")
+        self.tool_calls = array("q")
         self.error_types: Counter[str] = Counter()
         self.usage = UsageAccumulator()
         self.cpu: tuple[float, int] = (0.0, 0)
@@ -86,7 +99,7 @@ class CallLog:
 
         Usage is read before any row is appended: when reading it raises
         (``UsageExtractionError``), nothing is recorded and the caller records the call as
-        failed instead.
+        failed instead. Each usage record is one LLM request of the call.
         """
         records: list[UsageRecord] | None = None if scope is None else scope.records
         row = len(self.end)
@@ -101,12 +114,27 @@ class CallLog:
             self.failed_rows.append(row)
             self.failed_status.append(status)
             self.error_types["Timeout" if status == TIMEOUT else error or "Error"] += 1
+        if records:
+            self.llm_rows.append(row)
+            self.llm_calls.append(len(records))
+            self.llm_tokens.append(sum(r.input_tokens + r.output_tokens for r in records))
+        tools = None if scope is None else scope.tools
+        if tools:
+            self.tool_rows.append(row)
+            self.tool_calls.append(len(tools))
         self.start.append(t_int)
         self.end.append(end)
         if records:
             self.usage.add_call(records, model)
-        if scope is not None and scope.tools:
-            self.usage.add_tools(scope.tools)
+        if tools:
+            self.usage.add_tools(tools)
+
+
+IntArray = npt.NDArray[np.int64]
+
+
+def _no_ints() -> IntArray:
+    return np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -121,6 +149,17 @@ class MergedLog:
     cpu_per_call: float | None = None
     """Mean CPU seconds per call of the worker threads (sync agents): each thread's CPU time
     over the calls it made, summed, over those calls. None when not measured (async agents)."""
+    llm_rows: IntArray = field(default_factory=_no_ints)
+    """The rows (sorted order, as ``start``) of the calls that recorded usage, ascending; sparse,
+    as most runs of a plain agent have none."""
+    llm_calls: IntArray = field(default_factory=_no_ints)
+    """LLM requests (usage records) of each call in ``llm_rows``."""
+    llm_tokens: IntArray = field(default_factory=_no_ints)
+    """Total tokens (input + output) of each call in ``llm_rows``."""
+    tool_rows: IntArray = field(default_factory=_no_ints)
+    """The rows of the calls that recorded tool calls, ascending."""
+    tool_calls: IntArray = field(default_factory=_no_ints)
+    """Tool calls of each call in ``tool_rows``."""
 
     @property
     def latency(self) -> FloatArray:
@@ -157,6 +196,23 @@ def _sparse(
         keep = at < n
         out[at[keep]] = got[keep]
     return out
+
+
+def _pairs(
+    rows: array[Any], columns: Sequence[array[Any]], n: int
+) -> tuple[IntArray, list[IntArray]]:
+    """The complete (row, values...) tuples of rows below ``n``, as int64 arrays.
+
+    Each tuple is appended row first, then its columns in order: the complete ones are the
+    first ``len`` of the last column.
+    """
+    k = len(columns[-1])
+    at = _copy(rows, k, np.int64)
+    values = [_copy(c, k, np.int64) for c in columns]
+    if k and at[-1] >= n:  # rows ascend: only the last few can belong to rows not complete yet
+        keep = at < n
+        at, values = at[keep], [v[keep] for v in values]
+    return at, values
 
 
 def _columns(log: CallLog, t0: float) -> tuple[FloatArray, FloatArray, StatusArray, int]:
@@ -205,6 +261,9 @@ def merge(logs: Sequence[CallLog], t0: float = 0.0) -> MergedLog:
     if not logs:
         return MergedLog(_EMPTY, _EMPTY, _EMPTY_B, _EMPTY, _EMPTY)
     starts, ends, statuses, ttfts, itls = [], [], [], [], []
+    llm: list[tuple[IntArray, list[IntArray]]] = []
+    tool: list[tuple[IntArray, list[IntArray]]] = []
+    offset = 0
     for log in logs:
         start, end, status, n = _columns(log, t0)
         starts.append(start)
@@ -212,13 +271,48 @@ def merge(logs: Sequence[CallLog], t0: float = 0.0) -> MergedLog:
         statuses.append(status)
         ttfts.append(_sparse(log.ttft_rows, log.ttft_values, n, _NAN, np.float64))
         itls.append(_copy(log.itl, len(log.itl), np.float64))
+        at, values = _pairs(log.llm_rows, (log.llm_calls, log.llm_tokens), n)
+        llm.append((at + offset, values))
+        at, values = _pairs(log.tool_rows, (log.tool_calls,), n)
+        tool.append((at + offset, values))
+        offset += n
     start, end, ttft, itl = (_join(parts) for parts in (starts, ends, ttfts, itls))
     status = _join(statuses)
+    llm_rows, (llm_calls, llm_tokens) = _join_pairs(llm, 2)
+    tool_rows, (tool_calls,) = _join_pairs(tool, 1)
     if start.size > 1 and not bool(np.all(start[1:] >= start[:-1])):  # else sorted already
         order = np.argsort(start, kind="stable")
         start, end, status, ttft = start[order], end[order], status[order], ttft[order]
+        if llm_rows.size or tool_rows.size:  # the sparse rows follow their calls
+            new_row = np.empty_like(order)
+            new_row[order] = np.arange(order.size)
+            llm_rows, (llm_calls, llm_tokens) = _renumber(
+                llm_rows, (llm_calls, llm_tokens), new_row
+            )
+            tool_rows, (tool_calls,) = _renumber(tool_rows, (tool_calls,), new_row)
     cpu = cpu_seconds / cpu_calls if cpu_calls else None
-    return MergedLog(start, end, status, ttft, itl, cpu)
+    return MergedLog(
+        start, end, status, ttft, itl, cpu, llm_rows, llm_calls, llm_tokens, tool_rows, tool_calls
+    )
+
+
+def _join_pairs(
+    parts: list[tuple[IntArray, list[IntArray]]], width: int
+) -> tuple[IntArray, list[IntArray]]:
+    """The sparse pairs of every worker's log as one set (rows already offset per log)."""
+    rows = _join([at for at, _ in parts])
+    return rows, [_join([values[i] for _, values in parts]) for i in range(width)]
+
+
+def _renumber(
+    rows: IntArray, values: Sequence[IntArray], new_row: IntArray
+) -> tuple[IntArray, list[IntArray]]:
+    """Sparse pairs moved to their calls' rows after the sort, ascending again."""
+    if not rows.size:
+        return rows, list(values)
+    moved = new_row[rows]
+    order = np.argsort(moved, kind="stable")
+    return moved[order], [v[order] for v in values]
 
 
 def merge_counters(logs: Iterable[CallLog]) -> dict[str, int]:
