@@ -158,18 +158,19 @@ _MEMORY_CHILD = textwrap.dedent(
     """
     import asyncio, gc, json, sys
     import psutil
-    from pytest_agentperf.fixture import AgentPerf, Session
+    from pytest_agentperf.fixture import AgentPerf
+    from pytest_agentperf.pipeline import RunPipeline
     async def noop():
         return None
     n = int(sys.argv[1])
-    fixture = AgentPerf(Session(), "bench::memory")
+    fixture = AgentPerf(RunPipeline(), "bench::memory")
     # warm the imports and caches with a tiny run first, so only per-call state is counted
     fixture.run(noop, requests=100, concurrency=100, warmup=0, name="warm")
     gc.collect()
     proc = psutil.Process()
     before = proc.memory_info().rss
     result = fixture.run(noop, requests=n, concurrency=100, warmup=0, name="big")
-    records = fixture.take_new_records()
+    records = [r.to_dict() for r in fixture.take_new_records()]  # as a test report carries them
     gc.collect()
     after = proc.memory_info().rss
     print(json.dumps({"calls": result.requests, "mb": (after - before) / 1e6}))
