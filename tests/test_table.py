@@ -436,3 +436,19 @@ def test_open_loop_behind_its_rate_in_a_session(
             "*note: * of 20 calls started late*concurrency=1*not the agent, was the bottleneck*",
         ]
     )
+
+
+def test_the_left_out_line_names_every_column_left_out_most_important_first() -> None:
+    names = ["p99", "load", "achieved", "late", "cost", "tok", "drift", "cpu", "rss"]
+    assert terminal.left_out_line(names, 120) == (
+        "columns left out to fit 120 columns: p99, load, achieved, late, cost, tok, drift, cpu, "
+        "rss; --agentperf-columns=all shows every one"
+    )
+
+
+def test_a_narrow_column_comes_back_when_a_wide_one_made_room() -> None:
+    records = [_priced(LONG)]
+    full = terminal.table(records).text.splitlines()[0]
+    fitted = terminal.table(records, width=len(full) - 1)
+    assert len(fitted.left_out) == 1  # the least important column alone made the room
+    assert _widest(fitted.text.splitlines()) <= len(full) - 1

@@ -16,6 +16,7 @@ from ..record import RunRecord, RunStatus
 from ..redact import redact
 from ..results import LoadShape, Memory, PerfResult, Stats
 from ..units import format_seconds, format_usd
+from .columns import TABLE_COLUMNS
 from .protocol import ReportContext
 
 DEFAULT_WIDTH = 120
@@ -370,7 +371,28 @@ def table(
         else:
             break  # only the test, p95 and status are left: a long test id wins
         text = _tabulate(records, labels, chosen, folded)
+    # a narrow column left out early may fit in the room a wide one left: take it back
+    for key in list(reversed(dropped)):  # most important first
+        if width is None or _width(text) > width:
+            break
+        if key not in TABLE_COLUMNS:
+            continue  # "95% CIs": the intervals stay folded
+        keys = {c.key for c in chosen} | {key}
+        trial = [c for c in available if c.key in keys]
+        again = _tabulate(records, labels, trial, folded)
+        if _width(again) <= width:
+            chosen, text = trial, again
+            dropped.remove(key)
     return Table(text, tuple(reversed(dropped)))
+
+
+def left_out_line(left_out: Sequence[str], width: int | None) -> str:
+    """The one line under the table that says what was left out to fit ``width``, most
+    important first. It names every column, even when that makes it longer than the table."""
+    return (
+        f"columns left out to fit {width} columns: {', '.join(left_out)}; "
+        "--agentperf-columns=all shows every one"
+    )
 
 
 def render(records: Sequence[RunRecord], *, width: int | None = None) -> str:
@@ -501,10 +523,7 @@ def _section(
     summary = table(records, width=width, columns=columns)
     lines = [summary.text]
     if summary.left_out:
-        lines.append(
-            f"columns left out to fit {width} columns: {', '.join(summary.left_out)}; "
-            "--agentperf-columns=all shows every one"
-        )
+        lines.append(left_out_line(summary.left_out, width))
     whatif = render_whatif(records)
     if whatif:
         lines += ["", whatif]
