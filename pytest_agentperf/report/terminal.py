@@ -16,7 +16,6 @@ from ..record import RunRecord, RunStatus
 from ..redact import redact
 from ..results import LoadShape, Memory, PerfResult, Stats
 from ..units import format_seconds, format_usd
-from .columns import TABLE_COLUMNS
 from .protocol import ReportContext
 
 DEFAULT_WIDTH = 120
@@ -27,6 +26,9 @@ KEPT = frozenset({"p95"})
 
 FOLD_RANK = 17
 """Before leaving out a column ranked below this, the change columns drop their intervals."""
+
+CIS = "95% CIs"
+"""How the left-out line names the change columns' intervals."""
 
 
 def _pct(value: float | None) -> str:
@@ -364,7 +366,7 @@ def table(
         can_fold = not folded and any(c.narrow for c in chosen)
         if can_fold and (worst is None or worst.rank < FOLD_RANK):
             folded = True
-            dropped.append("95% CIs")
+            dropped.append(CIS)
         elif worst is not None:
             chosen.remove(worst)
             dropped.append(worst.key)
@@ -375,8 +377,12 @@ def table(
     for key in list(reversed(dropped)):  # most important first
         if width is None or _width(text) > width:
             break
-        if key not in TABLE_COLUMNS:
-            continue  # "95% CIs": the intervals stay folded
+        if key == CIS:
+            again = _tabulate(records, labels, chosen, folded=False)
+            if _width(again) <= width:
+                folded, text = False, again
+                dropped.remove(key)
+            continue
         keys = {c.key for c in chosen} | {key}
         trial = [c for c in available if c.key in keys]
         again = _tabulate(records, labels, trial, folded)
