@@ -66,7 +66,9 @@ def _stat(attr: str, name: str) -> Measure:
     return measure
 
 
-def _drift(r: PerfResult) -> tuple[float | None, int]:
+def p95_drift(r: PerfResult) -> tuple[float | None, int]:
+    """The last window's p95 over the first's (None with fewer than two windows with calls),
+    and the number of such windows: the ``p95_drift`` budget and the table's drift column."""
     w = [x for x in r.windows if x.p95 is not None and x.calls > 0]
     if len(w) < 2 or not w[0].p95:
         return None, len(w)
@@ -200,7 +202,7 @@ BUDGETS: Mapping[str, BudgetSpec] = {
         unknown_hint=_SLOPE_HINT,
     ),
     "p95_drift": BudgetSpec(
-        "p95 drift (last window / first)", Unit.RATIO, _drift, unknown_hint=_DRIFT_HINT
+        "p95 drift (last window / first)", Unit.RATIO, p95_drift, unknown_hint=_DRIFT_HINT
     ),
 }
 """Every budget a marker or ``run()`` accepts, by the key it is set with. Adding a budget is

@@ -89,6 +89,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "second measurement regresses too",
     )
     group.addoption(
+        "--agentperf-columns",
+        metavar="NAME[,NAME...]|all",
+        default=None,
+        help="columns of the summary table (default: the most important that fit the terminal)",
+    )
+    group.addoption(
         "--agentperf-cost-whatif",
         metavar="MODEL[,MODEL...]",
         default=None,
@@ -136,6 +142,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "one in the baseline; record the baseline without --agentperf-scale"
         )
     _tolerance(config)
+    _table_columns(config)
     if _cost_options_given(config):  # reads the user's price file: only when one is named
         config.stash[cost_key] = _cost_options(config)
     if not hasattr(config, "workerinput"):
@@ -254,6 +261,28 @@ def xdist_workers(config: pytest.Config) -> int | None:
         return 0
     count = getattr(config.option, "numprocesses", None)  # resolved to a number by xdist
     return count if isinstance(count, int) else None
+
+
+def _table_columns(config: pytest.Config) -> tuple[str, ...] | None:
+    from .report.columns import parse_columns
+
+    try:
+        return parse_columns(config.getoption("agentperf_columns"))
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _table_width(config: pytest.Config) -> int | None:
+    """The terminal's width as pytest sees it (``COLUMNS`` wins); 120 in a log without a tty;
+    None without a terminal reporter."""
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is None:
+        return None
+    if is_tty(tr) or os.environ.get("COLUMNS"):
+        tw = getattr(tr, "_tw", None)
+        width = getattr(tw, "fullwidth", None)
+        return int(width) if width else shutil.get_terminal_size().columns
+    return 120
 
 
 def _is_controller_terminal(config: pytest.Config) -> bool:
@@ -516,6 +545,8 @@ class _Collector:
                 summary=tuple(summary),
                 notes=notes,
                 echo=self.section.append,
+                width=_table_width(self.config),
+                columns=_table_columns(self.config),
             )
         return self._context
 

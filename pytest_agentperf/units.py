@@ -147,6 +147,22 @@ def format_seconds(value: float | None) -> str:
     return f"{value:.0f} s"
 
 
+def format_usd(value: float | None) -> str:
+    """Dollars, three significant digits and never an exponent: "$0.0000745", "$0.50",
+    "$1,234.50". The one money format of tables, budget messages and baseline changes."""
+    if value is None or math.isnan(value):
+        return "-"
+    if value < 0:
+        return "-" + format_usd(-value)
+    if value == 0 or math.isinf(value):
+        return f"${value:g}"
+    if value >= 1:
+        return f"${value:,.2f}"
+    decimals = max(2, 2 - math.floor(math.log10(value)))  # three significant digits
+    whole, _, frac = f"{value:.{decimals}f}".partition(".")
+    return f"${whole}.{frac.rstrip('0').ljust(2, '0')}"
+
+
 def format_value(value: float | None, unit: Unit) -> str:
     """Human-readable value of ``unit``, for tables and failure messages."""
     if value is None or math.isnan(value):
@@ -156,7 +172,7 @@ def format_value(value: float | None, unit: Unit) -> str:
     if unit is Unit.FRACTION:
         return f"{value * 100:.3g}%"
     if unit is Unit.USD:
-        return f"${value:.4g}"
+        return format_usd(value)
     if unit is Unit.MEGABYTES:
         return f"{value:.3g} MB"
     if unit is Unit.PER_SECOND:

@@ -62,7 +62,7 @@ def _run(project: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[s
 
 
 def test_contention_and_cpu_time_are_reported_and_saved(project: pytest.Pytester) -> None:
-    result, run = _run(project, "--agentperf-baseline")
+    result, run = _run(project, "--agentperf-baseline", "--agentperf-columns=all")
     result.assert_outcomes(passed=1)
     contention = run["result"]["contention"]
     assert contention["source"] == "fake"

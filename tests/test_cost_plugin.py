@@ -27,9 +27,10 @@ def test_cost_budgets_pass_and_the_table_shows_tokens_and_cost(agents: pytest.Py
             assert r.cost.total == pytest.approx({MINI * 10!r})
         """
     )
-    result = agents.runpytest()
+    result = agents.runpytest("--agentperf-columns=all")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*tok/call*$/call*", "*test_agent*1,200*$0.00027*PASS*"])
+    # $0.00027 a call: the table shows it per 1,000 calls
+    result.stdout.fnmatch_lines(["*tok/call*$/1k calls*", "*test_agent*1,200*$0.27*PASS*"])
 
 
 def test_cost_budget_broken(agents: pytest.Pytester) -> None:
@@ -68,7 +69,7 @@ def test_unknown_model_fails_a_cost_budget_with_the_hint(agents: pytest.Pytester
             agentperf.run(local)
         """
     )
-    result = agents.runpytest()
+    result = agents.runpytest("--agentperf-columns=all")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -165,13 +166,15 @@ def test_whatif_and_monthly_projection(agents: pytest.Pytester) -> None:
         """
     )
     result = agents.runpytest(
-        "--agentperf-cost-whatif=gpt-4.1-nano,claude-haiku-4-5", "--agentperf-json=out.json"
+        "--agentperf-cost-whatif=gpt-4.1-nano,claude-haiku-4-5",
+        "--agentperf-json=out.json",
+        "--agentperf-columns=all",
     )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            "*$/call*$/month @1M*",
-            "*[[]priced[]]*$0.00027*$270*",
+            "*$/1k calls*$/month @1M*",
+            "*[[]priced[]]*$0.27*$270*",
             "cost what-if (same tokens)*now $/call*gpt-4.1-nano $/call*claude-haiku-4-5 $/call",
             "*[[]priced[]]*$0.00027 ($270.00/mo)*$0.00018 ($180.00/mo)*$0.002 ($2,000.00/mo)*",
             "*[[]local[]]*-*$0.00018 ($180.00/mo)*$0.002 ($2,000.00/mo)*",

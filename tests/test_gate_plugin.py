@@ -73,7 +73,7 @@ def test_save_compare_and_update_a_subset(
     assert runs[("test_perf.py::test_one", "main")]["shape"]["requests"] == 30
     assert len(runs[("test_perf.py::test_one", "main")]["samples"]) == 30
 
-    result = project.runpytest(LOOSE)
+    result = project.runpytest(LOOSE, "--agentperf-columns=all")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
         [

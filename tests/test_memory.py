@@ -354,7 +354,9 @@ def test_leaking_agent_fails_its_memory_budget_end_to_end(pytester: pytest.Pytes
     pytester.makepyfile(test_leaky=LEAKY_TEST)
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     out = pytester.path / "perf.json"
-    result = pytester.runpytest("-p", "no:randomly", f"--agentperf-json={out}")
+    result = pytester.runpytest(
+        "-p", "no:randomly", f"--agentperf-json={out}", "--agentperf-columns=all"
+    )
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [

@@ -22,7 +22,7 @@ def test_marker_and_fixture_pass_and_print_the_table(agents: pytest.Pytester) ->
             assert r.latency.n == 30 and r.latency.p95 < 2
         """
     )
-    result = agents.runpytest("--strict-markers")
+    result = agents.runpytest("--strict-markers", "--agentperf-columns=all")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         ["*= agent performance =*", "test*n*load*p50*p95*p99*", "*test_agent*30*c=3*PASS*"]

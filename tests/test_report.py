@@ -28,7 +28,8 @@ def test_table_has_one_row_per_run_and_human_units() -> None:
     ]
     text = terminal.render(records)
     lines = text.splitlines()
-    assert lines[0].split()[:6] == ["test", "n", "load", "p50", "p95", "p99"]
+    header = ["test", "n", "load", "achieved", "late", "p50", "p95", "p99"]  # one run is open loop
+    assert lines[0].split()[:8] == header
     assert "test_a.py::test_one " in text
     assert "test_a.py::test_two [first]" in text and "test_a.py::test_two [second]" in text
     assert "500/s" in text and "c=1" in text

@@ -24,6 +24,12 @@ class ReportContext:
     """The plugin's own notes (e.g. where the baseline was saved)."""
     echo: Callable[[str], None] = field(default=lambda line: None)
     """Writes one line to the terminal summary (a no-op without a terminal)."""
+    width: int | None = None
+    """Columns the terminal table may use (pytest's terminal width; 120 without a tty); None:
+    unknown (no terminal)."""
+    columns: tuple[str, ...] | None = None
+    """The table's columns ``--agentperf-columns`` chose (``report.columns.TABLE_COLUMNS``
+    names); None: as many as fit ``width``."""
 
 
 class ReportWriter(Protocol):
