@@ -21,7 +21,7 @@ from .observers.windows import LiveWindow
 from .pipeline import RunPipeline
 from .pricing import cost_projection
 from .progress import ProgressLine
-from .record import RunRecord
+from .record import DEFAULT_RUN_NAME, RunRecord
 from .results import Allocation, PerfResult
 from .settings import Settings, parse_settings
 
@@ -48,10 +48,6 @@ class _RunSetup:
     settings: Settings
     observers: list[RunObserver]
     progress: ProgressSink | None
-
-
-DEFAULT_RUN_NAME = "default"
-"""The name of a run made without ``name=``."""
 
 
 def check_run_name(name: object) -> None:
@@ -129,16 +125,20 @@ class AgentPerf:
     def _observers(self, settings: Settings) -> list[RunObserver]:
         return [obs for make in self._pipeline.observer_factories for obs in make(settings)]
 
+    def _label(self, name: str) -> str:
+        """How messages name run ``name`` of this test (as ``RunRecord.label`` does)."""
+        return self._test_id if name == DEFAULT_RUN_NAME else f"{self._test_id} [{name}]"
+
     def _warmup_warning(self, name: str) -> Callable[[str], None] | None:
         """Warns at once (before the measured calls) when warmup calls failed."""
         warn = self._warn
         if warn is None:
             return None
-        return lambda message: warn(f"{self._test_id} [{name}]: {message}")
+        return lambda message: warn(f"{self._label(name)}: {message}")
 
     def _progress(self, name: str) -> ProgressSink | None:
         factory = self._pipeline.progress
-        return factory(f"{self._test_id}[{name}]") if factory else None
+        return factory(self._label(name)) if factory else None
 
     def _prepare(self, name: str | None, overrides: dict[str, Any]) -> _RunSetup:
         settings = self.settings(**overrides)
@@ -223,7 +223,7 @@ class AgentPerf:
         if inputs is not None and not isinstance(inputs, Sequence):
             if self._warn is not None:
                 self._warn(
-                    f"{self._test_id} [{result.name}]: regressed, but not re-measured "
+                    f"{self._label(result.name)}: regressed, but not re-measured "
                     "(--agentperf-confirm): its inputs are a one-shot iterator; pass a list"
                 )
             return False
@@ -257,7 +257,7 @@ class AgentPerf:
         warnings = small_sample_warnings(settings.budgets, result)
         for message in warnings:
             if self._warn is not None:
-                self._warn(f"{self._test_id} [{name}]: {message}")
+                self._warn(f"{self._label(name)}: {message}")
         projection = cost_projection(
             result.usage,
             result.requests,

@@ -23,6 +23,8 @@ from .results import PerfResult
 if TYPE_CHECKING:
     from .baseline.comparison import Comparison
 
+DEFAULT_RUN_NAME = "default"
+"""The name of a run made without ``name=``."""
 MAX_REPORTED_SAMPLES = 100_000
 """Latency samples a record carries per series (evenly spaced beyond that)."""
 
@@ -109,8 +111,9 @@ class RunRecord:
 
     @property
     def label(self) -> str:
-        """``nodeid [name]``: how messages name the run."""
-        return f"{self.nodeid} [{self.name}]"
+        """How messages name the run: ``nodeid [name]``, or the node id alone for the test's
+        default run (made without ``name=``)."""
+        return self.nodeid if self.name == DEFAULT_RUN_NAME else f"{self.nodeid} [{self.name}]"
 
     def to_dict(self, *, max_samples: int | None = MAX_REPORTED_SAMPLES) -> dict[str, Any]:
         """JSON-ready data; each sample series cut to ``max_samples`` evenly spaced samples."""

@@ -133,9 +133,9 @@ def test_the_small_sample_advice_fits_the_mode(project: pytest.Pytester) -> None
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
-            "*test_closed [[]default]: p99 budget checked on * Raise duration= (or concurrency=)*",
-            "*test_open [[]default]: p99 budget checked on * Raise duration= (or rate=)*",
-            "*test_counted [[]default]: p99 budget checked on 10 samples*Raise requests=*",
+            "*test_closed: p99 budget checked on * Raise duration= (or concurrency=)*",
+            "*test_open: p99 budget checked on * Raise duration= (or rate=)*",
+            "*test_counted: p99 budget checked on 10 samples*Raise requests=*",
         ]
     )
 
@@ -240,9 +240,9 @@ def test_failed_warmup_calls_are_said_at_once(project: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
         [
-            "*test_sync [[]default]: 3 of 3 warmup calls failed before the measured calls "
+            "*test_sync: 3 of 3 warmup calls failed before the measured calls "
             "started; first error: ConnectionError: upstream refused the connection*",
-            "*test_async [[]default]: 2 of 2 warmup calls failed*TimeoutError: model endpoint*",
+            "*test_async: 2 of 2 warmup calls failed*TimeoutError: model endpoint*",
         ]
     )
 

@@ -233,7 +233,7 @@ def test_small_sample_warning_names_the_test(agents: pytest.Pytester) -> None:
     assert result.stdout.str().count("AgentPerfWarning:") == 2
     result.stdout.fnmatch_lines(
         [
-            "*AgentPerfWarning: *test_few [[]default]: p99 budget checked on 20 samples;"
+            "*AgentPerfWarning: *test_few: p99 budget checked on 20 samples;"
             " a p99 needs at least 299*",
             "*test_marked_without_fixture is marked agent_perf but does not use the agentperf*",
         ]

@@ -131,7 +131,8 @@ def test_status_is_the_worst_that_applies() -> None:
     assert status_of(unchanged) is RunStatus.PASS  # UNCHANGED reads PASS
     assert status_of(replace(base_result, comparison=compare(base_result, None))) is RunStatus.NEW
     record = RunRecord.of("t::x", replace(regressed, budgets=(broken,)))
-    assert record.broken == ("p95",) and record.label == "t::x [default]"
+    assert record.broken == ("p95",) and record.label == "t::x"  # the default run
+    assert replace(record, name="fast").label == "t::x [fast]"
     assert str(RunStatus.NOT_COMPARABLE) == "NOT COMPARABLE"
 
 

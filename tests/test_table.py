@@ -55,10 +55,12 @@ def test_the_table_fits_the_width_and_one_line_says_what_was_left_out(width: int
     table = lines[0].splitlines()
     assert _widest(table) <= width
     assert _widest(terminal.section(records, [], [])[0].splitlines()) > width  # it had to fit
-    (note,) = [line for line in lines if line.startswith("columns left out")]
-    assert note.startswith(f"columns left out to fit {width} columns: ")
-    assert note.endswith("; --agentperf-columns=all shows every one")
-    left_out = note.split(": ", 1)[1].split(";")[0].split(", ")
+    (note,) = [line for line in lines if line.startswith("left out to fit")]
+    assert note.startswith(f"left out to fit {width} columns: ")
+    assert note.endswith("; --agentperf-columns=all shows them")
+    assert len(note) <= width  # the line fits too: names, then "and N more"
+    listed = note.split(": ", 1)[1].split(";")[0]
+    left_out = listed.split(" and ")[0].split(", ")
     assert left_out and set(left_out) <= set(TABLE_COLUMNS)
     assert "p95" not in left_out and "p95" in table[0].split()
     assert table[0].split()[0] == "test" and table[0].split()[-1] == "status"
@@ -79,7 +81,7 @@ def test_the_least_important_columns_go_first() -> None:
 def test_a_wide_terminal_shows_every_column_and_no_left_out_line() -> None:
     records = [_priced(LONG)]
     lines = terminal.section(records, [], [], width=400)
-    assert not any(line.startswith("columns left out") for line in lines)
+    assert not any(line.startswith("left out to fit") for line in lines)
     header = lines[0].splitlines()[0].split()
     assert header[:7] == ["test", "n", "load", "p50", "p95", "p99", "thru"]
     assert {"tok/call", "RSS+", "status"} <= set(header)
@@ -109,7 +111,7 @@ def test_change_columns_drop_their_intervals_before_important_columns_go(
     header = out[start].split()
     assert "Δp95" in header and "(95%" not in header
     assert all(len(line) <= 80 for line in out[start : start + 3])
-    narrow.stdout.fnmatch_lines(["columns left out to fit 80 columns: *95% CIs*"])
+    narrow.stdout.fnmatch_lines(["left out to fit 80 columns: *"])
 
 
 @pytest.mark.parametrize(("columns", "width"), [(None, 120), ("80", 80), ("300", 300)])
@@ -139,9 +141,9 @@ def test_the_width_is_the_terminals_and_120_in_a_log_without_a_tty(
     start = next(i for i, line in enumerate(out) if line.startswith("test "))
     assert all(len(line) <= width for line in out[start : start + 3])
     if width < 300:
-        result.stdout.fnmatch_lines([f"columns left out to fit {width} columns: *"])
+        result.stdout.fnmatch_lines([f"left out to fit {width} columns: *"])
     else:
-        result.stdout.no_fnmatch_line("columns left out*")
+        result.stdout.no_fnmatch_line("left out to fit*")
 
 
 # --------------------------------------------------------------------------- the option
@@ -171,7 +173,7 @@ def test_columns_all_shows_every_column_even_when_wider_than_the_terminal(
     result = pytester.runpytest("-p", "no:randomly", "--agentperf-columns=all")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["test * n * load * p50 * p95 * p99 * tok/call * RSS+ * status"])
-    result.stdout.no_fnmatch_line("columns left out*")
+    result.stdout.no_fnmatch_line("left out to fit*")
     named = pytester.runpytest("-p", "no:randomly", "--agentperf-columns=p99, n")
     named.stdout.re_match_lines([r"^test +p99 +n +status *$"])
 
@@ -406,7 +408,7 @@ def test_open_loop_shows_offered_and_achieved_rates_and_late_starts() -> None:
 def test_a_run_where_most_calls_started_late_says_the_agent_was_not_the_bottleneck() -> None:
     record = _open(rate=100, requests=50, duration=2.0, late=30)
     (note,) = terminal.failure_lines([record])
-    assert note.startswith("t.py::open [default]: note: 30 of 50 calls started late ")
+    assert note.startswith("t.py::open: note: 30 of 50 calls started late ")
     assert "25/s achieved of 100/s ≤4 offered" in note
     assert "the concurrency cap (concurrency=4) or the load generator" in note
     assert "not the agent, was the bottleneck" in note
@@ -438,12 +440,16 @@ def test_open_loop_behind_its_rate_in_a_session(
     )
 
 
-def test_the_left_out_line_names_every_column_left_out_most_important_first() -> None:
+def test_the_left_out_line_names_what_fits_most_important_first() -> None:
     names = ["p99", "load", "achieved", "late", "cost", "tok", "drift", "cpu", "rss"]
     assert terminal.left_out_line(names, 120) == (
-        "columns left out to fit 120 columns: p99, load, achieved, late, cost, tok, drift, cpu, "
-        "rss; --agentperf-columns=all shows every one"
+        "left out to fit 120 columns: p99, load, achieved, late, cost, tok, drift, cpu, "
+        "rss; --agentperf-columns=all shows them"
     )
+    assert terminal.left_out_line(names, 80) == (
+        "left out to fit 80 columns: p99 and 8 more; --agentperf-columns=all shows them"
+    )
+    assert len(terminal.left_out_line(names, 80)) <= 80
 
 
 def test_a_narrow_column_comes_back_when_a_wide_one_made_room() -> None:

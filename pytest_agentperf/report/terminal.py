@@ -394,11 +394,17 @@ def table(
 
 def left_out_line(left_out: Sequence[str], width: int | None) -> str:
     """The one line under the table that says what was left out to fit ``width``, most
-    important first. It names every column, even when that makes it longer than the table."""
-    return (
-        f"columns left out to fit {width} columns: {', '.join(left_out)}; "
-        "--agentperf-columns=all shows every one"
-    )
+    important first: as many names as fit the width, then how many more."""
+    head = f"left out to fit {width} columns: "
+    tail = "; --agentperf-columns=all shows them"
+    names = list(left_out)
+    for shown in range(len(names), 0, -1):
+        more = len(names) - shown
+        listed = ", ".join(names[:shown]) + (f" and {more} more" if more else "")
+        line = head + listed + tail
+        if width is None or len(line) <= width or shown == 1:
+            return line
+    return head + tail.lstrip("; ")
 
 
 def render(records: Sequence[RunRecord], *, width: int | None = None) -> str:
