@@ -458,3 +458,17 @@ def test_a_narrow_column_comes_back_when_a_wide_one_made_room() -> None:
     fitted = terminal.table(records, width=len(full) - 1)
     assert len(fitted.left_out) == 1  # the least important column alone made the room
     assert _widest(fitted.text.splitlines()) <= len(full) - 1
+
+
+def _busy(nodeid: str, other_cpu: float | None) -> RunRecord:
+    from pytest_agentperf.results import Contention
+
+    return _priced(nodeid, contention=Contention(other_cpu=other_cpu, source="fake"))
+
+
+def test_a_busy_machine_is_said_once_for_the_runs_it_affected() -> None:
+    several = [_busy("t.py::a", 0.5), _busy("t.py::b", 0.93), _busy("t.py::c", 0.01)]
+    lines = terminal.failure_lines(several)
+    assert lines == ["note: machine busy during 2 of 3 runs: other processes used 50% to 93% CPU"]
+    one = terminal.failure_lines([_busy("t.py::a", 0.6), _busy("t.py::b", None)])
+    assert one == ["t.py::a: note: machine busy: other processes used 60% CPU during the run"]

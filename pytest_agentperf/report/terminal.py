@@ -465,7 +465,10 @@ def render_whatif(records: Sequence[RunRecord]) -> str:
 
 
 def failure_lines(records: Sequence[RunRecord]) -> list[str]:
-    """One line per broken budget or aborted run, for under the table."""
+    """One line per broken budget or aborted run, for under the table. A busy machine is said
+    once for all the runs it affected when there are several (a shared CI runner makes every
+    run of a session busy: one line each would bury what broke)."""
+    busy_levels = [level for r in records if (level := _busy_level(r)) is not None]
     lines = []
     for r in records:
         res = r.result
@@ -474,11 +477,19 @@ def failure_lines(records: Sequence[RunRecord]) -> list[str]:
             lines.append(f"{r.label}: {res.aborted}")
         if res.errors and res.error_messages:
             lines.append(f"{r.label}: first error: {res.error_messages[0]}")
-        busy = _busy_without_baseline(r)
-        if busy:
-            lines.append(f"{r.label}: note: {busy}")
+        level = _busy_level(r)
+        if level is not None and len(busy_levels) == 1:
+            note = f"{BUSY_FLAG}: other processes used {level:.0%} CPU during the run"
+            lines.append(f"{r.label}: note: {note}")
         if mostly_late(res):
             lines.append(f"{r.label}: note: {_late_note(res)}")
+    if len(busy_levels) > 1:
+        low, high = min(busy_levels), max(busy_levels)
+        spread = f"{low:.0%}" if f"{low:.0%}" == f"{high:.0%}" else f"{low:.0%} to {high:.0%}"
+        lines.append(
+            f"note: {BUSY_FLAG} during {len(busy_levels)} of {len(records)} runs: other "
+            f"processes used {spread} CPU"
+        )
     return lines
 
 
@@ -495,15 +506,15 @@ def _late_note(result: PerfResult) -> str:
     )
 
 
-def _busy_without_baseline(record: RunRecord) -> str | None:
-    """A busy machine is worth a note even when there is no baseline to compare with (with
-    one, the gate's own line says it)."""
+def _busy_level(record: RunRecord) -> float | None:
+    """How busy the machine was during a run measured without a baseline, when that is worth
+    a note (with a baseline, the gate's own line says it); else None."""
     if record.comparison is not None:
         return None
     level = record.result.contention.level
     if level is None or level < BUSY_MARGIN:
         return None
-    return f"{BUSY_FLAG}: other processes used {level:.0%} CPU during the run"
+    return level
 
 
 def section(
