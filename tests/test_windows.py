@@ -215,9 +215,11 @@ CALLS = {"n": 0}
 
 def slowing(x=None):
     CALLS["n"] += 1
-    time.sleep(0.002 * (1 + 4 * CALLS["n"] / 150))  # 5x slower by the end
+    # 1 ms calls, then 15 ms ones: a step large enough that a loaded machine, which can
+    # stretch a few fast calls of the first window, cannot hide it
+    time.sleep(0.001 if CALLS["n"] <= 100 else 0.015)
 
-@pytest.mark.agent_perf(requests=150, window="0.2s", p95_drift="1.5x")
+@pytest.mark.agent_perf(requests=150, window="0.1s", p95_drift="1.5x")
 def test_drift(agentperf):
     agentperf.run(slowing)
 """
@@ -234,8 +236,8 @@ def test_slowing_agent_fails_drift_and_json_has_windows(pytester: pytest.Pyteste
     windows = run["result"]["windows"]
     assert len(windows) >= 3
     assert sum(w["calls"] for w in windows) == 150
-    assert windows[0]["start"] == 0.0 and windows[1]["start"] == pytest.approx(0.2)
-    assert windows[-1]["p95"] > 2 * windows[0]["p95"]
+    assert windows[0]["start"] == 0.0 and windows[1]["start"] == pytest.approx(0.1)
+    assert windows[-1]["p95"] >= 0.015 > windows[0]["p50"]
     assert all(w["rss_mb"] > 0 for w in windows)
     assert set(windows[0]) == {
         "start",
