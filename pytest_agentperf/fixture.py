@@ -21,7 +21,7 @@ from .observers.windows import LiveWindow
 from .pipeline import RunPipeline
 from .pricing import cost_projection
 from .progress import ProgressLine
-from .record import DEFAULT_RUN_NAME, RunRecord
+from .record import DEFAULT_RUN_NAME, RunRecord, run_label
 from .results import Allocation, PerfResult
 from .settings import Settings, parse_settings
 
@@ -126,8 +126,7 @@ class AgentPerf:
         return [obs for make in self._pipeline.observer_factories for obs in make(settings)]
 
     def _label(self, name: str) -> str:
-        """How messages name run ``name`` of this test (as ``RunRecord.label`` does)."""
-        return self._test_id if name == DEFAULT_RUN_NAME else f"{self._test_id} [{name}]"
+        return run_label(self._test_id, name)
 
     def _warmup_warning(self, name: str) -> Callable[[str], None] | None:
         """Warns at once (before the measured calls) when warmup calls failed."""

@@ -579,8 +579,8 @@ class _WriterHook:
         self, config: pytest.Config, records: Sequence[RunRecord]
     ) -> None:
         context = self.collector.context()
-        if self.entry.dest is None and not (records or context.summary or context.notes):
-            return  # an output that is always on has nothing to say: load nothing for it
+        if self.entry.always_on and not context.has_news(records):
+            return
         from .report.output import write_report
 
         value = config.getoption(self.entry.dest) if self.entry.dest else None

@@ -113,7 +113,7 @@ class RunRecord:
     def label(self) -> str:
         """How messages name the run: ``nodeid [name]``, or the node id alone for the test's
         default run (made without ``name=``)."""
-        return self.nodeid if self.name == DEFAULT_RUN_NAME else f"{self.nodeid} [{self.name}]"
+        return run_label(self.nodeid, self.name)
 
     def to_dict(self, *, max_samples: int | None = MAX_REPORTED_SAMPLES) -> dict[str, Any]:
         """JSON-ready data; each sample series cut to ``max_samples`` evenly spaced samples."""
@@ -126,6 +126,12 @@ class RunRecord:
         """The record ``to_dict`` wrote. Raises ``codec.DecodeError`` (a ``ValueError``)
         naming the field that does not fit."""
         return from_jsonable(cls, data, "record")
+
+
+def run_label(nodeid: str, name: str) -> str:
+    """How messages name run ``name`` of test ``nodeid``: ``nodeid [name]``, or the node id
+    alone for the test's default run (made without ``name=``)."""
+    return nodeid if name == DEFAULT_RUN_NAME else f"{nodeid} [{name}]"
 
 
 _FROM_COMPARISON = {

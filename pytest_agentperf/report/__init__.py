@@ -34,6 +34,12 @@ class WriterEntry:
         ``agentperf_json``)."""
         return self.option.lstrip("-").replace("-", "_") if self.option else None
 
+    @property
+    def always_on(self) -> bool:
+        """A writer without an option (the terminal table): it writes only when there is news,
+        so a session with nothing to report never imports it."""
+        return self.option is None
+
     def factory(self) -> WriterFactory:
         """The module's ``create`` (imports the module)."""
         module = importlib.import_module(self.module)

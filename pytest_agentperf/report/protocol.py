@@ -31,6 +31,10 @@ class ReportContext:
     """The table's columns ``--agentperf-columns`` chose (``report.columns.TABLE_COLUMNS``
     names); None: as many as fit ``width``."""
 
+    def has_news(self, records: Sequence[RunRecord]) -> bool:
+        """Whether there is anything to report: a run, a line of the gate, or a note."""
+        return bool(records or self.summary or self.notes)
+
 
 class ReportWriter(Protocol):
     """One output of the run records of a session (a file, the terminal, a server).
