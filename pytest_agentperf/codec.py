@@ -52,12 +52,15 @@ def to_jsonable(value: Any, *, samples: bool = True, limit: int | None = None) -
     """``value`` as JSON-ready data; arrays only when ``samples``, at most ``limit`` each."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out: dict[str, Any] = {}
+        whole = getattr(value, "JSON_WHOLE", False)  # a table: rows must stay aligned
+        exact = getattr(value, "JSON_EXACT", ())
         for f in dataclasses.fields(value):
             item = getattr(value, f.name)
             if isinstance(item, np.ndarray):
-                if samples:  # tolist() only for what is written
-                    cut = thin(item, limit).tolist()
-                    out[f.name] = [round(x, SAMPLE_DIGITS) for x in cut]
+                if whole:
+                    out[f.name] = _array(item, f.name not in exact, None)
+                elif samples:  # tolist() only for what is written
+                    out[f.name] = _array(item, True, limit)
                 continue
             out[f.name] = to_jsonable(item, samples=samples, limit=limit)
         for name in getattr(value, "JSON_PROPERTIES", ()):
@@ -74,6 +77,26 @@ def to_jsonable(value: Any, *, samples: bool = True, limit: int | None = None) -
     if isinstance(value, np.generic):
         return to_jsonable(value.item(), samples=samples)
     return value
+
+
+def _array(item: Any, rounded: bool, limit: int | None) -> list[Any]:
+    """An array as a list: cut to ``limit``; floats rounded to microseconds when ``rounded``,
+    NaN and infinities as None; integers as they are."""
+    cut = thin(item, limit).tolist()
+    if item.dtype.kind != "f":
+        return list(cut)
+    if rounded:
+        return [round(x, SAMPLE_DIGITS) if math.isfinite(x) else None for x in cut]
+    return [x if math.isfinite(x) else None for x in cut]
+
+
+def _dtype_of(tp: Any) -> Any:
+    """The numpy dtype an array field is annotated with (``NDArray[np.int64]``), else float64."""
+    for arg in typing.get_args(tp):
+        for inner in typing.get_args(arg):
+            if isinstance(inner, type) and issubclass(inner, np.generic):
+                return inner
+    return np.float64
 
 
 def from_jsonable(tp: type[T], data: Any, where: str = "record") -> T:
@@ -117,7 +140,14 @@ def _decode(tp: Any, data: Any, where: str) -> Any:
     if origin is np.ndarray or tp is np.ndarray:
         if not isinstance(data, list):
             raise DecodeError(f"{where}: expected a list of numbers, got {type(data).__name__}")
-        arr = np.asarray([math.nan if x is None else x for x in data], dtype=np.float64)
+        dtype = _dtype_of(tp)
+        if dtype is np.float64:
+            arr = np.asarray([math.nan if x is None else x for x in data], dtype=dtype)
+        else:
+            try:
+                arr = np.asarray(data, dtype=dtype)
+            except (TypeError, ValueError):
+                raise DecodeError(f"{where}: expected a list of whole numbers") from None
         arr.flags.writeable = False
         return arr
     if origin is tuple:

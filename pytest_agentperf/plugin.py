@@ -51,9 +51,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="F",
         help="multiply requests= and duration= of every run by F (e.g. 0.1 for a smoke run)",
     )
-    for entry in reports.WRITERS:  # one option per report writer that has one
-        if entry.option:
+    for entry in reports.WRITERS:  # each report writer's options
+        if entry.option and entry.metavar is None:
+            group.addoption(entry.option, action="store_true", help=entry.help)
+        elif entry.option:
             group.addoption(entry.option, metavar=entry.metavar, default=None, help=entry.help)
+        for extra in entry.options:
+            if extra.metavar is None:
+                group.addoption(extra.option, action="store_true", help=extra.help)
+            else:
+                group.addoption(
+                    extra.option, metavar=extra.metavar, default=extra.default, help=extra.help
+                )
     group.addoption(
         "--agentperf-baseline",
         action="store_true",
@@ -149,7 +158,7 @@ def pytest_configure(config: pytest.Config) -> None:
         collector = _Collector(config)
         config.pluginmanager.register(collector, "agentperf-collector")
         for entry in reports.WRITERS:
-            if entry.dest is None or config.getoption(entry.dest):
+            if entry.enabled(config.getoption):
                 writer = _WriterHook(entry, collector)
                 config.pluginmanager.register(writer, f"agentperf-writer-{entry.name}")
 
@@ -583,8 +592,7 @@ class _WriterHook:
             return
         from .report.output import write_report
 
-        value = config.getoption(self.entry.dest) if self.entry.dest else None
-        writer = self.entry.factory()(value)
+        writer = self.entry.create(config.getoption)
         line, failed = write_report(
             writer.label, writer.target, lambda: writer.write(records, context)
         )

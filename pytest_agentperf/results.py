@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 FloatArray = npt.NDArray[np.float64]
 StatusArray = npt.NDArray[np.int8]
+IntArray = npt.NDArray[np.int64]
 
 
 def _empty_samples() -> FloatArray:
@@ -251,6 +252,105 @@ class BudgetCheck:
     """False for a budget that needs the whole run, after an abort: not judged, not broken."""
 
 
+def _no_floats() -> FloatArray:
+    return np.zeros(0, dtype=np.float64)
+
+
+def _no_ints() -> IntArray:
+    return np.zeros(0, dtype=np.int64)
+
+
+def _no_codes() -> StatusArray:
+    return np.zeros(0, dtype=np.int8)
+
+
+CHAT, TOOL = 0, 1
+"""``SpanTable.kind``: an LLM request, a tool call."""
+
+
+@dataclass(frozen=True)
+class SpanTable:
+    """The LLM requests and tool calls made inside the measured calls, one row each, column by
+    column (arrays of equal length). Times are seconds since the run's start; NaN where the
+    integration that saw the operation could not time it (``record_usage`` takes no times)."""
+
+    JSON_WHOLE: ClassVar[bool] = True
+    JSON_EXACT: ClassVar[frozenset[str]] = frozenset()
+
+    call: IntArray = field(default_factory=_no_ints)
+    """The row in ``CallTable`` of the measured call the operation was made in (ascending)."""
+    kind: StatusArray = field(default_factory=_no_codes)
+    """``CHAT`` (0) or ``TOOL`` (1)."""
+    name: IntArray = field(default_factory=_no_ints)
+    """Index into ``CallTable.names``: the model (chat) or the tool; -1 when not named."""
+    provider: IntArray = field(default_factory=_no_ints)
+    """Index into ``CallTable.names`` of the provider ("openai", ...); -1 when unknown."""
+    start: FloatArray = field(default_factory=_no_floats)
+    end: FloatArray = field(default_factory=_no_floats)
+    input_tokens: IntArray = field(default_factory=_no_ints)
+    output_tokens: IntArray = field(default_factory=_no_ints)
+    ttft: FloatArray = field(default_factory=_no_floats)
+    """Seconds from the request to its first streamed chunk; NaN when not streamed."""
+    ok: StatusArray = field(default_factory=_no_codes)
+    """1 when the operation succeeded, 0 when it failed."""
+
+    def __len__(self) -> int:
+        return int(self.call.size)
+
+
+@dataclass(frozen=True)
+class CallTable:
+    """Every measured call of a run, one row each in order of intended start, column by column.
+
+    Kept only while an output that reads each call is on (the per-call log, OpenMetrics,
+    OpenTelemetry, HTML): a million calls cost tens of MB here. Never cut to a sample: a row is
+    a call. Times are seconds since the run's start.
+    """
+
+    JSON_WHOLE: ClassVar[bool] = True
+    """The codec writes every row (no cut to ``max_samples``)."""
+    JSON_EXACT: ClassVar[frozenset[str]] = frozenset({"cost"})
+    """Columns written unrounded (a call's cost can be a few millionths of a dollar)."""
+
+    start: FloatArray = field(default_factory=_no_floats)
+    """When the call was meant to start (open loop: its arrival; closed loop: its start)."""
+    actual: FloatArray = field(default_factory=_no_floats)
+    """When the agent was called (later than ``start`` when an open-loop call started late)."""
+    end: FloatArray = field(default_factory=_no_floats)
+    status: StatusArray = field(default_factory=_no_codes)
+    """0 ok, 1 error, 2 timeout."""
+    ttft: FloatArray = field(default_factory=_no_floats)
+    """Seconds from ``start`` to the first chunk of a streamed answer; NaN when not streamed."""
+    input_tokens: IntArray = field(default_factory=_no_ints)
+    """Tokens of the call's LLM requests; -1 when the call recorded no usage (unknown)."""
+    output_tokens: IntArray = field(default_factory=_no_ints)
+    cost: FloatArray = field(default_factory=_no_floats)
+    """Dollars; NaN when unknown (no usage, or a model without a price)."""
+    model: IntArray = field(default_factory=_no_ints)
+    """Index into ``names`` of the call's (first) model; -1 when none was named."""
+    error_rows: IntArray = field(default_factory=_no_ints)
+    """The rows of the calls that failed (errors and timeouts), ascending."""
+    error_types: tuple[str, ...] = ()
+    """The exception type of each call in ``error_rows`` ("Timeout" for a timeout)."""
+    names: tuple[str, ...] = ()
+    """Model, tool and provider names the columns refer to by index."""
+    spans: SpanTable = field(default_factory=SpanTable)
+
+    def __len__(self) -> int:
+        return int(self.start.size)
+
+    def name(self, index: int) -> str | None:
+        """The name at ``index`` in ``names``; None for -1."""
+        return self.names[index] if index >= 0 else None
+
+    def error_type(self) -> list[str | None]:
+        """The error type of every row (None for a call that succeeded)."""
+        out: list[str | None] = [None] * len(self)
+        for row, kind in zip(self.error_rows.tolist(), self.error_types, strict=True):
+            out[row] = kind
+        return out
+
+
 @dataclass(frozen=True)
 class PerfResult:
     """Everything measured in one run of an agent under load (read-only)."""
@@ -288,6 +388,9 @@ class PerfResult:
     budgets: tuple[BudgetCheck, ...] = ()
     comparison: Comparison | None = None
     """This run against its baseline run (None when no baseline was compared)."""
+    calls: CallTable | None = None
+    """Every measured call, row by row; None unless an output that reads each call was asked
+    for (``--agentperf-log``, ``--agentperf-otel``, ``--agentperf-openmetrics``, ...)."""
 
     @property
     def passed(self) -> bool:

@@ -101,8 +101,9 @@ TOY_WRITER = '''
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from pytest_agentperf.record import RunRecord
 from pytest_agentperf.report.protocol import ReportContext
@@ -120,7 +121,7 @@ class MyFormatWriter:
         return f"{self.label} written to {self.target}"
 
 
-def create(value: str | None) -> MyFormatWriter:
+def create(value: str | None, options: Mapping[str, Any]) -> MyFormatWriter:
     assert value
     return MyFormatWriter(value)
 '''
@@ -182,7 +183,7 @@ def test_a_writer_that_fails_fails_the_session_with_its_label(
                     raise OSError(28, "No space left on device")
 
 
-            def create(value):
+            def create(value, options):
                 return Broken()
             """
         )

@@ -1,38 +1,78 @@
 """Report writers: each output of the run records is one module here, listed once in ``WRITERS``.
 
-A writer module defines ``create(value) -> ReportWriter`` (``report.protocol``); its entry
-below names the module and the command-line option that turns it on, so adding an output is
-one module plus one entry. The plugin adds each entry's option, and registers each writer that
-is turned on as an implementation of the ``pytest_agentperf_session_finished`` hook, the same
-way a ``conftest.py`` implements it. This module stays light: a writer's module is imported
-only when its output was asked for.
+A writer module defines ``create(value, options) -> ReportWriter`` (``report.protocol``); its
+entry below names the module, the command-line option that turns it on and the options that
+tune it, so adding an output is one module plus one entry. The plugin adds each entry's
+options, and registers each writer that is turned on as an implementation of the
+``pytest_agentperf_session_finished`` hook, the same way a ``conftest.py`` implements it.
+This module stays light: a writer's module is imported only when its output was asked for.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .protocol import ReportContext, ReportWriter, WriterFactory
 
 
+def dest_of(option: str) -> str:
+    """An option's attribute name on pytest's config: ``--agentperf-json`` -> ``agentperf_json``."""
+    return option.lstrip("-").replace("-", "_")
+
+
+@dataclass(frozen=True)
+class WriterOption:
+    """A command-line option that tunes a writer (not one that turns it on)."""
+
+    option: str
+    help: str
+    metavar: str | None = None
+    """None: a flag (``store_true``); else the option takes a value."""
+    default: Any = None
+
+    @property
+    def dest(self) -> str:
+        return dest_of(self.option)
+
+
 @dataclass(frozen=True)
 class WriterEntry:
-    """One output: its module under ``report/`` and the option that turns it on."""
+    """One output: its module under ``report/``, the option that turns it on and the options
+    that tune it."""
 
     name: str
     module: str
     """The module defining ``create``, by its full name (``pytest_agentperf.report.json``)."""
     option: str | None = None
-    """Command-line option giving the writer its value (a path); None: always on."""
-    metavar: str = "PATH"
+    """Command-line option giving the writer its value (a path, a URL); None: always on."""
+    metavar: str | None = "PATH"
+    """None: ``option`` is a flag (``store_true``, the writer's value is None)."""
     help: str = ""
+    options: tuple[WriterOption, ...] = ()
+    """Options the writer reads (given to ``create`` by their ``dest``)."""
+    env: str | None = None
+    """An environment variable that also turns the writer on when set and not empty (the
+    Markdown summary: ``GITHUB_STEP_SUMMARY``)."""
+    needs_calls: bool = False
+    """The writer reads each call (``PerfResult.calls``): runs keep their per-call table while
+    it is on (memory grows with the calls, so only then)."""
 
     @property
     def dest(self) -> str | None:
-        """The option's attribute name on pytest's config (``--agentperf-json`` ->
-        ``agentperf_json``)."""
-        return self.option.lstrip("-").replace("-", "_") if self.option else None
+        """The option's attribute name on pytest's config; None without an option."""
+        return dest_of(self.option) if self.option else None
+
+    def enabled(
+        self, getoption: Callable[[str], Any], environ: Mapping[str, str] = os.environ
+    ) -> bool:
+        """Whether this session asked for the output (``getoption``: pytest's, by ``dest``)."""
+        if self.dest is None:
+            return True
+        return bool(getoption(self.dest)) or bool(self.env and environ.get(self.env))
 
     @property
     def always_on(self) -> bool:
@@ -46,6 +86,18 @@ class WriterEntry:
         create: WriterFactory = module.create
         return create
 
+    def create(self, getoption: Callable[[str], Any]) -> ReportWriter:
+        """The writer, given its option's value and its tuning options."""
+        value = getoption(self.dest) if self.dest else None
+        if value is True:  # a flag carries no value
+            value = None
+        return self.factory()(value, {o.dest: getoption(o.dest) for o in self.options})
+
+
+def needs_calls(getoption: Callable[[str], Any], environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether any output this session asked for reads each call."""
+    return any(e.needs_calls and e.enabled(getoption, environ) for e in WRITERS)
+
 
 WRITERS: tuple[WriterEntry, ...] = (
     WriterEntry("terminal", f"{__name__}.terminal"),
@@ -58,4 +110,13 @@ WRITERS: tuple[WriterEntry, ...] = (
 )
 """Every built-in output, in the order they are written."""
 
-__all__ = ["WRITERS", "ReportContext", "ReportWriter", "WriterEntry", "WriterFactory"]
+__all__ = [
+    "WRITERS",
+    "ReportContext",
+    "ReportWriter",
+    "WriterEntry",
+    "WriterFactory",
+    "WriterOption",
+    "dest_of",
+    "needs_calls",
+]

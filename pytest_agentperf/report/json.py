@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
@@ -84,7 +84,7 @@ class JsonWriter:
         return f"{self.label} written to {written}"
 
 
-def create(value: str | None) -> JsonWriter:
+def create(value: str | None, options: Mapping[str, Any]) -> JsonWriter:
     """The writer of ``--agentperf-json=value``."""
     if not value:
         raise ValueError("the JSON report needs a path")

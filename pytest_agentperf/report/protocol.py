@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..record import RunRecord
@@ -56,6 +56,7 @@ class ReportWriter(Protocol):
 
 
 class WriterFactory(Protocol):
-    """Makes a writer from its option's value (None for a writer that is always on)."""
+    """Makes a writer from its option's value (None for a writer that is always on or turned
+    on by a flag) and its tuning options (``WriterEntry.options``, by ``dest``)."""
 
-    def __call__(self, value: str | None) -> ReportWriter: ...
+    def __call__(self, value: str | None, options: Mapping[str, Any]) -> ReportWriter: ...

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tabulate import tabulate
 
@@ -572,6 +573,6 @@ class TerminalWriter:
             context.echo(line)
 
 
-def create(value: str | None) -> TerminalWriter:
+def create(value: str | None, options: Mapping[str, Any]) -> TerminalWriter:
     """The terminal writer (always on; it takes no value)."""
     return TerminalWriter()
