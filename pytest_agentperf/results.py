@@ -264,6 +264,9 @@ def _no_codes() -> StatusArray:
     return np.zeros(0, dtype=np.int8)
 
 
+CONTENT_LIMIT = 4000
+"""Characters of a call's input or output kept as text (``CallTable.inputs`` / ``outputs``)."""
+
 CHAT, TOOL = 0, 1
 """``SpanTable.kind``: an LLM request, a tool call."""
 
@@ -312,6 +315,10 @@ class CallTable:
     JSON_EXACT: ClassVar[frozenset[str]] = frozenset({"cost"})
     """Columns written unrounded (a call's cost can be a few millionths of a dollar)."""
 
+    t0_unix: float = 0.0
+    """The run's start (time 0 of every column) as a Unix time in seconds, to place the calls
+    on a wall clock (traces, logs)."""
+
     start: FloatArray = field(default_factory=_no_floats)
     """When the call was meant to start (open loop: its arrival; closed loop: its start)."""
     actual: FloatArray = field(default_factory=_no_floats)
@@ -335,6 +342,11 @@ class CallTable:
     names: tuple[str, ...] = ()
     """Model, tool and provider names the columns refer to by index."""
     spans: SpanTable = field(default_factory=SpanTable)
+    inputs: tuple[str | None, ...] = ()
+    """Each call's input as text (redacted, cut to ``CONTENT_LIMIT`` characters), only with
+    ``--agentperf-log-content``; else empty."""
+    outputs: tuple[str | None, ...] = ()
+    """Each call's return value as text, as ``inputs``."""
 
     def __len__(self) -> int:
         return int(self.start.size)
