@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 
 import openai
@@ -59,7 +60,7 @@ def test_sync_plain_calls_are_recorded(server: OpenAIServer) -> None:
     assert all(r.provider == "openai" and r.ttft is None for r in scope.records)
     times = [(r.start, r.end) for r in scope.records]
     assert all(s is not None and e is not None and s <= e for s, e in times)
-    assert all(e0 <= s1 for (_, e0), (s1, _) in zip(times, times[1:]))  # type: ignore[operator]
+    assert all(e0 <= s1 for (_, e0), (s1, _) in itertools.pairwise(times))  # type: ignore[operator]
 
 
 def test_sync_stream_recorded_once_when_it_ends(server: OpenAIServer) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 import asyncio
 import contextvars
 import random
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
