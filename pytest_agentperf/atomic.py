@@ -15,7 +15,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,12 +154,13 @@ def check_target(
 
 def write_atomic(
     path: str | os.PathLike[str],
-    text: str,
+    text: str | Iterable[str],
     *,
     kind: FileKind,
     root: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write ``text`` to ``path`` when ``check_target`` allows it: to a temp file beside it,
+    """Write ``text`` (a string, or the parts of one, written as they come so a large file is
+    never held whole) to ``path`` when ``check_target`` allows it: to a temp file beside it,
     fsynced, then renamed over it. Returns the path written (a link's target).
 
     Raises ``OutputPathError`` (nothing written) or ``OSError`` (the old file is unchanged).
@@ -173,7 +174,10 @@ def write_atomic(
         with contextlib.suppress(OSError, AttributeError):  # mkstemp's 0600 would stick
             os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+            if isinstance(text, str):
+                f.write(text)
+            else:
+                f.writelines(text)
             f.flush()
             os.fsync(f.fileno())
         # The check above ran before the write; if a device or directory took the file's

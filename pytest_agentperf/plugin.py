@@ -152,6 +152,12 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     _tolerance(config)
     _table_columns(config)
+    if config.getoption("agentperf_log_content", False) and not config.getoption(
+        "agentperf_log", None
+    ):
+        raise pytest.UsageError(
+            "--agentperf-log-content adds text to the per-call log: give --agentperf-log=PATH too"
+        )
     if _cost_options_given(config):  # reads the user's price file: only when one is named
         config.stash[cost_key] = _cost_options(config)
     if not hasattr(config, "workerinput"):

@@ -107,6 +107,19 @@ WRITERS: tuple[WriterEntry, ...] = (
         option="--agentperf-json",
         help="write every run of every perf test to PATH as JSON",
     ),
+    WriterEntry(
+        "log",
+        f"{__name__}.log",
+        option="--agentperf-log",
+        help="write every measured call to PATH as JSON Lines (one object per call)",
+        options=(
+            WriterOption(
+                "--agentperf-log-content",
+                "also write each call's input and output text (redacted) to the per-call log",
+            ),
+        ),
+        needs_calls=True,
+    ),
 )
 """Every built-in output, in the order they are written."""
 
