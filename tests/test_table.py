@@ -13,7 +13,7 @@ from pytest_agentperf.engine import run_load
 from pytest_agentperf.record import RunRecord
 from pytest_agentperf.report import terminal
 from pytest_agentperf.report.columns import TABLE_COLUMNS, parse_columns
-from pytest_agentperf.results import Cost, LoadShape, ToolStats, Window
+from pytest_agentperf.results import Cost, LoadShape, TimeShare, ToolStats, Window
 from pytest_agentperf.settings import parse_settings
 from pytest_agentperf.units import Unit, format_usd, format_value
 
@@ -266,6 +266,17 @@ def test_tools_column_shows_calls_errors_and_time_only_when_a_run_used_tools() -
     col = header.index("tools")
     assert row_a[col:].startswith("12 (1 err) 200 ms") and row_b[col:].startswith("- ")
     assert "tools" not in terminal.render([_record("t.py::b")]).splitlines()[0].split()
+
+
+def test_time_in_column_shows_the_llm_and_tool_shares_only_when_timed() -> None:
+    timed = _record("t.py::a", time_share=TimeShare(model=0.62, tools=0.2, own=0.18))
+    llm_only = _record("t.py::b", time_share=TimeShare(model=0.5, own=0.5))
+    text = terminal.render([timed, llm_only, _record("t.py::c")])
+    header, _, row_a, row_b, row_c = text.splitlines()
+    col = header.index("time in")
+    assert row_a[col:].startswith("llm 62% tool 20%")
+    assert row_b[col:].startswith("llm 50% ") and row_c[col:].startswith("- ")
+    assert "time in" not in terminal.render([_record("t.py::c")]).splitlines()[0]
 
 
 def test_drift_column_shows_last_over_first_window_p95_and_the_windows() -> None:

@@ -24,6 +24,7 @@ TABLE_COLUMNS: Mapping[str, str] = MappingProxyType(
         "cost": "cost per call, or per 1,000 calls when every one is below $0.01",
         "month": "projected monthly cost",
         "tools": "tool calls, errors and time",
+        "share": "share of the calls' time in LLM requests and in tools (the rest: own code)",
         "drift": "soak: last window p95 / first window p95 (windows)",
         "rss": "peak memory growth",
         "cpu": "CPU time per call",

@@ -111,6 +111,18 @@ def _tools(result: PerfResult) -> str:
     return f"{calls} ({errors} err) {time}" if errors else f"{calls} {time}"
 
 
+def _share(result: PerfResult) -> str:
+    """Where the calls' time went, as the integrations timed it: "llm 62% tool 20%"."""
+    share = result.time_share
+    parts = [
+        f"{label} {share_pct}"
+        for label, value in (("llm", share.model), ("tool", share.tools))
+        if value is not None
+        for share_pct in (f"{value:.0%}",)
+    ]
+    return " ".join(parts) or "-"
+
+
 def _drift(result: PerfResult) -> str:
     """p95 of the last window over the first's, and the number of windows: "1.31x (6 win)"."""
     if len(result.windows) < 2:
@@ -262,6 +274,8 @@ def _columns(records: Sequence[RunRecord]) -> list[Column]:
         cols.append(Column("month", f"$/month @{_count(monthly)}", _monthly_cost, 21))
     if any_(lambda res: any(t.calls for t in res.tools.values())):
         cols.append(Column("tools", "tools", lambda r: _tools(r.result), 15))
+    if any_(lambda res: res.time_share.own is not None):
+        cols.append(Column("share", "time in", lambda r: _share(r.result), 15))
     if any_(lambda res: len(res.windows) > 1):  # a soak: a run long enough for windows
         cols.append(Column("drift", "drift", lambda r: _drift(r.result), 16))
     cols.append(Column("rss", "RSS+", lambda r: _memory(r.result.memory)[0], 22))
