@@ -6,6 +6,9 @@ Run: .venv/bin/python benchmarks/engine_overhead.py [--quick]
 2. no-op sync agent, 20k calls at concurrency 8: engine / bare ThreadPoolExecutor   [>= 0.8]
 3. asyncio.sleep(50 ms) agent at concurrency 1000: engine p50 / bare p50             [within 5 %]
 4. RSS growth for 1M recorded no-op async calls                                      [<= 64 MB]
+5. every per-call output on (the run keeps its call table): no-op async throughput
+   with the table / without                                                          [>= 0.95]
+   and for an agent that records usage each call (information)
 Each throughput figure is the best of several repeats, so a noisy neighbour hurts both sides.
 """
 
@@ -23,7 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 from per_call import bare_workers  # the same worker-coroutine loop as per_call.py
 
-from pytest_agentperf.engine import run_load
+from pytest_agentperf import record_usage
+from pytest_agentperf.engine import KEEP_CALLS, run_load
 from pytest_agentperf.settings import parse_settings
 
 
@@ -64,6 +68,22 @@ def _bare_threads(n: int, concurrency: int) -> list[float]:
         for f in [pool.submit(one) for _ in range(n)]:
             f.result()
     return latencies
+
+
+async def _usage_async() -> None:
+    record_usage(10, 5, model="gpt-4o-mini")
+
+
+def _interleaved(fns: list[Callable[[], object]], n: int, repeats: int) -> list[float]:
+    """The best rate of each of ``fns``, repeated in turn so drift hits each alike."""
+    best = [0.0] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            gc.collect()
+            t0 = time.perf_counter()
+            fn()
+            best[i] = max(best[i], n / (time.perf_counter() - t0))
+    return best
 
 
 def _best_rate(fn: Callable[[], object], n: int, repeats: int) -> float:
@@ -139,6 +159,24 @@ def main() -> None:
         f"4. RSS growth for {len(raw.log):,} recorded calls: {(after - before) / 1e6:.1f} MB "
         "(target <= 64 MB)"
     )
+    del raw
+
+    n = 100_000 // k
+    s = parse_settings({"requests": n, "concurrency": 100, "warmup": 0})
+    for label, agent in (("no-op", _noop_async), ("record_usage", _usage_async)):
+        plain, kept = _interleaved(
+            [
+                lambda agent=agent: run_load(agent, None, s),  # type: ignore[misc]
+                lambda agent=agent: run_load(agent, None, s, detail=KEEP_CALLS),  # type: ignore[misc]
+            ],
+            n,
+            repeats,
+        )
+        target = " (target >= 0.95)" if agent is _noop_async else " (information)"
+        print(
+            f"5. {label} async {n} calls c=100, call table kept / not: {kept:,.0f}/s / "
+            f"{plain:,.0f}/s, ratio {kept / plain:.2f}{target}"
+        )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -22,9 +22,9 @@ KEEP_CALLS, KEEP_CONTENT = 1, 2
 _NAN = float("nan")
 
 
-@dataclass(frozen=True, slots=True)
-class CallDetail:
-    """What ``CallLog`` keeps of one call when it keeps detail."""
+class CallDetail(NamedTuple):
+    """What ``CallLog`` keeps of one call when it keeps detail (a tuple: made once per call,
+    on the measuring thread, so it must be cheap)."""
 
     records: list[UsageRecord] | None
     tools: list[ToolCall] | None
@@ -175,14 +175,16 @@ class CallLog:
             self.tool_rows.append(row)
             self.tool_calls.append(len(tools))
         if self.detail:
-            self.content.append(
-                CallDetail(
+            if self.detail == KEEP_CONTENT:
+                detail = CallDetail(
                     records or None,
                     tools or None,
-                    _text(given) if self.detail == KEEP_CONTENT else None,
-                    _text(value) if self.detail == KEEP_CONTENT and status == OK else None,
+                    _text(given),
+                    _text(value) if status == OK else None,
                 )
-            )
+            else:
+                detail = CallDetail(records or None, tools or None)
+            self.content.append(detail)
             self.detail_rows.append(row)
         self.start.append(t_int)
         if actual is not None:
