@@ -485,19 +485,20 @@ def failure_lines(records: Sequence[RunRecord]) -> list[str]:
     run of a session busy: one line each would bury what broke)."""
     busy_levels = [level for r in records if (level := _busy_level(r)) is not None]
     lines = []
-    for r in records:
+    # named as in the table: the shortest path that tells the test files apart
+    for r, label in zip(records, _labels(records), strict=True):
         res = r.result
-        lines += [f"{r.label}: {b.message}" for b in res.budgets if not b.passed]
+        lines += [f"{label}: {b.message}" for b in res.budgets if not b.passed]
         if res.aborted:
-            lines.append(f"{r.label}: {res.aborted}")
+            lines.append(f"{label}: {res.aborted}")
         if res.errors and res.error_messages:
-            lines.append(f"{r.label}: first error: {res.error_messages[0]}")
+            lines.append(f"{label}: first error: {res.error_messages[0]}")
         level = _busy_level(r)
         if level is not None and len(busy_levels) == 1:
             note = f"{BUSY_FLAG}: other processes used {level:.0%} CPU during the run"
-            lines.append(f"{r.label}: note: {note}")
+            lines.append(f"{label}: note: {note}")
         if mostly_late(res):
-            lines.append(f"{r.label}: note: {_late_note(res)}")
+            lines.append(f"{label}: note: {_late_note(res)}")
     if len(busy_levels) > 1:
         low, high = min(busy_levels), max(busy_levels)
         spread = f"{low:.0%}" if f"{low:.0%}" == f"{high:.0%}" else f"{low:.0%} to {high:.0%}"
