@@ -107,6 +107,19 @@ WRITERS: tuple[WriterEntry, ...] = (
         option="--agentperf-json",
         help="write every run of every perf test to PATH as JSON",
     ),
+    WriterEntry(
+        "markdown",
+        f"{__name__}.markdown",
+        option="--agentperf-markdown",
+        help="write a Markdown summary to PATH (also appended to $GITHUB_STEP_SUMMARY when set)",
+        options=(
+            WriterOption(
+                "--agentperf-no-step-summary",
+                help="do not append the Markdown summary to $GITHUB_STEP_SUMMARY",
+            ),
+        ),
+        env="GITHUB_STEP_SUMMARY",
+    ),
 )
 """Every built-in output, in the order they are written."""
 
