@@ -120,6 +120,19 @@ def test_junit_properties_name_each_run_and_give_seconds() -> None:
     assert props["agentperf[c=4].throughput_per_s"] == 10.0
     assert "agentperf[c=4].cost_per_call_usd" not in props  # unknown: left out
     assert all(name.startswith("agentperf[c=4].") for name in props)
+    assert "agentperf[c=4].ttft_p95_s" not in props  # no stream
+
+
+def test_junit_properties_of_a_streamed_run_have_its_time_to_first_chunk() -> None:
+    import numpy
+
+    from pytest_agentperf.record import RunRecord
+    from pytest_agentperf.report.junit import properties
+    from pytest_agentperf.stats import summarize
+
+    ttft = summarize(numpy.asarray([0.05] * 20))
+    props = dict(properties(RunRecord.of("t.py::test", make_result([0.1] * 20, ttft=ttft))))
+    assert props["agentperf[default].ttft_p95_s"] == pytest.approx(0.05)
 
 
 # ------------------------------------------------------------------------------ end to end
@@ -168,7 +181,7 @@ def test_the_markdown_file_has_the_verdict_the_table_and_the_broken_budget(
     rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| test\\_perf")}
     assert rows["| test\\_perf.py::test\\_fast"].endswith("| PASS |")
     assert rows["| test\\_perf.py::test\\_over\\_budget"].endswith("| FAIL p95 |")
-    broken = text.split("### Broken budgets and errors\n\n")[1].splitlines()[0]
+    broken = text.split("### Budgets, errors and notes\n\n")[1].splitlines()[0]
     assert re.fullmatch(
         r"- test\\_perf\.py::test\\_over\\_budget: p95 latency .* &gt; budget 1 µs .*", broken
     )
@@ -233,7 +246,7 @@ def test_a_regression_shows_baseline_vs_now_in_markdown_and_junit(
     assert "1 regressed, 0 improved" in text.split("### Baseline\n\n")[1]
     props = _properties(agents.path / "junit.xml")["test_one"]
     assert props["agentperf[main].status"] == "REGRESSED"
-    assert props["agentperf[main].baseline.status"] == "REGRESSED"
+    assert props["agentperf[main].baseline.verdict"] == "REGRESSED"
     assert 0.009 < float(props["agentperf[main].baseline.p50_s"]) < 0.05
     assert float(props["agentperf[main].change.p50_s"]) > 2  # the limit at 100 %
 

@@ -10,9 +10,9 @@ brackets, so the runs of one test never collide), with times in seconds:
 - ``ttft_p95_s``: time to first chunk, when the run streamed
 - ``throughput_per_s``: successful calls per second
 - ``tokens_per_call``, ``cost_per_call_usd``: when known
-- compared with a baseline: ``baseline.status`` (the comparison's verdict) and for each
-  compared metric ``baseline.FIGURE`` (its value in the baseline) and ``change.FIGURE``
-  (now / baseline; for ``error_rate`` now - baseline)
+- compared with a baseline: ``baseline.verdict`` (the comparison's verdict: ``UNCHANGED``,
+  ``REGRESSED``, ...) and, for each compared metric, ``baseline.FIGURE`` (its value in the
+  baseline) and ``change.FIGURE`` (now / baseline; for ``error_rate``, now - baseline)
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def properties(record: RunRecord) -> list[Property]:
             figures.append((figure, _number(value)))
     comp = record.comparison
     if comp is not None:
-        figures.append(("baseline.status", comp.status.value))
+        figures.append(("baseline.verdict", comp.status.value))
         for key, change in comp.metrics.items():
             figure = FIGURE_OF_METRIC.get(key, key)
             figures.append((f"baseline.{figure}", _number(change.baseline)))

@@ -164,7 +164,7 @@ def summary(records: Sequence[RunRecord], context: ReportContext) -> Summary:
         for f in r.findings
     ]
     tail = [
-        *_bullets("Broken budgets and errors", [safe(line) for line in failure_lines(records)]),
+        *_bullets("Budgets, errors and notes", [safe(line) for line in failure_lines(records)]),
         *changes,
         *_bullets("Baseline", gate),
         *_bullets("Findings", findings),
