@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -216,7 +216,7 @@ def fit(summary: Summary, limit: int) -> tuple[str | None, int]:
     rows first (passing runs before the others), then the lines under the table. None when
     not even the verdict fits."""
 
-    def largest(count: int, size_of: Any) -> int | None:
+    def largest(count: int, size_of: Callable[[int], int]) -> int | None:
         # the most items that fit: the size only grows with the count (binary search)
         if size_of(0) > limit:
             return None
