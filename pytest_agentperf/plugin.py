@@ -484,7 +484,15 @@ def pytest_runtest_makereport(
     if fixture is not None:  # runs made in this phase (a fixture's setup or teardown too)
         runs = fixture.take_new_records()
         if runs:  # as JSON data: the report crosses to the xdist controller as it is
-            outcome.get_result().agentperf_runs = [r.to_dict() for r in runs]
+            report = outcome.get_result()
+            report.agentperf_runs = [r.to_dict() for r in runs]
+            from .report.junit import properties
+
+            # Each report copies item.user_properties when it is made, and junitxml reads the
+            # teardown report's: add to both, so runs made in teardown get in too.
+            figures = [p for r in runs for p in properties(r)]
+            item.user_properties.extend(figures)
+            report.user_properties.extend(figures)
 
 
 class _Collector:

@@ -120,6 +120,13 @@ def make(name):  # sleeps for DELAY_<NAME> seconds (an environment variable), 10
 INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
 
 
+@pytest.fixture(autouse=True)
+def no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under GitHub Actions the runner sets ``GITHUB_STEP_SUMMARY``: without this, every
+    pytester session of the suite would append its summary to the real job summary."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
 @pytest.fixture
 def agents(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester project with ``agents.py`` (``AGENTS``) and the ini ``INI``."""

@@ -120,6 +120,19 @@ WRITERS: tuple[WriterEntry, ...] = (
         ),
         needs_calls=True,
     ),
+    WriterEntry(
+        "markdown",
+        f"{__name__}.markdown",
+        option="--agentperf-markdown",
+        help="write a Markdown summary to PATH (also appended to $GITHUB_STEP_SUMMARY when set)",
+        options=(
+            WriterOption(
+                "--agentperf-no-step-summary",
+                help="do not append the Markdown summary to $GITHUB_STEP_SUMMARY",
+            ),
+        ),
+        env="GITHUB_STEP_SUMMARY",
+    ),
 )
 """Every built-in output, in the order they are written."""
 

@@ -339,9 +339,9 @@ class Table:
     "95% CIs" when the change columns lost their intervals."""
 
 
-def _tabulate(
+def _cells(
     records: Sequence[RunRecord], labels: Sequence[str], cols: Sequence[Column], folded: bool
-) -> str:
+) -> tuple[list[str], list[list[str]]]:
     def parts(c: Column) -> tuple[str, Cell]:
         return c.narrow if folded and c.narrow else (c.header, c.cell)
 
@@ -349,7 +349,20 @@ def _tabulate(
     headers = ["test", *(h for h, _ in shown), "status"]
     pairs = zip(records, labels, strict=True)
     rows = [[label, *(cell(r) for _, cell in shown), _status(r)] for r, label in pairs]
+    return headers, rows
+
+
+def _tabulate(
+    records: Sequence[RunRecord], labels: Sequence[str], cols: Sequence[Column], folded: bool
+) -> str:
+    headers, rows = _cells(records, labels, cols, folded)
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def table_cells(records: Sequence[RunRecord]) -> tuple[list[str], list[list[str]]]:
+    """The table's headers and one row of cells per record, every column that applies (no
+    width to fit), as plain text: for outputs that draw the table themselves (Markdown)."""
+    return _cells(records, _labels(records), _columns(records), folded=False)
 
 
 def _width(text: str) -> int:
