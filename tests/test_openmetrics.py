@@ -533,9 +533,7 @@ def test_a_push_arrives_and_a_rerun_replaces_it(project: pytest.Pytester, pushga
 def test_push_with_its_own_job_and_the_file_together(
     project: pytest.Pytester, pushgateway: str
 ) -> None:
-    result = project.runpytest_subprocess(
-        "-n",
-        "2",
+    result = project.runpytest(
         f"--agentperf-pushgateway={pushgateway}",
         "--agentperf-pushgateway-job=nightly",
         "--agentperf-openmetrics=metrics.prom",
