@@ -277,8 +277,9 @@ def test_label_values_are_redacted() -> None:
 
 def test_two_records_with_the_same_labels_add_up_instead_of_clashing() -> None:
     text = _text([_record(make_result([0.01, 0.02])), _record(make_result([0.03]))])
-    family = _families(text)["gen_ai_client_operation_duration_seconds"]
-    assert _value(family, "_count") == 3
+    families = _families(text)
+    assert _value(families["gen_ai_client_operation_duration_seconds"], "_count") == 3
+    assert _value(families["agentperf_calls"], outcome="ok") == 3
 
 
 def test_the_file_reads_as_the_classic_text_format_too() -> None:

@@ -108,7 +108,8 @@ class _Histograms:
 
 
 class _Gauges:
-    """Values of one gauge family per set of label values (the last one given wins)."""
+    """Values of one gauge family per set of label values: ``set`` keeps the last one given
+    (a percentile, a status), ``add`` sums (a total)."""
 
     def __init__(self) -> None:
         self.values: dict[tuple[str, ...], float] = {}
@@ -117,8 +118,10 @@ class _Gauges:
         if value is not None and math.isfinite(value):
             self.values[labels] = float(value)
 
-    def add(self, labels: tuple[str, ...], value: float) -> None:
-        self.values[labels] = self.values.get(labels, 0.0) + float(value)
+    def add(self, labels: tuple[str, ...], value: float | None) -> None:
+        """A total: two runs with the same labels add up."""
+        if value is not None and math.isfinite(value):
+            self.values[labels] = self.values.get(labels, 0.0) + float(value)
 
     def family(
         self, name: str, documentation: str, labels: Sequence[str], unit: str = ""
@@ -178,7 +181,7 @@ class _Families:
         ok = result.requests - result.errors
         outcomes = (ok, result.errors - result.timeouts, result.timeouts)
         for outcome, count in zip(OUTCOMES, outcomes, strict=True):
-            self.calls.set((*run, outcome), count)
+            self.calls.add((*run, outcome), count)
         for error_type, count in result.error_types.items():
             self.errors.add((*run, _label(error_type)), count)
         self._add_usage(record, run)
@@ -245,17 +248,17 @@ class _Families:
         usage, cost = record.result.usage, record.result.cost
         if usage.by_model:
             for model, m in usage.by_model.items():
-                self.token_totals.set((*run, _label(model), "input"), m.input_tokens)
-                self.token_totals.set((*run, _label(model), "output"), m.output_tokens)
+                self.token_totals.add((*run, _label(model), "input"), m.input_tokens)
+                self.token_totals.add((*run, _label(model), "output"), m.output_tokens)
         elif usage.known:
-            self.token_totals.set((*run, "", "input"), usage.input_tokens)
-            self.token_totals.set((*run, "", "output"), usage.output_tokens)
+            self.token_totals.add((*run, "", "input"), usage.input_tokens)
+            self.token_totals.add((*run, "", "output"), usage.output_tokens)
         priced = {m: c for m, c in cost.by_model.items() if c is not None}
         if priced:
             for model, dollars in priced.items():
-                self.cost.set((*run, _label(model)), dollars)
+                self.cost.add((*run, _label(model)), dollars)
         elif cost.total is not None:
-            self.cost.set((*run, ""), cost.total)
+            self.cost.add((*run, ""), cost.total)
 
     def families(self) -> Iterator[Metric]:
         run = RUN_LABELS
