@@ -17,7 +17,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +321,30 @@ def test_a_file_that_is_not_ours_is_left_alone(tmp_path: Path) -> None:
     assert target.read_text() == "# TYPE node_thing gauge\nnode_thing 1\n"
 
 
+def test_without_prometheus_client_the_message_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import sys
+
+    from pytest_agentperf.errors import AgentPerfError
+    from pytest_agentperf.report.openmetrics import create
+    from pytest_agentperf.report.protocol import ReportContext
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails
+    with pytest.raises(AgentPerfError, match=r"pip install 'pytest-agentperf\[prometheus\]'"):
+        create(str(tmp_path / "m.prom"), {}).write([], ReportContext(plugin_version="0"))
+    assert not (tmp_path / "m.prom").exists()
+
+
+def test_a_session_without_runs_pushes_nothing() -> None:
+    from pytest_agentperf.report.protocol import ReportContext
+    from pytest_agentperf.report.pushgateway import create
+
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens: a push would warn
+    line = create(url, {}).write([], ReportContext(plugin_version="0"))
+    assert line == f"Pushgateway push: no perf run in this session, nothing sent to {url}"
+
+
 # ----------------------------------------------------------------------------- end to end
 
 AGENT = """
@@ -446,19 +470,29 @@ def _get(url: str) -> str:
     return body.decode("utf-8")
 
 
+def _pushgateway_binary(environ: Mapping[str, str], path: str | None = None) -> str:
+    """The binary's path; else a skip with the reason, or a failure in CI (``CI=true``),
+    where .ci/run installs it, so a missing binary cannot pass unnoticed."""
+    binary = shutil.which(PUSHGATEWAY, path=path)
+    if binary is None:
+        reason = f"{PUSHGATEWAY} is not installed (apt-get install {PUSHGATEWAY})"
+        if environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; CI must have it: .ci/run installs it")
+        pytest.skip(reason)
+    return binary
+
+
+def test_a_missing_pushgateway_fails_in_ci_and_skips_elsewhere(tmp_path: Path) -> None:
+    with pytest.raises(pytest.fail.Exception, match="CI must have it"):
+        _pushgateway_binary({"CI": "true"}, path=str(tmp_path))
+    with pytest.raises(pytest.skip.Exception, match="is not installed"):
+        _pushgateway_binary({}, path=str(tmp_path))
+
+
 @pytest.fixture
 def pushgateway(tmp_path: Path) -> Iterator[str]:
     """A real Pushgateway on a free loopback port; its base URL."""
-    binary = shutil.which(PUSHGATEWAY) or (
-        "/usr/bin/prometheus-pushgateway"
-        if Path("/usr/bin/prometheus-pushgateway").exists()
-        else None
-    )
-    if binary is None:
-        reason = f"{PUSHGATEWAY} is not installed (apt-get install {PUSHGATEWAY})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must have it: .ci/run installs it")
-        pytest.skip(reason)
+    binary = _pushgateway_binary(os.environ, os.environ.get("PATH", "") + os.pathsep + "/usr/bin")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "pushgateway.log").open("w")

@@ -4,7 +4,8 @@ The same families as the OpenMetrics file (``report.openmetrics``), sent with
 ``prometheus_client.push_to_gateway`` (an HTTP PUT) under job ``agentperf``
 (``--agentperf-pushgateway-job=NAME``) and the grouping key ``session`` = the project folder's
 name (pytest's rootdir). A PUT replaces every metric of its group, so a rerun of the same
-project replaces what the last session pushed instead of piling up beside it.
+project replaces what the last session pushed instead of piling up beside it. A session without
+a perf run pushes nothing (an empty PUT would wipe the last push).
 
 A push that fails (no gateway, a refused request) is a warning line naming the URL, not a
 failed session: the runs were measured and judged, and the other reports are written; a
@@ -46,6 +47,10 @@ class PushgatewayWriter:
         self.timeout = timeout
 
     def write(self, records: Sequence[RunRecord], context: ReportContext) -> str:
+        if not records:  # an empty PUT would wipe what the last session pushed
+            return (
+                f"{self.label}: no perf run in this session, nothing sent to {redact(self.target)}"
+            )
         require_client(self.label)
         from prometheus_client.exposition import push_to_gateway
 
