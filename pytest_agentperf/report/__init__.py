@@ -133,6 +133,29 @@ WRITERS: tuple[WriterEntry, ...] = (
         ),
         env="GITHUB_STEP_SUMMARY",
     ),
+    WriterEntry(
+        "openmetrics",
+        f"{__name__}.openmetrics",
+        option="--agentperf-openmetrics",
+        help="write the runs as Prometheus metrics (OpenMetrics text) to PATH",
+        needs_calls=True,
+    ),
+    WriterEntry(
+        "pushgateway",
+        f"{__name__}.pushgateway",
+        option="--agentperf-pushgateway",
+        metavar="URL",
+        help="push the runs' Prometheus metrics to the Pushgateway at URL at session end",
+        options=(
+            WriterOption(
+                "--agentperf-pushgateway-job",
+                "the Pushgateway job name (default: agentperf)",
+                metavar="NAME",
+                default="agentperf",
+            ),
+        ),
+        needs_calls=True,
+    ),
 )
 """Every built-in output, in the order they are written."""
 
