@@ -107,6 +107,15 @@ WRITERS: tuple[WriterEntry, ...] = (
         option="--agentperf-json",
         help="write every run of every perf test to PATH as JSON",
     ),
+    WriterEntry(
+        "otel",
+        f"{__name__}.otel",
+        option="--agentperf-otel",
+        metavar=None,
+        help="send each measured call as OpenTelemetry GenAI spans (the configured tracer "
+        "provider, else OTLP/HTTP from OTEL_EXPORTER_OTLP_*; needs the [otel] extra)",
+        needs_calls=True,
+    ),
 )
 """Every built-in output, in the order they are written."""
 
