@@ -14,9 +14,10 @@ from .engine import RawRun
 from .engine.log import OK, TIMEOUT
 from .pricing import PriceTable, compute_cost
 from .redact import redact
-from .results import PerfResult, PerRequest, Stats
+from .results import PerfResult, PerRequest, Stats, TimeShare
 from .settings import Settings
 from .stats import summarize
+from .usage import UsageAccumulator
 
 
 def unaccounted(settings: Settings, raw: RawRun, successes: int, errors: int) -> str | None:
@@ -53,6 +54,18 @@ def per_request(counts: npt.NDArray[np.int64], zeros: int = 0) -> PerRequest:
         max=float(values.max()),
         n=n,
     )
+
+
+def time_share(latency_sum: float, usage: UsageAccumulator) -> TimeShare:
+    """The shares of ``latency_sum`` (the measured calls' summed latency) spent in timed LLM
+    requests and in tools; the rest is the agent's own code."""
+    tool_seconds = sum(row[2] for row in usage.tools.values())
+    model = usage.llm_seconds / latency_sum if usage.timed_llm_calls and latency_sum > 0 else None
+    tools = tool_seconds / latency_sum if usage.tools and latency_sum > 0 else None
+    if model is None and tools is None:
+        return TimeShare()
+    own = max(0.0, 1.0 - (model or 0.0) - (tools or 0.0))
+    return TimeShare(model=model, tools=tools, own=own, timed_llm_calls=usage.timed_llm_calls)
 
 
 def build_result(
@@ -99,7 +112,13 @@ def build_result(
         if log.tool_calls.size
         else PerRequest(),
         tokens=per_request(log.llm_tokens),
+        time_share=time_share(float(log.latency.sum()), raw.usage),
     )
+    if log.detail:
+        from .calls import call_table
+
+        table = call_table(log, t0_unix=raw.t0_unix, model=settings.model, prices=prices)
+        result = replace(result, calls=table)
     for fields in extra_fields:
         result = replace(result, **fields)
     return replace(result, budgets=evaluate(settings.budgets, result))

@@ -199,6 +199,7 @@ class AgentPerf:
                 observers=setup.observers,
                 progress=setup.progress,
                 on_warmup=self._warmup_warning(setup.name),
+                detail=self._pipeline.detail,
             )
 
     async def _aload(self, fn: Any, inputs: Any, setup: _RunSetup) -> RawRun:
@@ -210,6 +211,7 @@ class AgentPerf:
                 observers=setup.observers,
                 progress=setup.progress,
                 on_warmup=self._warmup_warning(setup.name),
+                detail=self._pipeline.detail,
             )
 
     def _confirming(self, result: PerfResult, inputs: Any) -> bool:

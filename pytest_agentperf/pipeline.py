@@ -69,5 +69,9 @@ class RunPipeline:
     )
     confirm: bool = False
     """``--agentperf-confirm``: a regressed run is measured once more before it fails."""
+    detail: int = 0
+    """What each run keeps of each call for the outputs that read them (``CallLog.detail``):
+    0 nothing (``PerfResult.calls`` is None), 1 the call table, 2 also its input and output
+    text."""
     after_run: list[AfterRun] = field(default_factory=list)
     gates: list[Gate] = field(default_factory=list)

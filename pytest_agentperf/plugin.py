@@ -174,7 +174,9 @@ def pipeline_of(config: pytest.Config) -> RunPipeline:
         from .pipeline import RunPipeline
 
         pipeline = RunPipeline(
-            scale=_scale(config), confirm=bool(config.getoption("agentperf_confirm"))
+            scale=_scale(config),
+            confirm=bool(config.getoption("agentperf_confirm")),
+            detail=_detail(config),
         )
         prices, whatif, monthly = config.stash.get(cost_key, None) or _cost_options(config)
         pipeline.prices, pipeline.whatif_models, pipeline.monthly_calls = prices, whatif, monthly
@@ -185,6 +187,15 @@ def pipeline_of(config: pytest.Config) -> RunPipeline:
         pipeline.gates.append(gate.check)
         config.stash[pipeline_key] = pipeline
     return pipeline
+
+
+def _detail(config: pytest.Config) -> int:
+    """What runs keep of each call: what the outputs this session asked for read."""
+    from .engine import KEEP_CALLS, KEEP_CONTENT
+
+    if not reports.needs_calls(config.getoption):
+        return 0
+    return KEEP_CONTENT if config.getoption("agentperf_log_content", False) else KEEP_CALLS
 
 
 def gate_of(config: pytest.Config) -> BaselineGate:

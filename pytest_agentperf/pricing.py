@@ -393,6 +393,11 @@ def _default_table() -> PriceTable:
     return load_prices(None)
 
 
+def table_or_default(table: PriceTable | None) -> PriceTable:
+    """``table``, or the bundled prices when it is None."""
+    return table if table is not None else _default_table()
+
+
 def _model_cost(price: ModelPrice, m: ModelUsage) -> float:
     return price.cost(
         m.input_tokens,

@@ -168,6 +168,24 @@ class PerRequest:
 
 
 @dataclass(frozen=True)
+class TimeShare:
+    """Where the measured calls' time went: the shares of their summed latency spent waiting
+    for LLM requests, in tools, and in the agent's own code (the rest). None where no
+    integration timed that kind of operation (``record_usage`` and usage read from return
+    values carry no times).
+
+    Requests or tools that one call runs in parallel overlap: their time is counted once per
+    operation, so ``model + tools`` can exceed 1 and ``own`` is then 0.
+    """
+
+    model: float | None = None
+    tools: float | None = None
+    own: float | None = None
+    timed_llm_calls: int = 0
+    """The LLM requests the ``model`` share is over (an integration timed them)."""
+
+
+@dataclass(frozen=True)
 class Window:
     """Statistics of one time window of a run."""
 
@@ -394,6 +412,7 @@ class PerfResult:
     call."""
     tokens: PerRequest = field(default_factory=PerRequest)
     """Total tokens per measured call, over the calls that recorded usage."""
+    time_share: TimeShare = field(default_factory=TimeShare)
     windows: tuple[Window, ...] = ()
     contention: Contention = field(default_factory=Contention)
     cpu: CpuTime = field(default_factory=CpuTime)

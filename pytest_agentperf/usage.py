@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
+import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -23,6 +24,28 @@ class UsageRecord:
     cached_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
     reasoning_tokens: int = 0
+    # When and where: not part of what a record counts, so records compare by tokens and model.
+    start: float | None = field(default=None, compare=False)
+    """When the request was sent (``time.perf_counter``); None when nothing timed it (usage
+    read from a return value, or ``record_usage``)."""
+    end: float | None = field(default=None, compare=False)
+    """When its answer (the last chunk of a stream) arrived (``time.perf_counter``)."""
+    ttft: float | None = field(default=None, compare=False)
+    """Seconds from ``start`` to the first chunk of a streamed answer."""
+    provider: str | None = field(default=None, compare=False)
+    """Who served it ("openai", "anthropic", ...), when the integration knows."""
+
+    @property
+    def seconds(self) -> float | None:
+        """How long the request took, when it was timed."""
+        if self.start is None or self.end is None:
+            return None
+        return self.end - self.start
+
+
+ToolCall = tuple[str, float, bool, float]
+"""One tool call: its name, seconds, whether it succeeded, and when it ended
+(``time.perf_counter``)."""
 
 
 class CallScope:
@@ -37,7 +60,7 @@ class CallScope:
 
     def __init__(self) -> None:
         self.records: list[UsageRecord] = []
-        self.tools: list[tuple[str, float, bool]] = []
+        self.tools: list[ToolCall] = []
 
     def take(self) -> CallScope:
         """What was recorded so far, as a scope of its own; this one starts empty again."""
@@ -128,10 +151,11 @@ def _count(value: Any, name: str) -> int:
 
 
 def record_tool(name: str, seconds: float, ok: bool) -> None:
-    """Record one tool call made inside the measured call in progress."""
+    """Record one tool call made inside the measured call in progress, as it ends: it took
+    ``seconds`` up to now."""
     scope = CURRENT_SCOPE.get()
     if scope is not None:
-        scope.tools.append((name, seconds, ok))
+        scope.tools.append((name, seconds, ok, time.perf_counter()))
 
 
 _SCALARS = (str, bytes, bytearray, int, float, bool)
@@ -461,12 +485,15 @@ def _add_into(acc: UsageRecord, r: UsageRecord) -> None:
 class UsageAccumulator:
     """Sums the usage of measured calls into a ``Usage``; not thread-safe, one per worker."""
 
-    __slots__ = ("_by_model", "calls_with_usage", "tools")
+    __slots__ = ("_by_model", "calls_with_usage", "llm_seconds", "timed_llm_calls", "tools")
 
     def __init__(self) -> None:
         self._by_model: dict[str, list[int]] = {}
         self.calls_with_usage = 0
         self.tools: dict[str, list[float]] = {}
+        self.llm_seconds = 0.0
+        """Seconds of the LLM requests an integration timed (``UsageRecord.seconds``)."""
+        self.timed_llm_calls = 0
 
     def add_call(self, records: Iterable[UsageRecord], default_model: str | None) -> None:
         """Add the usage of one call (all the LLM requests it made)."""
@@ -481,11 +508,14 @@ class UsageAccumulator:
             row[3] += r.cached_input_tokens
             row[4] += r.cache_creation_input_tokens
             row[5] += r.reasoning_tokens
+            if r.start is not None and r.end is not None:
+                self.llm_seconds += r.end - r.start
+                self.timed_llm_calls += 1
         if seen:
             self.calls_with_usage += 1
 
-    def add_tools(self, tools: Iterable[tuple[str, float, bool]]) -> None:
-        for name, seconds, ok in tools:
+    def add_tools(self, tools: Iterable[ToolCall]) -> None:
+        for name, seconds, ok, _ in tools:
             row = self.tools.setdefault(name, [0.0, 0.0, 0.0])
             row[0] += 1
             row[1] += 0 if ok else 1
@@ -497,6 +527,8 @@ class UsageAccumulator:
             for i, v in enumerate(row):
                 mine[i] += v
         self.calls_with_usage += other.calls_with_usage
+        self.llm_seconds += other.llm_seconds
+        self.timed_llm_calls += other.timed_llm_calls
         for name, trow in other.tools.items():
             tmine = self.tools.setdefault(name, [0.0, 0.0, 0.0])
             for i, tv in enumerate(trow):

@@ -160,6 +160,9 @@ def test_chat_model_invoke_is_recorded() -> None:
         assert on
         scope, result = in_scope(model.invoke, "hi")
     assert scope.records == [UsageRecord(10, 5, "gpt-4o-mini")]
+    (record,) = scope.records  # timed from the model's start to its end, not streamed
+    assert record.start is not None and record.end is not None and record.start <= record.end
+    assert record.ttft is None
     # the call also returns the message: counted once, not twice
     assert engine_usage(scope, result) == [UsageRecord(10, 5, "gpt-4o-mini")]
 
@@ -192,6 +195,9 @@ def test_streaming_usage_is_recorded_once() -> None:
         scope, chunks = in_scope(lambda: list(model.stream("hi")))
     assert "".join(str(c.content) for c in chunks).split() == ["one", "two", "three"]
     assert scope.records == [UsageRecord(7, 3, "claude-haiku-4-5")]
+    (record,) = scope.records  # a stream: its first token's delay too
+    assert record.start is not None and record.end is not None and record.ttft is not None
+    assert 0 <= record.ttft <= record.end - record.start
 
 
 @pytest.mark.asyncio
@@ -274,9 +280,9 @@ def test_tool_calls_are_recorded_with_time_and_errors() -> None:
         scope, answer = in_scope(agent_loop, model)
     assert answer == "Sunny."
     assert len(scope.records) == 2
-    names = [(name, ok) for name, _, ok in scope.tools]
+    names = [(name, ok) for name, _, ok, _ in scope.tools]
     assert names == [("get_weather", True), ("flaky_lookup", False)]
-    assert all(seconds >= 0 for _, seconds, _ in scope.tools)
+    assert all(seconds >= 0 for _, seconds, _, _ in scope.tools)
 
 
 @pytest.mark.asyncio

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 
 import openai
@@ -55,6 +56,11 @@ def test_sync_plain_calls_are_recorded(server: OpenAIServer) -> None:
         ("gpt-5-mini", 6),
     ]
     assert all(r.input_tokens > 0 for r in scope.records)
+    # each request is timed, one after the other, and says who served it
+    assert all(r.provider == "openai" and r.ttft is None for r in scope.records)
+    times = [(r.start, r.end) for r in scope.records]
+    assert all(s is not None and e is not None and s <= e for s, e in times)
+    assert all(e0 <= s1 for (_, e0), (s1, _) in itertools.pairwise(times))  # type: ignore[operator]
 
 
 def test_sync_stream_recorded_once_when_it_ends(server: OpenAIServer) -> None:
@@ -89,6 +95,10 @@ def test_sync_stream_recorded_once_when_it_ends(server: OpenAIServer) -> None:
         ("gpt-4o-mini", 6),
         ("gpt-5-mini", 6),
     ]
+    # a stream is timed from the request to its last chunk, with its first chunk's delay
+    for r in scope.records:
+        assert r.start is not None and r.end is not None and r.ttft is not None
+        assert 0 <= r.ttft <= r.end - r.start
 
 
 def test_stream_without_include_usage_records_nothing(server: OpenAIServer) -> None:

@@ -155,7 +155,7 @@ def test_per_request_counts_zeros_in_and_is_unknown_over_no_call() -> None:
 def _logged(log: CallLog, start: float, llm: int, tools: int) -> None:
     scope = CallScope()
     scope.records = [UsageRecord(1, 1) for _ in range(llm)]
-    scope.tools = [("t", 0.0, True) for _ in range(tools)]
+    scope.tools = [("t", 0.0, True, 0.0) for _ in range(tools)]
     log.record(start, start + 1.0, OK, None, None, scope if llm or tools else None, None, None)
 
 

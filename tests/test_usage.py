@@ -7,6 +7,7 @@ import contextvars
 import random
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -454,7 +455,8 @@ def test_record_usage_inside_a_scope() -> None:
     finally:
         CURRENT_SCOPE.reset(token)
     assert scope.records == [UsageRecord(10, 2, "gpt-4o", 4, 0, 1), UsageRecord(1, 1)]
-    assert scope.tools == [("search", 0.25, False)]
+    assert [t[:3] for t in scope.tools] == [("search", 0.25, False)]
+    assert scope.tools[0][3] <= time.perf_counter()  # when it ended: at the record
 
 
 async def _agent(i: int, rng: random.Random) -> None:
@@ -524,7 +526,7 @@ def test_accumulator_sums_and_merges() -> None:
     a.add_call([UsageRecord(10, 5, "gpt-4o", 4, 0, 1), UsageRecord(2, 1, None)], "fallback")
     a.add_call([], None)
     b.add_call([UsageRecord(1, 1, "gpt-4o")], None)
-    b.add_tools([("search", 0.5, True), ("search", 0.25, False)])
+    b.add_tools([("search", 0.5, True, 1.0), ("search", 0.25, False, 2.0)])
     a.merge(b)
     usage = a.usage(requests=4)
     assert usage.known and usage.calls_with_usage == 2

@@ -9,10 +9,13 @@ timed), ``plan`` (which calls, when), ``thread_exec`` / ``async_exec`` (the exec
 
 from __future__ import annotations
 
+from .log import KEEP_CALLS, KEEP_CONTENT
 from .observer import LiveView, Progress, ProgressSink, RunObserver
 from .run import RawRun, arun_load, run_load
 
 __all__ = [
+    "KEEP_CALLS",
+    "KEEP_CONTENT",
     "LiveView",
     "Progress",
     "ProgressSink",

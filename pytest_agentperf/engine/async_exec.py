@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import describe
 from ..usage import CURRENT_SCOPE, CallScope
-from .log import ERROR, OK, TIMEOUT, CallLog
+from .log import ERROR, KEEP_CONTENT, OK, TIMEOUT, CallLog
 from .loop import GRACE
 from .monitor import Monitor
 from .observer import TICK, ProgressSink, RunObserver, tick_for
@@ -91,7 +91,9 @@ async def _loop(
     model = plan.settings.model
     first, second = kinds
     add_start = log.start.append
+    add_actual = log.actual.append
     add_end = log.end.append
+    content = measured and log.detail == KEEP_CONTENT  # every call through ``record``
     perf = time.perf_counter
     # rows hold perf_counter readings: the run's start is subtracted once, at the merge
     closed = one is None
@@ -105,6 +107,7 @@ async def _loop(
         error: str | None = None
         stream: StreamTimes | None = None
         value: Any = None
+        x: Any = None
         start = 0.0
         try:
             if bare is None:
@@ -119,9 +122,15 @@ async def _loop(
                 end = perf()
                 # the hot path, unless the call timed out or recorded usage. ``slot.start``
                 # is left set: the worker does not suspend before its next call sets it again
-                if value is None and not (slot.timed_out or scope.records or scope.tools):
+                if value is None and not (
+                    slot.timed_out or scope.records or scope.tools or content
+                ):
                     if measured:
-                        add_start(start if closed else t_int)
+                        if closed:
+                            add_start(start)
+                        else:  # open loop: the intended start, then the actual one
+                            add_start(t_int)
+                            add_actual(start)
                         add_end(end)
                     continue
                 kind = PLAIN
@@ -172,9 +181,13 @@ async def _loop(
             slot.cancels = 0
             status = TIMEOUT
         elif error is None:
-            if value is None and not (scope.records or scope.tools):
+            if value is None and not (scope.records or scope.tools or content):
                 if measured:  # a plain call that recorded nothing
-                    add_start(start if closed else t_int)
+                    if closed:
+                        add_start(start)
+                    else:
+                        add_start(t_int)
+                        add_actual(start)
                     add_end(end)
                 continue
             status = OK
@@ -182,12 +195,13 @@ async def _loop(
             status = ERROR
         taken = scope.take() if scope.records or scope.tools else None
         if measured:
+            actual = None if closed else (start or end)
             if closed:
                 t_int = start or end  # no start: the input could not be read
             try:
-                log.record(t_int, end, status, error, stream, taken, value, model)
+                log.record(t_int, end, status, error, stream, taken, value, model, actual, x)
             except Exception as exc:  # reading the result failed (usage): this call's error
-                record_failure(log, state, exc, t_int, end, taken, model)
+                record_failure(log, state, exc, t_int, end, taken, model, actual)
 
 
 def _uncancel(task: asyncio.Task[Any] | None) -> None:
@@ -338,12 +352,12 @@ async def execute_async(
     slots: set[_Slot] = set()
     kinds = (KindCache(), KindCache())  # of what the call returns, of what it awaits to
     if plan.settings.rate is not None and measured:
-        logs = [CallLog()]
+        logs = [CallLog(plan.detail)]
         coros = [_open_dispatch(plan, state, logs[0], slots, kinds)]
     else:
         # One log for every worker: they all run on this thread, and a log per worker would
         # cost memory per unit of concurrency even when few calls are made.
-        logs = [CallLog()]
+        logs = [CallLog(plan.detail if measured else 0)]
         slots.update(_Slot(None) for _ in range(plan.workers))
         coros = [_closed_worker(plan, state, slot, logs[0], measured, kinds) for slot in slots]
     tasks: list[asyncio.Task[None]] = []

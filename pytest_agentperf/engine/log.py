@@ -11,14 +11,41 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ..results import FloatArray, StatusArray
-from ..usage import CallScope, UsageAccumulator, UsageRecord, read_usage
+from ..redact import redact
+from ..results import CONTENT_LIMIT, FloatArray, StatusArray
+from ..usage import CallScope, ToolCall, UsageAccumulator, UsageRecord, read_usage
 from .streams import StreamTimes
 
 OK, ERROR, TIMEOUT = 0, 1, 2
+KEEP_CALLS, KEEP_CONTENT = 1, 2
+"""``CallLog.detail``: keep each call's usage and tools; also its input and output text."""
 _NAN = float("nan")
+
+
+@dataclass(frozen=True, slots=True)
+class CallDetail:
+    """What ``CallLog`` keeps of one call when it keeps detail."""
+
+    records: list[UsageRecord] | None
+    tools: list[ToolCall] | None
+    given: str | None = None
+    returned: str | None = None
+
+
+def _text(value: Any) -> str | None:
+    """``value`` as text for the per-call log: redacted, cut to ``CONTENT_LIMIT``."""
+    if value is None:
+        return None
+    try:
+        text = value if isinstance(value, str) else repr(value)
+    except Exception as exc:  # a repr that raises must not fail the call
+        text = f"<{type(value).__name__}: repr failed: {type(exc).__name__}>"
+    return redact(text[:CONTENT_LIMIT])
+
+
 MAX_ERROR_MESSAGES = 5
 T = TypeVar("T", bound=np.generic)
+U = TypeVar("U")
 
 
 class CallLog:
@@ -34,14 +61,27 @@ class CallLog:
     call that recorded tools (``tool_rows``, ``tool_calls``). A row's sparse pairs are appended
     row first, before its start and end, and ``end`` last: readers take ``len(end)`` as the
     number of complete rows.
+
+    Open loop, the executors also append each call's actual start to ``actual`` (before
+    ``end``); closed loop, a call starts when it is meant to, and ``actual`` stays empty.
+
+    ``detail`` (``KEEP_CALLS``, ``KEEP_CONTENT``) keeps more of each call that goes through
+    ``record``, for the outputs that read each call (``results.CallTable``): its usage records
+    and tool calls, and with ``KEEP_CONTENT`` its input and output as text (then every call
+    goes through ``record``).
     """
 
     __slots__ = (
+        "actual",
+        "content",
         "cpu",
+        "detail",
+        "detail_rows",
         "end",
         "error_types",
         "failed_rows",
         "failed_status",
+        "failed_types",
         "itl",
         "llm_calls",
         "llm_rows",
@@ -54,11 +94,13 @@ class CallLog:
         "usage",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, detail: int = 0) -> None:
         self.start = array("d")
+        self.actual = array("d")
         self.end = array("d")
         self.failed_rows = array("q")
         self.failed_status = array("b")
+        self.failed_types: list[str] = []
         self.ttft_rows = array("q")
         self.ttft_values = array("d")
         self.itl = array("d")
@@ -71,6 +113,10 @@ class CallLog:
         self.usage = UsageAccumulator()
         self.cpu: tuple[float, int] = (0.0, 0)
         """Thread CPU seconds of this log's worker and the calls they cover (sync agents)."""
+        self.detail = detail
+        self.detail_rows = array("q")
+        self.content: list[CallDetail] = []
+        """What ``detail`` keeps of each call in ``detail_rows``."""
 
     def __len__(self) -> int:
         return len(self.end)
@@ -91,8 +137,12 @@ class CallLog:
         scope: CallScope | None,
         value: Any,
         model: str | None,
+        actual: float | None = None,
+        given: Any = None,
     ) -> None:
-        """Append one measured call with what it recorded in ``scope`` (None: nothing).
+        """Append one measured call with what it recorded in ``scope`` (None: nothing);
+        ``actual``: when it started, open loop; ``given``: its input (kept with
+        ``KEEP_CONTENT``).
 
         Usage recorded during a failed call still counts (those tokens were billed); usage is
         read from the return value only for a successful call that recorded none.
@@ -111,9 +161,11 @@ class CallLog:
                 self.ttft_values.append(stream.first)
                 self.itl.extend(stream.gaps)
         else:
+            kind = "Timeout" if status == TIMEOUT else error or "Error"
+            self.failed_types.append(kind)  # before its row: the row is the pair's last part
             self.failed_rows.append(row)
             self.failed_status.append(status)
-            self.error_types["Timeout" if status == TIMEOUT else error or "Error"] += 1
+            self.error_types[kind] += 1
         if records:
             self.llm_rows.append(row)
             self.llm_calls.append(len(records))
@@ -122,7 +174,19 @@ class CallLog:
         if tools:
             self.tool_rows.append(row)
             self.tool_calls.append(len(tools))
+        if self.detail:
+            self.content.append(
+                CallDetail(
+                    records or None,
+                    tools or None,
+                    _text(given) if self.detail == KEEP_CONTENT else None,
+                    _text(value) if self.detail == KEEP_CONTENT and status == OK else None,
+                )
+            )
+            self.detail_rows.append(row)
         self.start.append(t_int)
+        if actual is not None:
+            self.actual.append(actual)
         self.end.append(end)
         if records:
             self.usage.add_call(records, model)
@@ -160,6 +224,19 @@ class MergedLog:
     """The rows of the calls that recorded tool calls, ascending."""
     tool_calls: IntArray = field(default_factory=_no_ints)
     """Tool calls of each call in ``tool_rows``."""
+    actual: FloatArray | None = None
+    """When each call started (open loop); None: as ``start`` (closed loop)."""
+    error_rows: IntArray = field(default_factory=_no_ints)
+    """The rows of the calls that failed, ascending."""
+    error_types: tuple[str, ...] = ()
+    """The error type of each call in ``error_rows`` ("Timeout" for a timeout)."""
+    detail: int = 0
+    """The logs' ``detail`` (0: nothing more kept)."""
+    detail_rows: IntArray = field(default_factory=_no_ints)
+    """The rows of the calls in ``details``, ascending."""
+    details: tuple[CallDetail, ...] = ()
+    t0: float = 0.0
+    """The run's start (``time.perf_counter``), subtracted from every time above."""
 
     @property
     def latency(self) -> FloatArray:
@@ -257,43 +334,108 @@ def merge(logs: Sequence[CallLog], t0: float = 0.0) -> MergedLog:
         seconds, calls = log.cpu
         cpu_seconds += seconds
         cpu_calls += calls
+    detail = max((log.detail for log in logs), default=0)
     logs = [log for log in logs if len(log)]  # fewer parts: often one, then nothing to join
     if not logs:
-        return MergedLog(_EMPTY, _EMPTY, _EMPTY_B, _EMPTY, _EMPTY)
-    starts, ends, statuses, ttfts, itls = [], [], [], [], []
+        return MergedLog(_EMPTY, _EMPTY, _EMPTY_B, _EMPTY, _EMPTY, detail=detail, t0=t0)
+    starts, ends, statuses, ttfts, itls, actuals = [], [], [], [], [], []
     llm: list[tuple[IntArray, list[IntArray]]] = []
     tool: list[tuple[IntArray, list[IntArray]]] = []
+    error_rows: list[IntArray] = []
+    error_types: list[str] = []
+    detail_rows: list[IntArray] = []
+    details: list[CallDetail] = []
+    opened = any(len(log.actual) for log in logs)  # open loop: else no column of its own
     offset = 0
     for log in logs:
         start, end, status, n = _columns(log, t0)
         starts.append(start)
         ends.append(end)
         statuses.append(status)
+        if opened:
+            actuals.append(_actual(log, start, n, t0))
         ttfts.append(_sparse(log.ttft_rows, log.ttft_values, n, _NAN, np.float64))
         itls.append(_copy(log.itl, len(log.itl), np.float64))
         at, values = _pairs(log.llm_rows, (log.llm_calls, log.llm_tokens), n)
         llm.append((at + offset, values))
         at, values = _pairs(log.tool_rows, (log.tool_calls,), n)
         tool.append((at + offset, values))
+        at = _rows(log.failed_rows, len(log.failed_status), n)
+        error_rows.append(at + offset)
+        error_types += log.failed_types[: at.size]
+        if detail:
+            at = _rows(log.detail_rows, len(log.detail_rows), n)
+            detail_rows.append(at + offset)
+            details += log.content[: at.size]
         offset += n
     start, end, ttft, itl = (_join(parts) for parts in (starts, ends, ttfts, itls))
+    actual = _join(actuals) if opened else None
     status = _join(statuses)
     llm_rows, (llm_calls, llm_tokens) = _join_pairs(llm, 2)
     tool_rows, (tool_calls,) = _join_pairs(tool, 1)
+    failed = _join(error_rows)
+    kept = _join(detail_rows) if detail_rows else _no_ints()
     if start.size > 1 and not bool(np.all(start[1:] >= start[:-1])):  # else sorted already
         order = np.argsort(start, kind="stable")
         start, end, status, ttft = start[order], end[order], status[order], ttft[order]
-        if llm_rows.size or tool_rows.size:  # the sparse rows follow their calls
-            new_row = np.empty_like(order)
-            new_row[order] = np.arange(order.size)
-            llm_rows, (llm_calls, llm_tokens) = _renumber(
-                llm_rows, (llm_calls, llm_tokens), new_row
-            )
-            tool_rows, (tool_calls,) = _renumber(tool_rows, (tool_calls,), new_row)
+        actual = None if actual is None else actual[order]
+        new_row = np.empty_like(order)
+        new_row[order] = np.arange(order.size)
+        # the sparse rows follow their calls
+        llm_rows, (llm_calls, llm_tokens) = _renumber(llm_rows, (llm_calls, llm_tokens), new_row)
+        tool_rows, (tool_calls,) = _renumber(tool_rows, (tool_calls,), new_row)
+        failed, error_types = _renumber_objects(failed, error_types, new_row)
+        kept, details = _renumber_objects(kept, details, new_row)
     cpu = cpu_seconds / cpu_calls if cpu_calls else None
     return MergedLog(
-        start, end, status, ttft, itl, cpu, llm_rows, llm_calls, llm_tokens, tool_rows, tool_calls
+        start,
+        end,
+        status,
+        ttft,
+        itl,
+        cpu,
+        llm_rows,
+        llm_calls,
+        llm_tokens,
+        tool_rows,
+        tool_calls,
+        actual=actual,
+        error_rows=failed,
+        error_types=tuple(error_types),
+        detail=detail,
+        detail_rows=kept,
+        details=tuple(details),
+        t0=t0,
     )
+
+
+def _rows(rows: array[Any], k: int, n: int) -> IntArray:
+    """The first ``k`` of ``rows`` (the complete pairs), less those of rows not complete yet
+    (``>= n``; rows ascend, so they are the last)."""
+    at: IntArray = _copy(rows, k, np.int64)
+    return at[at < n] if k and at[-1] >= n else at
+
+
+def _actual(log: CallLog, start: FloatArray, n: int, t0: float) -> FloatArray:
+    """When each of the first ``n`` calls of ``log`` started: ``log.actual`` where the
+    executor wrote it (open loop), else the intended start (``start``)."""
+    k = min(len(log.actual), n)
+    if k == 0:
+        return start
+    out: FloatArray = start.copy()
+    out[:k] = _copy(log.actual, k, np.float64) - t0
+    return out
+
+
+def _renumber_objects(
+    rows: IntArray, values: Sequence[U], new_row: IntArray
+) -> tuple[IntArray, list[U]]:
+    """Sparse (row, object) pairs moved to their calls' rows after the sort, ascending."""
+    if not rows.size:
+        return rows, list(values)
+    moved = new_row[rows]
+    order = np.argsort(moved, kind="stable")
+    return moved[order], [values[i] for i in order.tolist()]
 
 
 def _join_pairs(

@@ -16,6 +16,7 @@ def record_failure(
     end: float,
     scope: CallScope | None,
     model: str | None,
+    actual: float | None = None,
 ) -> None:
     """Record a call as failed because handling its result raised ``exc``.
 
@@ -25,4 +26,4 @@ def record_failure(
     """
     name = type(exc).__name__ if isinstance(exc, ResultHandlingError) else "ResultHandlingError"
     state.note_error(f"{name}: {describe(exc)}" if name != type(exc).__name__ else describe(exc))
-    log.record(t_int, end, ERROR, name, None, scope, None, model)
+    log.record(t_int, end, ERROR, name, None, scope, None, model, actual)

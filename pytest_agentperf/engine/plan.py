@@ -29,13 +29,15 @@ class Plan:
     duration: float | None
     workers: int
     late_after: float = LATE_AFTER
+    detail: int = 0
+    """What the logs keep of each call beyond its times (``CallLog.detail``)."""
 
     @classmethod
-    def measured(cls, target: Target, settings: Settings) -> Plan:
+    def measured(cls, target: Target, settings: Settings, detail: int = 0) -> Plan:
         workers = settings.max_in_flight or 1
         if settings.requests is not None:  # never more workers than calls to make
             workers = min(workers, settings.requests)
-        return cls(target, settings, settings.requests, settings.duration, workers)
+        return cls(target, settings, settings.requests, settings.duration, workers, detail=detail)
 
     @classmethod
     def warmup(cls, target: Target, settings: Settings) -> Plan:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import contextvars
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -45,6 +46,8 @@ class RawRun:
     target: str
     issued: int | None = None
     """Calls the engine started (or, open loop, dispatched); each must be in ``log``."""
+    t0_unix: float = 0.0
+    """The run's start as a Unix time (time 0 of the log)."""
 
     @property
     def timeouts(self) -> int:
@@ -66,6 +69,8 @@ def _raw(target: Target, state: RunState, logs: list[CallLog]) -> RawRun:
         aborted=state.aborted,
         target=target.label,
         issued=state.issued,
+        # the wall clock at the run's start: now, minus the perf_counter time since then
+        t0_unix=time.time() - (time.perf_counter() - state.t0),
     )
 
 
@@ -82,19 +87,24 @@ def _say_warmup(state: RunState, settings: Settings, sink: WarmupSink | None) ->
         )
 
 
+@dataclass(frozen=True)
+class _Extras:
+    """What a run takes beside its agent and settings (the keywords of ``run_load``)."""
+
+    observers: Sequence[RunObserver] = ()
+    progress: ProgressSink | None = None
+    on_warmup: WarmupSink | None = None
+    detail: int = 0
+
+
 def _threads(
-    target: Target,
-    settings: Settings,
-    observers: Sequence[RunObserver],
-    progress: ProgressSink | None,
-    on_warmup: WarmupSink | None,
-    cancel: threading.Event | None = None,
+    target: Target, settings: Settings, x: _Extras, cancel: threading.Event | None = None
 ) -> RawRun:
     if settings.warmup:
         warm, _ = execute_threads(Plan.warmup(target, settings), measured=False, cancel=cancel)
-        _say_warmup(warm, settings, on_warmup)
-    plan = Plan.measured(target, settings)
-    state, logs = execute_threads(plan, observers, progress, cancel=cancel)
+        _say_warmup(warm, settings, x.on_warmup)
+    plan = Plan.measured(target, settings, x.detail)
+    state, logs = execute_threads(plan, x.observers, x.progress, cancel=cancel)
     return _raw(target, state, logs)
 
 
@@ -142,28 +152,24 @@ async def arun_load(
     observers: Sequence[RunObserver] = (),
     progress: ProgressSink | None = None,
     on_warmup: WarmupSink | None = None,
+    detail: int = 0,
 ) -> RawRun:
     """Run ``fn`` under the load ``settings`` describe, from a coroutine; ``on_warmup`` hears
-    at once about failed warmup calls."""
-    return await _arun_target(make_target(fn, inputs), settings, observers, progress, on_warmup)
+    at once about failed warmup calls; ``detail``: what the log keeps of each call
+    (``CallLog.detail``)."""
+    extras = _Extras(observers, progress, on_warmup, detail)
+    return await _arun_target(make_target(fn, inputs), settings, extras)
 
 
-async def _arun_target(
-    target: Target,
-    settings: Settings,
-    observers: Sequence[RunObserver],
-    progress: ProgressSink | None,
-    on_warmup: WarmupSink | None,
-) -> RawRun:
+async def _arun_target(target: Target, settings: Settings, x: _Extras) -> RawRun:
     # made once per run: an iterator of inputs must not be read again by a second target
     if not target.is_async:
-        return await _in_thread(
-            lambda cancel: _threads(target, settings, observers, progress, on_warmup, cancel)
-        )
+        return await _in_thread(lambda cancel: _threads(target, settings, x, cancel))
     if settings.warmup:
         warm, _ = await execute_async(Plan.warmup(target, settings), measured=False)
-        _say_warmup(warm, settings, on_warmup)
-    state, logs = await execute_async(Plan.measured(target, settings), observers, progress)
+        _say_warmup(warm, settings, x.on_warmup)
+    plan = Plan.measured(target, settings, x.detail)
+    state, logs = await execute_async(plan, x.observers, x.progress)
     return _raw(target, state, logs)
 
 
@@ -175,9 +181,10 @@ def run_load(
     observers: Sequence[RunObserver] = (),
     progress: ProgressSink | None = None,
     on_warmup: WarmupSink | None = None,
+    detail: int = 0,
 ) -> RawRun:
     """Run ``fn`` under the load ``settings`` describe, from sync code (no running loop);
-    ``on_warmup`` hears at once about failed warmup calls."""
+    otherwise as ``arun_load``."""
     __tracebackhide__ = True
     try:
         asyncio.get_running_loop()
@@ -189,8 +196,9 @@ def run_load(
             "use `await agentperf.arun(...)` there instead"
         )
     target = make_target(fn, inputs)
+    extras = _Extras(observers, progress, on_warmup, detail)
     if not target.is_async:
-        return _threads(target, settings, observers, progress, on_warmup)
-    run = _arun_target(target, settings, observers, progress, on_warmup)
+        return _threads(target, settings, extras)
+    run = _arun_target(target, settings, extras)
     # an uncapped open loop may have any number of calls in flight: threads start on demand
     return run_coroutine(run, settings.max_in_flight or MAX_OPEN_LOOP_THREADS)

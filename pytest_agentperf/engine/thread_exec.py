@@ -12,10 +12,11 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ..errors import SettingsError, describe
 from ..usage import CURRENT_SCOPE, CallScope
-from .log import ERROR, OK, TIMEOUT, CallLog
+from .log import ERROR, KEEP_CONTENT, OK, TIMEOUT, CallLog
 from .monitor import Monitor
 from .observer import TICK, ProgressSink, RunObserver, tick_for
 from .outcome import record_failure
@@ -65,7 +66,7 @@ class _Pool:
         self.context = contextvars.copy_context()
 
     def spawn(self) -> None:
-        log = CallLog()
+        log = CallLog(self.plan.detail if self.measured else 0)
         worker = _Worker(log)
         with self.lock:
             self.workers.append(worker)
@@ -179,7 +180,9 @@ class _Pool:
         take = flight.pop
         log = worker.log
         add_start = log.start.append
+        add_actual = log.actual.append
         add_end = log.end.append
+        content = log.detail == KEEP_CONTENT  # every call through ``record``: it keeps text
         perf = time.perf_counter
         # rows hold perf_counter readings: the run's start is subtracted once, at the merge
         t_int: float | None = None  # the intended start (open loop), a perf_counter reading
@@ -191,6 +194,7 @@ class _Pool:
             t_int = state.t0 + one[1]
         for i in indices:
             stream: StreamTimes | None = None
+            x: Any = None
             try:
                 if bare is not None:
                     flight[0] = start = perf()
@@ -221,7 +225,8 @@ class _Pool:
                 if measured:
                     t_call = (start or end) if t_int is None else t_int  # no start: no input
                     error = type(exc).__name__
-                    log.record(t_call, end, ERROR, error, None, taken, None, model)
+                    actual = None if t_int is None else (start or end)
+                    log.record(t_call, end, ERROR, error, None, taken, None, model, actual, x)
                 continue
             except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop the run, propagate
                 state.fail(exc)
@@ -229,16 +234,22 @@ class _Pool:
             if take(0, None) is None and not self._reclaim(worker):
                 return False  # abandoned: the monitor recorded this call as a timeout
             if measured:
-                t_call = start if t_int is None else t_int
-                if value is None and not (scope.records or scope.tools):
-                    add_start(t_call)  # the hot path: a plain call that recorded nothing
+                if value is None and not (scope.records or scope.tools or content):
+                    # the hot path: a plain call that recorded nothing
+                    if t_int is None:
+                        add_start(start)
+                    else:  # open loop: the intended start, then the actual one
+                        add_start(t_int)
+                        add_actual(start)
                     add_end(end)
                 else:
+                    t_call = start if t_int is None else t_int
+                    actual = None if t_int is None else start
                     taken = scope.take() if scope.records or scope.tools else None
                     try:
-                        log.record(t_call, end, OK, None, stream, taken, value, model)
+                        log.record(t_call, end, OK, None, stream, taken, value, model, actual, x)
                     except Exception as exc:  # reading the result failed (usage): its error
-                        record_failure(log, state, exc, t_call, end, taken, model)
+                        record_failure(log, state, exc, t_call, end, taken, model, actual)
             elif scope.records or scope.tools:
                 scope.take()  # warmup: what the call recorded is dropped
         return True

@@ -6,7 +6,9 @@ every LangChain callback manager (every chat model, LLM and tool run, sync or as
 included) gets the handler, which records
 
 - the token usage of each chat model / LLM call (``on_llm_end``: the generations'
-  ``message.usage_metadata``, else ``llm_output["token_usage"]``) with ``record_usage``, and
+  ``message.usage_metadata``, else ``llm_output["token_usage"]``) with ``record_usage``,
+  timed from ``on_chat_model_start`` / ``on_llm_start`` (first streamed token:
+  ``on_llm_new_token``), with the provider LangChain names in ``ls_provider``, and
 - each tool call's name, duration and outcome (``on_tool_start`` / ``on_tool_end`` /
   ``on_tool_error``) with ``record_tool``,
 
@@ -76,13 +78,47 @@ def _make_handler() -> Any:
         def __init__(self) -> None:
             super().__init__()
             self._tools: dict[Any, tuple[str, float, CallScope]] = {}
+            # run_id -> [start, first token or None, provider]; popped at the end of the run
+            self._llms: dict[Any, list[Any]] = {}
 
-        def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        def _llm_start(self, run_id: Any, metadata: Any) -> None:
+            if current_scope() is None:
+                return
+            provider = metadata.get("ls_provider") if isinstance(metadata, dict) else None
+            self._llms[run_id] = [time.perf_counter(), None, provider]
+
+        def on_chat_model_start(
+            self, serialized: Any, messages: Any, *, run_id: Any = None, **kwargs: Any
+        ) -> None:
+            self._llm_start(run_id, kwargs.get("metadata"))
+
+        def on_llm_start(
+            self, serialized: Any, prompts: Any, *, run_id: Any = None, **kwargs: Any
+        ) -> None:
+            self._llm_start(run_id, kwargs.get("metadata"))
+
+        def on_llm_new_token(self, token: Any, *, run_id: Any = None, **kwargs: Any) -> None:
+            timing = self._llms.get(run_id)
+            if timing is not None and timing[1] is None:
+                timing[1] = time.perf_counter()
+
+        def on_llm_error(self, error: BaseException, *, run_id: Any = None, **kwargs: Any) -> None:
+            self._llms.pop(run_id, None)
+
+        def on_llm_end(self, response: Any, *, run_id: Any = None, **kwargs: Any) -> None:
+            timing = self._llms.pop(run_id, None)
             scope = current_scope()
             if scope is None:
                 return
             records = extract_usage(response)
             if records:
+                if timing is not None:
+                    end = time.perf_counter()
+                    start, first, provider = timing
+                    for r in records:
+                        r.start, r.end = start, end
+                        r.ttft = None if first is None else first - start
+                        r.provider = provider if isinstance(provider, str) else None
                 scope.records.extend(records)
 
         def on_tool_start(
@@ -106,7 +142,8 @@ def _make_handler() -> Any:
             started = self._tools.pop(run_id, None)
             if started is not None:
                 name, t0, scope = started
-                scope.tools.append((name, time.perf_counter() - t0, ok))
+                now = time.perf_counter()
+                scope.tools.append((name, now - t0, ok, now))
 
     return AgentPerfCallbackHandler()
 

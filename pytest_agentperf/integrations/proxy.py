@@ -4,13 +4,17 @@ A provider module lists the method paths of its client (``("chat.completions.cre
 and calls ``instrument_methods``; each method is replaced, on that client instance only, by a
 wrapper that reads the usage of what the method returns (``usage.extract_usage``) into the
 measured call in progress. A stream (``stream=True``) is passed through in a proxy that records
-the usage of its chunks once, when it ends. Outside a measured call the wrappers only forward.
+the usage of its chunks once, when it ends. Each request is timed (sent, first chunk, last
+chunk or answer) on the records it makes, so reports can show where a call's time went.
+Outside a measured call the wrappers only forward.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -22,13 +26,16 @@ MARK = "_agentperf_instrumented"
 """Attribute set on an instrumented client, so that instrumenting it again does nothing."""
 
 
-def instrument_methods(client: C, paths: Iterable[str], *, is_async: bool) -> C:
+def instrument_methods(
+    client: C, paths: Iterable[str], *, is_async: bool, provider: str | None = None
+) -> C:
     """Wrap each method of ``client`` named by a dotted path (missing ones are skipped);
-    ``is_async``: the methods are coroutine functions and their streams async iterators.
-    Returns the same client. Idempotent."""
+    ``is_async``: the methods are coroutine functions and their streams async iterators;
+    ``provider`` names who serves the requests ("openai"). Returns the same client.
+    Idempotent."""
     if getattr(client, MARK, False):
         return client
-    wrap = _wrap_async if is_async else _wrap_sync
+    wrap = functools.partial(_wrap_async if is_async else _wrap_sync, provider=provider)
     for path in paths:
         *parents, name = path.split(".")
         owner: Any = client
@@ -46,50 +53,67 @@ def instrument_client(
 ) -> C:
     """``instrument_methods`` for a client of the SDK's class ``sync`` or ``async_`` (named
     in module ``sdk``); a TypeError naming them for anything else."""
+    provider = sdk.__name__
     if isinstance(client, getattr(sdk, async_)):
-        return instrument_methods(client, paths, is_async=True)
+        return instrument_methods(client, paths, is_async=True, provider=provider)
     if isinstance(client, getattr(sdk, sync)):
-        return instrument_methods(client, paths, is_async=False)
+        return instrument_methods(client, paths, is_async=False, provider=provider)
     raise TypeError(
         f"instrument() takes an {sdk.__name__}.{sync} or {sdk.__name__}.{async_} client, "
         f"not {type(client).__name__}"
     )
 
 
-def _record(scope: CallScope, records: list[UsageRecord]) -> None:
+@dataclass(slots=True)
+class _Timing:
+    """When one request was sent, saw its first chunk and ended (``time.perf_counter``)."""
+
+    provider: str | None
+    start: float
+    first: float | None = None
+
+
+def _record(scope: CallScope, records: list[UsageRecord], timing: _Timing, end: float) -> None:
     if records:
-        scope.records.extend(combine_records(records))
+        for r in (combined := combine_records(records)):
+            r.start, r.end, r.provider = timing.start, end, timing.provider
+            r.ttft = None if timing.first is None else timing.first - timing.start
+        scope.records.extend(combined)
 
 
-def _returned(result: Any, scope: CallScope | None, stream: type[_StreamBase] | None) -> Any:
+def _returned(
+    result: Any, scope: CallScope | None, stream: type[_StreamBase] | None, timing: _Timing
+) -> Any:
     """What a wrapper returns: ``result`` as is outside a call, a recording proxy for a
     stream, else ``result`` after its usage was recorded."""
     if scope is None:
         return result
     if stream is not None:
-        return stream(result, scope)
-    _record(scope, extract_usage(result) or [])
+        return stream(result, scope, timing)
+    _record(scope, extract_usage(result) or [], timing, time.perf_counter())
     return result
 
 
-def _wrap_sync(original: Any) -> Any:
+def _wrap_sync(original: Any, provider: str | None) -> Any:
     @functools.wraps(original)
     def create(*args: Any, **kwargs: Any) -> Any:
         scope = current_scope()
+        timing = _Timing(provider, time.perf_counter())
         result = original(*args, **kwargs)
         streamed = kwargs.get("stream") and hasattr(result, "__iter__")
-        return _returned(result, scope, _SyncStream if streamed else None)
+        return _returned(result, scope, _SyncStream if streamed else None, timing)
 
     return create
 
 
-def _wrap_async(original: Any) -> Any:
+def _wrap_async(original: Any, provider: str | None) -> Any:
     @functools.wraps(original)
     async def create(*args: Any, **kwargs: Any) -> Any:
         scope = current_scope()
+        timing = _Timing(provider, time.perf_counter())
         result = await original(*args, **kwargs)
         streamed = kwargs.get("stream") and hasattr(result, "__aiter__")
-        return _returned(result, scope, _AsyncStream if streamed else None)
+        return _returned(result, scope, _AsyncStream if streamed else None, timing)
 
     return create
 
@@ -97,13 +121,16 @@ def _wrap_async(original: Any) -> Any:
 class _StreamBase:
     """Common part of the stream proxies: collect usage from chunks, record it once."""
 
-    def __init__(self, stream: Any, scope: CallScope) -> None:
+    def __init__(self, stream: Any, scope: CallScope, timing: _Timing) -> None:
         self._stream = stream
         self._scope = scope
+        self._timing = timing
         self._records: list[UsageRecord] = []
         self._done = False
 
     def _see(self, chunk: Any) -> None:
+        if self._timing.first is None:
+            self._timing.first = time.perf_counter()
         found = extract_usage(chunk)
         if found:
             self._records.extend(found)
@@ -111,7 +138,7 @@ class _StreamBase:
     def _finish(self) -> None:
         if not self._done:
             self._done = True
-            _record(self._scope, self._records)
+            _record(self._scope, self._records, self._timing, time.perf_counter())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
