@@ -537,3 +537,171 @@ def test_an_endpoint_nobody_listens_on_fails_the_report_naming_it(
     writer = otel.OtelWriter(environ={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": url + "/v1/traces"})
     with pytest.raises(otel.TraceExportError, match=f"spans not sent to {url}/v1/traces"):
         writer.write([make_record(make_calls())], ReportContext(plugin_version="0"))
+
+
+# ----------------------------------------------------------------------------- end to end
+
+# The session's own provider, set in conftest.py as a user would; the spans it received are
+# written to spans.json when the controller ends (workers write nothing).
+CONFTEST = """
+import json
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+EXPORTER = InMemorySpanExporter()
+_provider = TracerProvider()
+_provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+trace.set_tracer_provider(_provider)
+
+def pytest_unconfigure(config):
+    if hasattr(config, "workerinput"):
+        return
+    spans = [
+        {
+            "name": s.name,
+            "span_id": s.context.span_id,
+            "trace_id": s.context.trace_id,
+            "parent": s.parent.span_id if s.parent else None,
+            "start": s.start_time,
+            "end": s.end_time,
+            "status": s.status.status_code.name,
+            "attributes": dict(s.attributes),
+        }
+        for s in EXPORTER.get_finished_spans()
+    ]
+    with open("spans.json", "w") as f:
+        json.dump(spans, f)
+"""
+
+# Every call records an LLM request (record_usage: not timed) and a timed tool call; every
+# fourth call fails.
+PERF_TESTS = """
+import time
+import pytest
+import pytest_agentperf
+from pytest_agentperf.usage import record_tool
+
+def agent(k):
+    time.sleep(0.002)
+    pytest_agentperf.record_usage(10 + k, 5, model="gpt-4o-mini")
+    t = time.perf_counter()
+    time.sleep(0.001)
+    record_tool("search", time.perf_counter() - t, True)
+    if k % 4 == 3:
+        raise ValueError("bad input")
+    return "ok"
+
+@pytest.mark.parametrize("i", [0, 1])
+def test_agent(agentperf, i):
+    agentperf.run(agent, list(range(8)), requests=8, warmup=0, name=f"run{i}", check=False)
+"""
+
+
+def run_project(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """The perf tests in a fresh interpreter (the global provider can be set once per
+    process, and this one must never have one)."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(test_perf=PERF_TESTS)
+    return pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider", *args)
+
+
+def read_spans(pytester: pytest.Pytester) -> list[dict[str, Any]]:
+    import json
+
+    spans: list[dict[str, Any]] = json.loads((pytester.path / "spans.json").read_text())
+    return spans
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["one-process", "n2"])
+def test_end_to_end_spans_reach_the_provider_configured_in_conftest(
+    pytester: pytest.Pytester, xdist: bool
+) -> None:
+    pytester.makeconftest(CONFTEST)
+    result = run_project(pytester, "--agentperf-otel", *(["-n", "2"] if xdist else []))
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        ["agentperf: 50 OpenTelemetry traces spans sent to the configured TracerProvider"]
+    )
+    spans = read_spans(pytester)
+    # per run: 1 run span, 8 calls, each with one chat and one tool span
+    assert len(spans) == 2 * (1 + 8 * 3)
+    for run in ("run0", "run1"):
+        calls = [
+            s
+            for s in spans
+            if s["name"] == f"invoke_agent {run}"
+            and s["attributes"]["agentperf.test"].startswith("test_perf.py::test_agent[")
+        ]
+        assert len(calls) == 8
+        assert sorted(c["attributes"]["agentperf.call"] for c in calls) == list(range(8))
+        failed = [c for c in calls if c["status"] == "ERROR"]
+        assert len(failed) == 2
+        assert {c["attributes"]["error.type"] for c in failed} == {"ValueError"}
+        for call in calls:
+            assert call["parent"] is None
+            assert call["end"] > call["start"]
+            children = [s for s in spans if s["parent"] == call["span_id"]]
+            names = sorted(s["name"] for s in children)
+            assert names == ["chat gpt-4o-mini", "execute_tool search"]
+            chat, tool = sorted(children, key=lambda s: s["name"])
+            assert chat["attributes"]["agentperf.timed"] is False  # record_usage has no times
+            assert (chat["start"], chat["end"]) == (call["start"], call["end"])
+            assert chat["attributes"]["gen_ai.usage.output_tokens"] == 5
+            assert "agentperf.timed" not in tool["attributes"]
+            assert call["start"] <= tool["start"] < tool["end"] <= call["end"]
+    # the LLM request of call k recorded 10 + k input tokens
+    chats = [s for s in spans if s["name"] == "chat gpt-4o-mini"]
+    assert sorted(s["attributes"]["gen_ai.usage.input_tokens"] for s in chats) == sorted(
+        list(range(10, 18)) * 2
+    )
+
+
+def test_end_to_end_without_the_flag_no_span_is_made(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST)
+    run_project(pytester).assert_outcomes(passed=2)
+    assert read_spans(pytester) == []
+
+
+def test_end_to_end_over_otlp_http_from_the_environment(
+    pytester: pytest.Pytester, collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "triage-bench")
+    result = run_project(pytester, "--agentperf-otel")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [f"agentperf: 50 OpenTelemetry traces spans sent to {collector.url}/v1/traces"]
+    )
+    received = collector.spans()
+    assert len(received) == 50
+    services = {
+        kv.value.string_value
+        for resource, _ in received
+        for kv in resource.attributes
+        if kv.key == "service.name"
+    }
+    assert services == {"triage-bench"}
+    calls = [s for _, s in received if s.name.startswith("invoke_agent ")]
+    assert len(calls) == 16
+    assert {attrs(c)["gen_ai.agent.name"] for c in calls} == {"run0", "run1"}
+    tools = [s for _, s in received if s.name == "execute_tool search"]
+    assert len(tools) == 16
+    assert all(attrs(t)["gen_ai.tool.name"] == "search" for t in tools)
+
+
+def test_end_to_end_an_unreachable_endpoint_fails_the_session_naming_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = Collector()  # bound, then closed: nobody listens on its port
+    url = server.url
+    server.server_close()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{url}/v1/traces")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")
+    result = run_project(pytester, "--agentperf-otel")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(
+        [f"agentperf: ERROR: OpenTelemetry traces not written: 50 of 50 spans not sent to {url}*"]
+    )
+    assert "Traceback" not in result.stdout.str()
