@@ -15,6 +15,8 @@ from typing import Any
 import numpy
 import pytest
 from conftest import make_result
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("opentelemetry.sdk.trace", reason="needs the [otel] extra")
 
@@ -122,7 +124,7 @@ def test_one_run_span_one_invoke_agent_span_per_call_and_a_child_per_operation(
 ) -> None:
     line = send(provider, make_record(make_calls()))
     spans = exporter.get_finished_spans()
-    assert line == "8 OpenTelemetry traces spans sent to the configured TracerProvider"
+    assert line == "8 OpenTelemetry spans sent to the configured TracerProvider"
     names = sorted(s.name for s in spans)
     assert names == sorted(
         [
@@ -258,6 +260,20 @@ def test_failed_and_timed_out_calls_have_error_type_and_error_status(
     assert run.attributes["agentperf.status"] == "FAIL"
 
 
+def test_a_failed_call_without_a_recorded_type_gets_the_fallback_error_type(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    calls = make_calls()
+    untyped = CallTable(**{**calls.__dict__, "error_rows": ints(), "error_types": ()})
+    send(provider, make_record(untyped))
+    failed = [
+        s
+        for s in exporter.get_finished_spans()
+        if s.name == "invoke_agent triage" and s.status.status_code is StatusCode.ERROR
+    ]
+    assert [s.attributes["error.type"] for s in failed] == ["_OTHER", "_OTHER"]
+
+
 def test_every_string_from_the_test_is_redacted(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
@@ -276,6 +292,119 @@ def test_every_string_from_the_test_is_redacted(
     assert not [text for text in seen if "abcdefghijkl" in text]
     assert "invoke_agent run sk-proj-***" in seen
     assert "test_agent.py::test_x[sk-proj-***]" in seen
+
+
+@st.composite
+def call_tables(draw: st.DrawFn) -> CallTable:
+    """Random call tables: calls anywhere in a 100 s run, each with 0-3 LLM requests or tool
+    calls, timed or not, ok or not."""
+    n = draw(st.integers(1, 12))
+    times = st.floats(0.0, 100.0, allow_nan=False)
+    actual = [draw(times) for _ in range(n)]
+    end = [a + draw(st.floats(0.0, 5.0)) for a in actual]
+    status = [draw(st.sampled_from([0, 0, 1, 2])) for _ in range(n)]
+    rows: list[tuple[int, int, float, float, int]] = []
+    for i in range(n):
+        for _ in range(draw(st.integers(0, 3))):
+            timed = draw(st.booleans())
+            start = draw(st.floats(actual[i], end[i])) if timed else NAN
+            rows.append(
+                (
+                    i,
+                    draw(st.sampled_from([CHAT, TOOL])),
+                    start,
+                    start if timed else NAN,
+                    draw(st.sampled_from([0, 1])),
+                )
+            )
+    failed = [i for i in range(n) if status[i]]
+    return CallTable(
+        t0_unix=draw(st.floats(1.5e9, 2e9)),
+        start=floats(*actual),
+        actual=floats(*actual),
+        end=floats(*end),
+        status=codes(*status),
+        ttft=floats(*[NAN] * n),
+        input_tokens=ints(*[-1] * n),
+        output_tokens=ints(*[-1] * n),
+        cost=floats(*[NAN] * n),
+        model=ints(*[-1] * n),
+        error_rows=ints(*failed),
+        error_types=tuple("Timeout" if status[i] == 2 else "ValueError" for i in failed),
+        names=("m",),
+        spans=SpanTable(
+            call=ints(*[r[0] for r in rows]),
+            kind=codes(*[r[1] for r in rows]),
+            name=ints(*[0] * len(rows)),
+            provider=ints(*[-1] * len(rows)),
+            start=floats(*[r[2] for r in rows]),
+            end=floats(*[r[3] for r in rows]),
+            input_tokens=ints(*[-1] * len(rows)),
+            output_tokens=ints(*[-1] * len(rows)),
+            ttft=floats(*[NAN] * len(rows)),
+            ok=codes(*[r[4] for r in rows]),
+        ),
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(call_tables())
+def test_any_table_gives_one_trace_per_call_with_its_operations_inside_at_the_tables_times(
+    calls: CallTable,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        send(provider, make_record(calls))
+    finally:
+        provider.shutdown()
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 1 + len(calls) + len(calls.spans)
+    roots = {s.attributes["agentperf.call"]: s for s in spans if s.name.startswith("invoke_agent")}
+    assert sorted(roots) == list(range(len(calls)))
+    assert len({s.context.trace_id for s in roots.values()}) == len(calls)
+    row_of = {s.context.span_id: i for i, s in roots.items()}
+    children = sorted(
+        (s for s in spans if s.parent is not None),
+        key=lambda s: (row_of[s.parent.span_id], s.start_time),
+    )
+    error_type = calls.error_type()
+    for i, span in roots.items():
+        assert span.parent is None
+        assert span.start_time == otel.unix_ns(calls.t0_unix, float(calls.actual[i]))
+        assert span.end_time == otel.unix_ns(calls.t0_unix, float(calls.end[i]))
+        failed = int(calls.status[i]) != 0
+        assert (span.status.status_code is StatusCode.ERROR) is failed
+        assert span.attributes.get("error.type") == error_type[i]
+    assert sorted(row_of[s.parent.span_id] for s in children) == calls.spans.call.tolist()
+    for s in children:
+        call = roots[row_of[s.parent.span_id]]
+        if s.attributes.get("agentperf.timed") is False:
+            assert (s.start_time, s.end_time) == (call.start_time, call.end_time)
+        failed = s.status.status_code is StatusCode.ERROR
+        assert failed == (s.attributes.get("error.type") == "_OTHER")
+    for i in range(len(calls)):
+        rows = [r for r in range(len(calls.spans)) if calls.spans.call[r] == i]
+        table = sorted(
+            (
+                otel.unix_ns(calls.t0_unix, float(calls.spans.start[r])),
+                otel.unix_ns(calls.t0_unix, float(calls.spans.end[r])),
+            )
+            for r in rows
+            if not math.isnan(calls.spans.start[r])
+        )
+        sent = sorted(
+            (s.start_time, s.end_time)
+            for s in children
+            if row_of[s.parent.span_id] == i and "agentperf.timed" not in s.attributes
+        )
+        assert sent == table
+        assert sorted(
+            s.status.status_code is StatusCode.ERROR
+            for s in children
+            if row_of[s.parent.span_id] == i
+        ) == sorted(not calls.spans.ok[r] for r in rows)
 
 
 def test_runs_without_a_call_table_make_no_spans(
@@ -473,7 +602,7 @@ def test_without_a_provider_spans_go_over_otlp_http_to_the_endpoint_of_the_envir
     monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
     writer = otel.OtelWriter(environ={"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url})
     line = writer.write([make_record(make_calls())], ReportContext(plugin_version="0.1.0"))
-    assert line == f"8 OpenTelemetry traces spans sent to {collector.url}/v1/traces"
+    assert line == f"8 OpenTelemetry spans sent to {collector.url}/v1/traces"
     received = collector.spans()
     assert sorted(s.name for _, s in received) == sorted(
         ["agentperf run triage"]
@@ -533,10 +662,12 @@ def test_an_endpoint_nobody_listens_on_fails_the_report_naming_it(
     server = Collector()  # bound, then closed: the port is free and refuses connections
     url = server.url
     server.server_close()
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")
+    # long enough for one retry: the exporter logs the refused connection before it retries
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "3")
     writer = otel.OtelWriter(environ={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": url + "/v1/traces"})
-    with pytest.raises(otel.TraceExportError, match=f"spans not sent to {url}/v1/traces"):
+    with pytest.raises(otel.TraceExportError, match=f"spans not sent to {url}/v1/traces") as e:
         writer.write([make_record(make_calls())], ReportContext(plugin_version="0"))
+    assert "Connection refused" in str(e.value)  # the exporter's reason, from its log
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -622,7 +753,7 @@ def test_end_to_end_spans_reach_the_provider_configured_in_conftest(
     result = run_project(pytester, "--agentperf-otel", *(["-n", "2"] if xdist else []))
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
-        ["agentperf: 50 OpenTelemetry traces spans sent to the configured TracerProvider"]
+        ["agentperf: 50 OpenTelemetry spans sent to the configured TracerProvider"]
     )
     spans = read_spans(pytester)
     # per run: 1 run span, 8 calls, each with one chat and one tool span
@@ -672,7 +803,7 @@ def test_end_to_end_over_otlp_http_from_the_environment(
     result = run_project(pytester, "--agentperf-otel")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
-        [f"agentperf: 50 OpenTelemetry traces spans sent to {collector.url}/v1/traces"]
+        [f"agentperf: 50 OpenTelemetry spans sent to {collector.url}/v1/traces"]
     )
     received = collector.spans()
     assert len(received) == 50

@@ -41,6 +41,7 @@ from ..results import CHAT, TOOL, CallTable
 from .protocol import ReportContext
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
@@ -215,7 +216,7 @@ def _record_spans(tracer: Tracer, record: RunRecord, calls: CallTable) -> Iterat
                     "agentperf.intended_start": intended[i],
                     "agentperf.ttft": _known(ttft[i]),
                     "agentperf.cost_usd": _known(cost[i]),
-                    "error.type": error_type[i],
+                    "error.type": error_type[i] or (UNTYPED_ERROR if status[i] else None),
                 }
             ),
             start_time=start_ns,
@@ -233,7 +234,7 @@ def _child_span(
     tracer: Tracer,
     calls: CallTable,
     r: int,
-    parent: Any,
+    parent: Context,
     call_start_ns: int,
     call_end_ns: int,
 ) -> None:
@@ -285,18 +286,30 @@ def configured_provider() -> TracerProvider | None:
 
 
 class _ErrorLog(logging.Handler):
-    """Keeps the last error the OTLP exporter logged: it returns a bare FAILURE, and the why
-    (status code, connection refused) is only in its log."""
+    """Keeps what the OTLP exporter logged: it returns a bare FAILURE, and the why (a status
+    code, a refused connection) is only in its log: the first transient error (a warning,
+    before it retries) and the last error (when it gives up)."""
 
     def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.last: str | None = None
+        super().__init__(logging.WARNING)
+        self.first_warning: str | None = None
+        self.last_error: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.last = record.getMessage()
+            message = record.getMessage()
         except Exception:  # a log record that cannot format must not cost the report
-            self.last = str(record.msg)
+            message = str(record.msg)
+        if record.levelno >= logging.ERROR:
+            self.last_error = message
+        elif self.first_warning is None:
+            self.first_warning = message
+
+    def reason(self) -> str | None:
+        """What went wrong, as the exporter said it; None when it said nothing."""
+        if self.last_error and self.first_warning:
+            return f"{self.last_error} (first: {self.first_warning})"
+        return self.last_error or self.first_warning
 
 
 @contextmanager
@@ -393,16 +406,16 @@ class OtelWriter:
             finally:
                 own.shutdown()
         if exporter.failed:
-            why = exporter.problem or errors.last or "the exporter gave no reason"
+            why = exporter.problem or errors.reason() or "the exporter gave no reason"
             raise TraceExportError(
                 f"{exporter.failed} of {made} spans not sent to {self.target}: {redact(why)}"
                 " (check OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)"
             )
-        return f"{made} {self.label} spans sent to {self.target}"
+        return f"{made} OpenTelemetry spans sent to {self.target}"
 
     def _to(self, provider: Any, records: Sequence[RunRecord], context: ReportContext) -> str:
         made = self._send(provider, records, context)
-        return f"{made} {self.label} spans sent to the configured {type(provider).__name__}"
+        return f"{made} OpenTelemetry spans sent to the configured {type(provider).__name__}"
 
     def _send(self, provider: Any, records: Sequence[RunRecord], context: ReportContext) -> int:
         tracer = provider.get_tracer("pytest_agentperf", context.plugin_version)
