@@ -434,11 +434,12 @@ def long_run(n: int) -> CallTable:
 
 def test_spans_are_flushed_every_flush_every_spans(provider: TracerProvider) -> None:
     flushes: list[int] = []
-    made = otel.emit_spans(
-        provider.get_tracer("t"),
-        [make_record(long_run(5000))],
-        flush=lambda: flushes.append(1),
-    )
+
+    def flush() -> bool:
+        flushes.append(1)
+        return True
+
+    made = otel.emit_spans(provider.get_tracer("t"), [make_record(long_run(5000))], flush=flush)
     assert made == 5001
     assert len(flushes) == 5001 // otel.FLUSH_EVERY == 4
 
@@ -477,7 +478,8 @@ def test_a_provider_that_does_not_flush_fails_the_report(exporter: InMemorySpanE
     )
     assert failed
     assert line == (
-        "ERROR: OpenTelemetry traces not written: the Stuck did not flush 8 spans within 30 s"
+        "ERROR: OpenTelemetry traces not written: "
+        "the configured Stuck did not flush 8 spans within 30 s"
     )
 
 
@@ -654,6 +656,25 @@ def test_an_endpoint_that_refuses_the_spans_fails_the_report_naming_it(
     prefix = "ERROR: OpenTelemetry traces not written: 8 of 8 spans not sent to"
     assert line.startswith(f"{prefix} {server.url}/v1/traces: ")
     assert "400" in line
+
+
+def test_after_a_failed_export_no_more_spans_are_made() -> None:
+    """An endpoint that is down costs one export, not one per batch of a long run."""
+    server = Collector(status=400)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        writer = otel.OtelWriter(environ={"OTEL_EXPORTER_OTLP_ENDPOINT": server.url})
+        with pytest.raises(otel.TraceExportError) as failure:
+            writer.write([make_record(long_run(5000))], ReportContext(plugin_version="0"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(failure.value)
+    assert message.startswith(
+        f"1024 of 1024 spans not sent to {server.url}/v1/traces (3977 more not made after that): "
+    )
+    assert otel.count_spans([make_record(long_run(5000))]) == 5001
 
 
 def test_an_endpoint_nobody_listens_on_fails_the_report_naming_it(

@@ -108,15 +108,26 @@ def _tokens(value: int) -> int | None:
     return value if value >= 0 else None
 
 
+def count_spans(records: Sequence[RunRecord]) -> int:
+    """How many spans ``emit_spans`` makes of ``records``."""
+    return sum(
+        1 + len(r.result.calls) + len(r.result.calls.spans)
+        for r in records
+        if r.result.calls is not None and len(r.result.calls)
+    )
+
+
 def emit_spans(
     tracer: Tracer,
     records: Sequence[RunRecord],
     *,
-    flush: Callable[[], object] | None = None,
+    flush: Callable[[], bool] | None = None,
 ) -> int:
     """Make the spans of every record that kept its calls; return how many were made.
 
-    ``flush`` is called every ``FLUSH_EVERY`` spans (the provider's ``force_flush``).
+    ``flush`` is called every ``FLUSH_EVERY`` spans (it flushes the provider); when it returns
+    False (the spans cannot be delivered) no more spans are made, so an endpoint that is down
+    costs one export timeout, not one per batch of a long run.
     """
     made = 0
     for record in records:
@@ -125,8 +136,8 @@ def emit_spans(
             continue
         for count in _record_spans(tracer, record, calls):
             before, made = made, made + count
-            if flush is not None and made // FLUSH_EVERY > before // FLUSH_EVERY:
-                flush()
+            if flush is not None and made // FLUSH_EVERY > before // FLUSH_EVERY and not flush():
+                return made
     return made
 
 
@@ -397,36 +408,54 @@ class OtelWriter:
     def write(self, records: Sequence[RunRecord], context: ReportContext) -> str:
         _import_otel()
         provider = self.provider or configured_provider()
-        if provider is not None:
-            return self._to(provider, records, context)
+        if provider is not None:  # the user's: its exporters report their own failures
+            where = f"the configured {type(provider).__name__}"
+            made, flushed = self._send(provider, records, context, lambda: True)
+            if not flushed:
+                raise TraceExportError(
+                    f"{where} did not flush {made} spans within {FLUSH_TIMEOUT_MS // 1000} s"
+                )
+            return f"{made} OpenTelemetry spans sent to {where}"
         own, exporter = _own_provider(self.environ)
         with _exporter_errors() as errors:
             try:
-                made = self._send(own, records, context)
+                made, flushed = self._send(own, records, context, lambda: not exporter.failed)
             finally:
                 own.shutdown()
-        if exporter.failed:
-            why = exporter.problem or errors.reason() or "the exporter gave no reason"
+        if exporter.failed or not flushed:
+            why = exporter.problem or errors.reason() or "not flushed in time"
+            left = count_spans(records) - made
             raise TraceExportError(
-                f"{exporter.failed} of {made} spans not sent to {self.target}: {redact(why)}"
-                " (check OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)"
+                f"{exporter.failed or made} of {made} spans not sent to {self.target}"
+                + (f" ({left} more not made after that)" if left else "")
+                + f": {redact(why)} (check OTEL_EXPORTER_OTLP_ENDPOINT / "
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)"
             )
         return f"{made} OpenTelemetry spans sent to {self.target}"
 
-    def _to(self, provider: Any, records: Sequence[RunRecord], context: ReportContext) -> str:
-        made = self._send(provider, records, context)
-        return f"{made} OpenTelemetry spans sent to the configured {type(provider).__name__}"
-
-    def _send(self, provider: Any, records: Sequence[RunRecord], context: ReportContext) -> int:
+    @staticmethod
+    def _send(
+        provider: Any,
+        records: Sequence[RunRecord],
+        context: ReportContext,
+        delivered: Callable[[], bool],
+    ) -> tuple[int, bool]:
+        """Make the spans with ``provider``, flushing it as they are made and at the end;
+        return how many were made and whether every flush finished in time. ``delivered``
+        says whether the spans flushed so far arrived (else no more are made)."""
         tracer = provider.get_tracer("pytest_agentperf", context.plugin_version)
-        flush = getattr(provider, "force_flush", None)
+        force_flush = getattr(provider, "force_flush", None)
+        flushed = True
+
+        def flush() -> bool:
+            nonlocal flushed
+            if force_flush is not None and not force_flush(FLUSH_TIMEOUT_MS):
+                flushed = False
+            return flushed and delivered()
+
         made = emit_spans(tracer, records, flush=flush)
-        if flush is not None and not flush(FLUSH_TIMEOUT_MS):
-            raise TraceExportError(
-                f"the {type(provider).__name__} did not flush {made} spans within "
-                f"{FLUSH_TIMEOUT_MS // 1000} s"
-            )
-        return made
+        flush()
+        return made, flushed
 
 
 def create(value: str | None, options: Mapping[str, Any]) -> OtelWriter:
