@@ -857,3 +857,53 @@ def test_end_to_end_an_unreachable_endpoint_fails_the_session_naming_it(
         [f"agentperf: ERROR: OpenTelemetry traces not written: 50 of 50 spans not sent to {url}*"]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+GATED_TESTS = """
+import pytest
+from agents import make
+
+@pytest.mark.agent_perf(requests=30)
+def test_one(agentperf):
+    agentperf.run(make("one"), name="main")
+
+@pytest.mark.agent_perf(requests=30, p95="1ms")
+def test_budget(agentperf):
+    agentperf.run(make("two"), name="main")
+"""
+# The machine is reported quiet (see test_gate_plugin.py): the other xdist worker's load must
+# not turn the regression INCONCLUSIVE.
+QUIET_MACHINE = """
+import pytest
+import pytest_agentperf.observers.contention as contention
+
+@pytest.fixture(autouse=True)
+def quiet_machine(monkeypatch):
+    monkeypatch.setattr(contention, "read_cpu_times", lambda: (None, "unavailable"))
+"""
+
+
+def test_end_to_end_a_broken_budget_and_a_regression_mark_their_run_spans(
+    agents: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DELAY_ONE", raising=False)
+    monkeypatch.delenv("DELAY_TWO", raising=False)
+    agents.makeconftest(CONFTEST + QUIET_MACHINE)
+    agents.makepyfile(test_perf=GATED_TESTS)
+    args = ("-p", "no:randomly", "-p", "no:cacheprovider")
+    saved = agents.runpytest_subprocess(*args, "--agentperf-baseline", "-k", "test_one")
+    saved.assert_outcomes(passed=1, deselected=1)
+    monkeypatch.setenv("DELAY_ONE", "0.05")  # 5x slower than its baseline
+    result = agents.runpytest_subprocess(*args, "--agentperf-otel", "--agentperf-tolerance=100%")
+    result.assert_outcomes(failed=2)
+    runs = {
+        s["attributes"]["agentperf.test"]: s
+        for s in read_spans(agents)
+        if s["name"] == "agentperf run main"
+    }
+    assert runs["test_perf.py::test_one"]["attributes"]["agentperf.status"] == "REGRESSED"
+    assert runs["test_perf.py::test_budget"]["attributes"]["agentperf.status"] == "FAIL"
+    assert {s["status"] for s in runs.values()} == {"ERROR"}
+    calls = [s for s in read_spans(agents) if s["name"] == "invoke_agent main"]
+    assert len(calls) == 60
+    assert {s["status"] for s in calls} == {"UNSET"}  # the calls themselves all succeeded
