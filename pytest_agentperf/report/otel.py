@@ -16,8 +16,10 @@ What is sent, per run that kept its calls (``PerfResult.calls``):
 
 A trace per call is the shape the conventions and every tracing backend expect (one request,
 one trace: latency views and LangSmith's runs read the root span); the link and the
-``agentperf.test`` / ``agentperf.run`` attributes find a run's calls. Spans are made after the
-run, from the call table, with explicit timestamps: tracing adds nothing to a measured call.
+``agentperf.test`` / ``agentperf.run`` attributes find a run's calls. Spans are made at the end
+of the session, from the call table, with explicit timestamps: tracing adds nothing to a
+measured call. Attribute names are those of the GenAI conventions (``time_to_first_chunk``:
+semantic-conventions #3607, on inference spans).
 
 Spans go to the tracer provider the user configured (``trace.set_tracer_provider``, e.g. in a
 ``conftest.py``, or ``opentelemetry-instrument``), else to a provider of our own that sends them
