@@ -156,6 +156,15 @@ WRITERS: tuple[WriterEntry, ...] = (
         ),
         needs_calls=True,
     ),
+    WriterEntry(
+        "otel",
+        f"{__name__}.otel",
+        option="--agentperf-otel",
+        metavar=None,
+        help="send each measured call as OpenTelemetry GenAI spans (the configured tracer "
+        "provider, else OTLP/HTTP from OTEL_EXPORTER_OTLP_*; needs the [otel] extra)",
+        needs_calls=True,
+    ),
 )
 """Every built-in output, in the order they are written."""
 
