@@ -429,17 +429,6 @@ def _actual(log: CallLog, start: FloatArray, n: int, t0: float) -> FloatArray:
     return out
 
 
-def _renumber_objects(
-    rows: IntArray, values: Sequence[U], new_row: IntArray
-) -> tuple[IntArray, list[U]]:
-    """Sparse (row, object) pairs moved to their calls' rows after the sort, ascending."""
-    if not rows.size:
-        return rows, list(values)
-    moved = new_row[rows]
-    order = np.argsort(moved, kind="stable")
-    return moved[order], [values[i] for i in order.tolist()]
-
-
 def _join_pairs(
     parts: list[tuple[IntArray, list[IntArray]]], width: int
 ) -> tuple[IntArray, list[IntArray]]:
@@ -448,15 +437,32 @@ def _join_pairs(
     return rows, [_join([values[i] for _, values in parts]) for i in range(width)]
 
 
+def _moved(rows: IntArray, new_row: IntArray) -> tuple[IntArray, IntArray]:
+    """Sparse rows moved to their calls' new rows after the sort, ascending again, and the
+    order that puts their values in step."""
+    moved = new_row[rows]
+    order = np.argsort(moved, kind="stable")
+    return moved[order], order
+
+
 def _renumber(
     rows: IntArray, values: Sequence[IntArray], new_row: IntArray
 ) -> tuple[IntArray, list[IntArray]]:
-    """Sparse pairs moved to their calls' rows after the sort, ascending again."""
+    """Sparse (row, value...) pairs moved with their calls by the sort."""
     if not rows.size:
         return rows, list(values)
-    moved = new_row[rows]
-    order = np.argsort(moved, kind="stable")
-    return moved[order], [v[order] for v in values]
+    moved, order = _moved(rows, new_row)
+    return moved, [v[order] for v in values]
+
+
+def _renumber_objects(
+    rows: IntArray, values: Sequence[U], new_row: IntArray
+) -> tuple[IntArray, list[U]]:
+    """Sparse (row, object) pairs moved with their calls by the sort."""
+    if not rows.size:
+        return rows, list(values)
+    moved, order = _moved(rows, new_row)
+    return moved, [values[i] for i in order.tolist()]
 
 
 def merge_counters(logs: Iterable[CallLog]) -> dict[str, int]:
