@@ -165,6 +165,14 @@ WRITERS: tuple[WriterEntry, ...] = (
         "provider, else OTLP/HTTP from OTEL_EXPORTER_OTLP_*; needs the [otel] extra)",
         needs_calls=True,
     ),
+    WriterEntry(
+        "html",
+        f"{__name__}.html",
+        option="--agentperf-html",
+        help="write a self-contained HTML dashboard of the runs to PATH (charts, no network; "
+        "needs the [html] extra)",
+        needs_calls=True,
+    ),
 )
 """Every built-in output, in the order they are written."""
 
