@@ -370,6 +370,7 @@ def run_view(index: int, record: RunRecord, label: str, cells: Sequence[str]) ->
         "missing": missing,
         "cut": bool(data["calls"] and data["calls"]["cut"]),
         "shown": data["calls"]["shown"] if data["calls"] else 0,
+        "calls_n": data["calls"]["n"] if data["calls"] else 0,
         "data": data,
     }
 
