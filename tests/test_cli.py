@@ -118,9 +118,9 @@ def test_python_dash_m_runs_the_same_command(results: Path, tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    nowhere = str(tmp_path / "no.json")
     missing = subprocess.run(
-        [sys.executable, "-m", "pytest_agentperf", "report", str(tmp_path / "no.json")]
-        + ["--html", str(out)],
+        [sys.executable, "-m", "pytest_agentperf", "report", nowhere, "--html", str(out)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -251,9 +251,7 @@ def test_without_the_call_table_the_page_says_what_is_missing() -> None:
     from pytest_agentperf.record import RunRecord
     from pytest_agentperf.report.html import render
 
-    page = render(
-        [RunRecord.of("t.py::test_a", make_result([0.1, 0.2, 0.3]))], plugin_version="x"
-    )
+    page = render([RunRecord.of("t.py::test_a", make_result([0.1, 0.2, 0.3]))], plugin_version="x")
     run = _data(page)["runs"][0]
     assert run["calls"] is None and run["windows"] is None
     assert sum(run["latency"]["hist"]["counts"]) == 3  # drawn from the latency samples
@@ -363,8 +361,9 @@ def test_a_page_rendered_from_a_json_report_without_calls_opens_cleanly(
     out = project.path / "from-json.html"
     assert main(["report", str(project.path / "r.json"), "--html", str(out)]) == 0
     browser.get(out.as_uri())
-    kinds = browser.execute_script("return window.agentperfCharts.map(function (c) {"
-                                   " return c.kind; })")
+    kinds = browser.execute_script(
+        "return window.agentperfCharts.map(function (c) { return c.kind; })"
+    )
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     assert kinds.count("latency-hist") == 3 and "latency-time" not in kinds
     assert "Not in this report: the per-call table" in out.read_text(encoding="utf-8")
@@ -375,7 +374,7 @@ def test_the_browser_test_fails_in_ci_without_a_browser_and_skips_elsewhere(
 ) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="must run in CI.*chromium-driver"):
+    with pytest.raises(pytest.fail.Exception, match=r"must run in CI.*chromium-driver"):
         _browser_or_skip()
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="Chromium and chromedriver"):

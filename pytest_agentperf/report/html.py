@@ -145,9 +145,6 @@ def _calls_data(calls: CallTable) -> dict[str, Any]:
     tokens_out = calls.output_tokens[rows].astype(np.float64)
     tokens_in[tokens_in < 0] = np.nan
     tokens_out[tokens_out < 0] = np.nan
-    names = calls.names
-    models = [names[m] if m >= 0 else None for m in calls.model[rows].tolist()]
-    types = calls.error_type()
     return {
         "n": len(calls),
         "shown": int(rows.size),
@@ -161,8 +158,6 @@ def _calls_data(calls: CallTable) -> dict[str, Any]:
         "cost": [
             None if not math.isfinite(c) else float(f"{c:.4g}") for c in calls.cost[rows].tolist()
         ],
-        "models": models,
-        "error_types": [types[i] for i in rows.tolist()],
     }
 
 

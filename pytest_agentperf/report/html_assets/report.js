@@ -49,7 +49,7 @@
   }
 
   function secondsAxis(label) {
-    return { label: label, values: function (u, v) { return v.map(function (x) { return fmtMs(x); }); } };
+    return { label: label, size: 72, values: function (u, v) { return v.map(function (x) { return fmtMs(x); }); } };
   }
 
   function fmtMs(x) {
@@ -69,7 +69,7 @@
       series: [
         { label: "latency", value: function (u, v) { return fmtMs(v); } },
         { label: "calls", stroke: COLORS.ok, fill: "rgba(9,105,218,0.25)",
-          paths: uPlot.paths.stepped({ align: 1 }) },
+          paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } },
       ],
     }, [x, y]);
   }
@@ -81,7 +81,8 @@
       axes: [secondsAxis("latency"), { label: "share of calls" }],
       series: [
         { label: "latency", value: function (u, v) { return fmtMs(v); } },
-        { label: "share", stroke: COLORS.ok, paths: uPlot.paths.stepped({ align: 1 }) },
+        { label: "share", stroke: COLORS.ok, paths: uPlot.paths.stepped({ align: 1 }),
+          points: { show: false } },
       ],
     }, [ms(c.x), c.p]);
   }
@@ -154,7 +155,7 @@
       plot(runId, "cost", container, "Cost of each call by start time", "", {
         scales: { x: { time: false } },
         axes: [{ label: "start (s into the run)" }, { label: "USD", size: 80,
-          values: function (u, v) { return v.map(function (x) { return x === null ? "" : "$" + x.toPrecision(2); }); } }],
+          values: function (u, v) { return v.map(function (x) { return x === null ? "" : "$" + x.toPrecision(3); }); } }],
         series: [{ label: "start" }, points("cost $", COLORS.timeout, 3)],
       }, [calls.start, calls.cost]);
     }
