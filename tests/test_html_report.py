@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
@@ -92,20 +93,38 @@ def _text_outside_scripts(page: str) -> str:
     return re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S)
 
 
-@pytest.fixture
-def report(project: pytest.Pytester) -> Path:
-    """A page made end to end: the runs recorded as a baseline, then measured again and compared
-    (a shared fixture so the browser test and the text tests see the same page)."""
-    # in subprocesses: usage recorded by an agent module of an in-process run was not seen
-    project.runpytest_subprocess("--agentperf-baseline").assert_outcomes(passed=3)
-    result = project.runpytest_subprocess(
+def _pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A page made end to end, once for the module (each session takes seconds): the runs
+    recorded as a baseline, then measured again and compared. In subprocesses, as pytester's
+    in-process runs keep part of the package loaded between sessions."""
+    folder = tmp_path_factory.mktemp("html_project")
+    (folder / "pytest.ini").write_text(INI, encoding="utf-8")
+    (folder / "agents_html.py").write_text(AGENTS, encoding="utf-8")
+    (folder / "test_html.py").write_text(TESTS, encoding="utf-8")
+    baseline = _pytest(folder, "--agentperf-baseline")
+    assert baseline.returncode == 0, baseline.stdout + baseline.stderr
+    measured = _pytest(
+        folder,
         "--agentperf-html=out/report.html",
         "--agentperf-json=out/r.json",
         "--agentperf-regression=warn",  # a noisy machine must not fail the page's runs
     )
-    result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines(["*HTML report written to *report.html"])
-    return project.path / "out" / "report.html"
+    assert measured.returncode == 0, measured.stdout + measured.stderr
+    assert "HTML report written to" in measured.stdout
+    return folder / "out" / "report.html"
 
 
 # ----------------------------------------------------------------------------- the page as text
