@@ -398,3 +398,22 @@ def test_the_browser_test_fails_in_ci_without_a_browser_and_skips_elsewhere(
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="Chromium and chromedriver"):
         _browser_or_skip()
+
+
+def test_every_asset_of_the_page_is_package_data() -> None:
+    """The wheel carries the template, our script and styles, and uPlot with its licence."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parent.parent
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["pytest_agentperf"]
+    package = root / "pytest_agentperf"
+    assets = [p for p in (package / "report" / "html_assets").rglob("*") if p.is_file()]
+    names = {p.name for p in assets}
+    assert {"report.html.j2", "report.js", "report.css", "uPlot.iife.min.js"} <= names
+    assert {"uPlot.min.css", "uPlot.LICENSE"} <= names
+    for asset in assets:
+        relative = asset.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(relative, p) for p in patterns), relative
