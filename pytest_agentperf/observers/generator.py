@@ -32,7 +32,7 @@ from .windows import window_edges
 
 SAMPLE_EVERY = 0.1
 """Seconds between CPU and thread samples (taken on the monitor's tick, so at most this often)."""
-LAG_PERIOD = 0.02
+LAG_PERIOD = 0.05
 """Seconds between the event-loop lag ticks of an async run."""
 MAX_SAMPLES = 50_000
 """Samples kept per series (an hour at ``SAMPLE_EVERY``); later ones only move the totals."""
