@@ -308,3 +308,32 @@ def test_findings_in_the_markdown_summary_unless_off() -> None:
     assert "**warning** rate-limited: t.py::t: 80% of the errors are RateLimitError" in text
     off = summary([_noisy()], ReportContext("0", findings=False)).text()
     assert "### Findings" not in off
+
+
+def test_a_concurrency_sweep_in_a_session_names_its_saturation_point(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        test_sweep="""
+        import threading, time, pytest
+
+        SERVER = threading.Semaphore(2)  # a server that serves two calls at a time
+
+        def agent():
+            with SERVER:
+                time.sleep(0.02)
+
+        @pytest.mark.parametrize("c", [1, 2, 4, 8])
+        def test_sweep(agentperf, c):
+            agentperf.run(agent, requests=40, concurrency=c, warmup=0)
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly", "--agentperf-json=out.json")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*: throughput-saturated: throughput stopped growing at *"])
+    runs = json.loads((pytester.path / "out.json").read_text())["runs"]
+    found = [f for r in runs for f in r["findings"] if f["rule"] == "throughput-saturated"]
+    assert len(found) == 1
+    assert found[0]["evidence"]["concurrencies"] == [1, 2, 4, 8]
+    assert found[0]["evidence"]["concurrency"] in (2, 4)  # 2 on a quiet machine
