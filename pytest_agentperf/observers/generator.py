@@ -86,7 +86,7 @@ class GeneratorWatch:
         self._stopped: tuple[float, float] | None = None
         self._samples: list[tuple[float, float, int]] = []
         self._last = -SAMPLE_EVERY
-        self._threads = ThreadCounter()
+        self._threads: ThreadCounter | None = None  # opened when the run starts, closed at its end
         self._most_threads = 0
         self._lags: list[tuple[float, float]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -96,6 +96,7 @@ class GeneratorWatch:
 
     def on_start(self, t0: float) -> None:
         self._t0 = t0
+        self._threads = ThreadCounter()
         self._cpu0 = time.process_time()
         self._sample(max(0.0, time.perf_counter() - t0))
         try:
@@ -118,7 +119,9 @@ class GeneratorWatch:
         elapsed = time.perf_counter() - self._t0
         self._sample(elapsed, force=True)
         self._stopped = (elapsed, time.process_time())
-        self._threads.close()
+        counter, self._threads = self._threads, None
+        if counter is not None:
+            counter.close()
 
     def result_fields(self, log: MergedLog, duration: float) -> dict[str, Any]:
         return {"generator": self.figures(len(log), duration)}
@@ -127,7 +130,8 @@ class GeneratorWatch:
 
     def _sample(self, elapsed: float, *, force: bool = False) -> None:
         self._last = elapsed
-        threads = self._threads()
+        counter = self._threads
+        threads = counter() if counter is not None else threading.active_count()
         self._most_threads = max(self._most_threads, threads)
         if force or len(self._samples) < MAX_SAMPLES:
             self._samples.append((elapsed, time.process_time(), threads))
