@@ -15,6 +15,7 @@ from .baseline.comparison import with_first_run
 from .budgets import raise_if_broken, small_sample_warnings
 from .engine import ProgressSink, RawRun, RunObserver, arun_load, run_load
 from .errors import SettingsError
+from .findings import run_findings, warnings_of
 from .integrations.langchain import activate as langchain_hook
 from .observers.memory import PROFILE_CALLS, aprofile_agent, profile_agent
 from .observers.windows import LiveWindow
@@ -267,13 +268,13 @@ class AgentPerf:
             whatif=self._pipeline.whatif_models,
             monthly_calls=self._pipeline.monthly_calls,
         )
-        record = RunRecord.of(
-            self._test_id,
-            result,
-            warnings=tuple(warnings),
-            cost_projection=projection,
-            checked=check,
-        )
+        record = RunRecord.of(self._test_id, result, cost_projection=projection, checked=check)
+        findings = run_findings(record)
+        for message in warnings_of(findings):  # e.g. the load generator saturated
+            warnings.append(message)
+            if self._warn is not None:
+                self._warn(f"{self._label(name)}: {message}")
+        record = replace(record, warnings=tuple(warnings), findings=findings)
         self.results.append(result)
         self.records.append(record)
         if check:

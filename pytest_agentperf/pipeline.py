@@ -1,8 +1,9 @@
 """The stages every run of a process goes through, set up once per process by the plugin.
 
 ``RunPipeline`` holds the session's options (scale, prices, what-if models), the progress line
-factory, the observer factories (memory, live windows, early abort, contention) and the hooks
-after a run (baseline comparison) and after its record (the regression gate). No pytest here.
+factory, the observer factories (memory, live windows, early abort, contention, the load
+generator watch) and the hooks after a run (baseline comparison) and after its record (the
+regression gate). No pytest here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Protocol
 from .engine import ProgressSink, RunObserver
 from .observers.abort import AbortMonitor
 from .observers.contention import contention_observers
+from .observers.generator import generator_observers
 from .observers.memory import MemorySampler
 from .observers.windows import LiveWindow
 from .pricing import PriceTable
@@ -65,7 +67,7 @@ class RunPipeline:
     monthly_calls: int | None = None
     progress: Callable[[str], ProgressSink | None] | None = None
     observer_factories: list[ObserverFactory] = field(
-        default_factory=lambda: [soak_observers, contention_observers]
+        default_factory=lambda: [soak_observers, contention_observers, generator_observers]
     )
     confirm: bool = False
     """``--agentperf-confirm``: a regressed run is measured once more before it fails."""

@@ -109,6 +109,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="also show what each run would cost with the same tokens on these models",
     )
+    group.addoption(
+        "--agentperf-findings",
+        choices=("on", "off"),
+        default="on",
+        help="list the findings (what to do, with the evidence) under the summary table and in "
+        "the Markdown summary (default on; the JSON report always has them)",
+    )
     parser.addini(
         "agentperf_prices",
         "JSON price file (LiteLLM's schema) merged over the bundled prices; relative to rootdir",
@@ -548,6 +555,10 @@ class _Collector:
                 complete=self.passed,
             )
             self.failures += [self.saved] if failed and self.saved else []
+        if self.records:  # the cross-run rules (a concurrency sweep), before any writer
+            from .findings import session_findings
+
+            self.records = session_findings(self.records)
         self.config.hook.pytest_agentperf_session_finished(
             config=self.config, records=tuple(self.records)
         )
@@ -581,6 +592,7 @@ class _Collector:
                 echo=self.section.append,
                 width=_table_width(self.config),
                 columns=_table_columns(self.config),
+                findings=self.config.getoption("agentperf_findings") != "off",
             )
         return self._context
 

@@ -51,14 +51,31 @@ class RunStatus(str, Enum):
         return self.value
 
 
+class Severity(str, Enum):
+    """How much a finding matters: ``warning`` when the figures may mislead or money is being
+    lost, ``info`` for a hint."""
+
+    INFO = "info"
+    WARNING = "warning"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Finding:
-    """A rule's conclusion about a run: what to do, and the evidence behind it."""
+    """A rule's conclusion about a run (``pytest_agentperf.findings``): what it saw, the
+    evidence behind it and what to do."""
 
     rule: str
-    """The rule's name, e.g. "rate-limited"."""
+    """The rule's id, e.g. "rate-limited"."""
     message: str
+    """What the rule saw, in a sentence."""
     evidence: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """The figures the rule used, by name (JSON numbers, strings or lists of them)."""
+    advice: str = ""
+    """What to do about it."""
+    severity: Severity = Severity.INFO
 
 
 @dataclass(frozen=True)
@@ -85,6 +102,7 @@ class RunRecord:
         result: PerfResult,
         *,
         warnings: tuple[str, ...] = (),
+        findings: tuple[Finding, ...] = (),
         cost_projection: CostProjection | None = None,
         checked: bool = True,
     ) -> RunRecord:
@@ -95,6 +113,7 @@ class RunRecord:
             status=status_of(result),
             result=result,
             warnings=warnings,
+            findings=findings,
             cost_projection=cost_projection,
             checked=checked,
         )

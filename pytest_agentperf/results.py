@@ -234,6 +234,49 @@ class Contention:
 
 
 @dataclass(frozen=True)
+class GeneratorWindow:
+    """The load generator (this test process) during one window of a run: the same edges as
+    the run's ``windows``."""
+
+    start: float
+    end: float
+    cpu: float | None = None
+    """CPU (user + system) of this process as a share of one core (1.0 = one core busy)."""
+    loop_lag_p99: float | None = None
+    """Async runs: p99 of how late a scheduled event-loop tick fired, seconds."""
+    threads: int | None = None
+    """The most threads this process had in the window."""
+
+
+@dataclass(frozen=True)
+class LoadGenerator:
+    """How busy the test process itself (the load generator) was while the run was measured.
+
+    When it saturates (``findings.GENERATOR_CPU`` of one core on an async run, or event-loop lag
+    p99 above ``findings.GENERATOR_LAG``), the measured latencies include the test's own
+    queueing, not only the agent's. None where not measured.
+    """
+
+    interval: float | None = None
+    """Seconds of the measured phase the figures cover."""
+    cpu_one_core: float | None = None
+    """CPU (user + system) of this process over the run, as a share of one core (can pass 1.0
+    with several threads on several cores)."""
+    cpu_all_cores: float | None = None
+    """The same as a share of all the machine's cores (0-1)."""
+    cores: int | None = None
+    event_loop: bool = False
+    """True for an async run (the calls shared one event loop, whose lag is measured)."""
+    loop_lag_p99: float | None = None
+    """p99 of how late a ``call_at`` tick every ``LAG_PERIOD`` fired, seconds (async runs)."""
+    loop_lag_max: float | None = None
+    threads: int | None = None
+    """The most threads this process had during the run."""
+    windows: tuple[GeneratorWindow, ...] = ()
+    """The figures per window of the run (the edges of ``PerfResult.windows``)."""
+
+
+@dataclass(frozen=True)
 class CpuTime:
     """CPU time the agent's calls used, beside their wall time.
 
@@ -415,6 +458,8 @@ class PerfResult:
     time_share: TimeShare = field(default_factory=TimeShare)
     windows: tuple[Window, ...] = ()
     contention: Contention = field(default_factory=Contention)
+    generator: LoadGenerator = field(default_factory=LoadGenerator)
+    """How busy the test process (the load generator) was during the run."""
     cpu: CpuTime = field(default_factory=CpuTime)
     budgets: tuple[BudgetCheck, ...] = ()
     comparison: Comparison | None = None

@@ -195,10 +195,12 @@ def test_findings_are_listed_under_their_run_escaped() -> None:
     from pytest_agentperf.report.html import render
 
     record = RunRecord.of("t.py::test_a", make_result([0.1, 0.2, 0.3]))
-    finding = Finding("rate-limited", "most errors are 429s" + EVIL, {"share": 0.9})
+    finding = Finding(
+        "rate-limited", "most errors are 429s" + EVIL, {"share": 0.9}, advice="add backoff" + EVIL
+    )
     page = render([replace(record, findings=(finding,))], plugin_version="x")
-    assert "<strong>rate-limited</strong>: most errors are 429s&lt;img" in page
-    assert "share=0.9" in page
+    assert "<strong>rate-limited</strong> (info): most errors are 429s&lt;img" in page
+    assert "share=0.9" in page and "; add backoff&lt;img" in page
 
 
 def test_a_missing_jinja2_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

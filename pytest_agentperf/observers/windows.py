@@ -66,6 +66,14 @@ def _edges(duration: float, window: float) -> list[tuple[float, float]]:
     return edges
 
 
+def window_edges(
+    duration: float, calls: int = 0, window: float | None = None
+) -> list[tuple[float, float]]:
+    """The (start, end) of each window of a run of ``duration`` seconds and ``calls`` calls,
+    as ``compute_windows`` cuts it (other per-window series use the same edges)."""
+    return _edges(duration, choose_window(duration, calls, window))
+
+
 def compute_windows(
     start: npt.ArrayLike,
     end: npt.ArrayLike,
@@ -90,8 +98,7 @@ def compute_windows(
         if e.size == 0:
             return ()
         duration = max(float(e.max()), 1e-9)
-    length = choose_window(duration, int(e.size), window)
-    edges = _edges(duration, length)
+    edges = window_edges(duration, int(e.size), window)
     bounds = np.array([lo for lo, _ in edges[1:]], dtype=np.float64)
     which = np.searchsorted(bounds, e, side="right")
     ok = st == 0

@@ -286,6 +286,8 @@ def _fmt_stats(stats: Stats) -> dict[str, str]:
 
 def run_view(index: int, record: RunRecord, label: str, cells: Sequence[str]) -> dict[str, Any]:
     """What the template shows of one run (text) and what its charts draw (``data``)."""
+    from .terminal import evidence_text
+
     r = record.result
     calls = r.calls
     streamed = r.ttft.n > 0
@@ -356,8 +358,10 @@ def run_view(index: int, record: RunRecord, label: str, cells: Sequence[str]) ->
         "findings": [
             {
                 "rule": f.rule,
+                "severity": f.severity.value,
                 "message": f.message,
-                "evidence": ", ".join(f"{k}={v}" for k, v in f.evidence.items()),
+                "evidence": evidence_text(f.evidence),
+                "advice": f.advice,
             }
             for f in record.findings
         ],

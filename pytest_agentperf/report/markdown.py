@@ -145,7 +145,7 @@ def _cut_note(rows: int, total: int, tail: int) -> str:
 def summary(records: Sequence[RunRecord], context: ReportContext) -> Summary:
     """The session's summary, every test-supplied string redacted and escaped."""
     from ..record import RunStatus
-    from .terminal import failure_lines, table_cells
+    from .terminal import evidence_text, failure_lines, table_cells
 
     rows: tuple[str, ...] = ()
     table_head: tuple[str, ...] = ()
@@ -159,12 +159,16 @@ def summary(records: Sequence[RunRecord], context: ReportContext) -> Summary:
     changes, shown = _changes(records)
     gate = [safe(line) for line in context.summary if line not in shown]
     findings = [
-        safe(f"{r.label}: {f.message} ({f.rule}{_evidence(f.evidence)})")
+        f"**{f.severity}** "
+        + safe(f"{f.rule}: {r.label}: {f.message} ({evidence_text(f.evidence)})")
+        + (f" — {safe(f.advice)}" if f.advice else "")
         for r in records
         for f in r.findings
+        if context.findings
     ]
+    broken = failure_lines(records, with_findings=context.findings)
     tail = [
-        *_bullets("Budgets, errors and notes", [safe(line) for line in failure_lines(records)]),
+        *_bullets("Budgets, errors and notes", [safe(line) for line in broken]),
         *changes,
         *_bullets("Baseline", gate),
         *_bullets("Findings", findings),
@@ -172,10 +176,6 @@ def summary(records: Sequence[RunRecord], context: ReportContext) -> Summary:
         *_bullets("Notes", [safe(note) for note in context.notes]),
     ]
     return Summary(verdict(records), table_head, rows, tuple(keep_first), tuple(tail))
-
-
-def _evidence(evidence: Mapping[str, Any]) -> str:
-    return "; " + ", ".join(f"{k}={v}" for k, v in evidence.items()) if evidence else ""
 
 
 def _changes(records: Sequence[RunRecord]) -> tuple[list[str], set[str]]:

@@ -30,6 +30,9 @@ class ReportContext:
     columns: tuple[str, ...] | None = None
     """The table's columns ``--agentperf-columns`` chose (``report.columns.TABLE_COLUMNS``
     names); None: as many as fit ``width``."""
+    findings: bool = True
+    """List the runs' findings in the terminal and Markdown summaries (``--agentperf-findings``;
+    the JSON report always carries them)."""
 
     def has_news(self, records: Sequence[RunRecord]) -> bool:
         """Whether there is anything to report: a run, a line of the gate, or a note."""

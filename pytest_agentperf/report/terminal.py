@@ -492,10 +492,11 @@ def render_whatif(records: Sequence[RunRecord]) -> str:
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
-def failure_lines(records: Sequence[RunRecord]) -> list[str]:
+def failure_lines(records: Sequence[RunRecord], *, with_findings: bool = False) -> list[str]:
     """One line per broken budget or aborted run, for under the table. A busy machine is said
     once for all the runs it affected when there are several (a shared CI runner makes every
-    run of a session busy: one line each would bury what broke)."""
+    run of a session busy: one line each would bury what broke). ``with_findings``: the
+    findings are listed too, so a run's late starts are left to its ``late-starts`` finding."""
     busy_levels = [level for r in records if (level := _busy_level(r)) is not None]
     lines = []
     # named as in the table: the shortest path that tells the test files apart
@@ -510,7 +511,8 @@ def failure_lines(records: Sequence[RunRecord]) -> list[str]:
         if level is not None and len(busy_levels) == 1:
             note = f"{BUSY_FLAG}: other processes used {level:.0%} CPU during the run"
             lines.append(f"{label}: note: {note}")
-        if mostly_late(res):
+        said = with_findings and any(f.rule == "late-starts" for f in r.findings)
+        if mostly_late(res) and not said:
             lines.append(f"{label}: note: {_late_note(res)}")
     if len(busy_levels) > 1:
         low, high = min(busy_levels), max(busy_levels)
@@ -519,6 +521,30 @@ def failure_lines(records: Sequence[RunRecord]) -> list[str]:
             f"note: {BUSY_FLAG} during {len(busy_levels)} of {len(records)} runs: other "
             f"processes used {spread} CPU"
         )
+    return lines
+
+
+def evidence_text(evidence: Mapping[str, Any]) -> str:
+    """A finding's evidence as ``name=value`` pairs, numbers to 3 significant digits."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        if isinstance(v, (list, tuple)):
+            return "[" + " ".join(value(x) for x in v) + "]"
+        return str(v)
+
+    return ", ".join(f"{k}={value(v)}" for k, v in evidence.items() if v is not None)
+
+
+def finding_lines(records: Sequence[RunRecord]) -> list[str]:
+    """One line per finding, for under the table: ``label: id: what (evidence); what to do``."""
+    lines = []
+    for r, label in zip(records, _labels(records), strict=True):
+        for f in r.findings:
+            evidence = evidence_text(f.evidence)
+            said = f"{f.message} ({evidence})" if evidence else f.message
+            lines.append(f"{label}: {f.rule}: {said}" + (f"; {f.advice}" if f.advice else ""))
     return lines
 
 
@@ -553,12 +579,13 @@ def section(
     *,
     width: int | None = None,
     columns: Sequence[str] | None = None,
+    findings: bool = True,
 ) -> list[str]:
     """Every line of the summary section: the tables, what was left out to fit ``width``,
-    what broke, the gate's lines and the plugin's notes (e.g. where the baseline was saved).
-    Empty when there is nothing to say. Every line passes through ``redact``: an error
-    message may quote a key."""
-    lines = _section(records, gate_lines, notes, width=width, columns=columns)
+    what broke, the findings (unless ``findings`` is False), the gate's lines and the plugin's
+    notes (e.g. where the baseline was saved). Empty when there is nothing to say. Every line
+    passes through ``redact``: an error message may quote a key."""
+    lines = _section(records, gate_lines, notes, width=width, columns=columns, findings=findings)
     return [redact(line) for line in lines]
 
 
@@ -569,6 +596,7 @@ def _section(
     *,
     width: int | None,
     columns: Sequence[str] | None,
+    findings: bool = True,
 ) -> list[str]:
     if not records:
         return [f"agentperf: {line}" for line in [*gate_lines, *notes]]
@@ -579,7 +607,9 @@ def _section(
     whatif = render_whatif(records)
     if whatif:
         lines += ["", whatif]
-    lines += failure_lines(records)
+    lines += failure_lines(records, with_findings=findings)
+    if findings:
+        lines += finding_lines(records)
     lines += gate_lines
     lines += [f"agentperf: {note}" for note in notes]
     return lines
@@ -595,7 +625,12 @@ class TerminalWriter:
     def write(self, records: Sequence[RunRecord], context: ReportContext) -> None:
         width = context.width or DEFAULT_WIDTH
         lines = section(
-            records, context.summary, context.notes, width=width, columns=context.columns
+            records,
+            context.summary,
+            context.notes,
+            width=width,
+            columns=context.columns,
+            findings=context.findings,
         )
         for line in lines:
             context.echo(line)
