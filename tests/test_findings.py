@@ -337,3 +337,97 @@ def test_a_concurrency_sweep_in_a_session_names_its_saturation_point(
     assert len(found) == 1
     assert found[0]["evidence"]["concurrencies"] == [1, 2, 4, 8]
     assert found[0]["evidence"]["concurrency"] in (2, 4)  # 2 on a quiet machine
+
+
+FINDING_AGENTS = """
+import time
+from pytest_agentperf import record_usage
+
+
+class RateLimitError(Exception):
+    pass
+
+
+def limited(x):
+    time.sleep(0.001)
+    if x % 2:
+        raise RateLimitError("429 Too Many Requests")
+    return "ok"
+
+
+def tailed(x):
+    time.sleep(0.05 if x % 50 == 0 else 0.002)  # 2 calls in 100: p99 far above p50
+
+
+def long_prompt(x):
+    time.sleep(0.001)
+    record_usage(2000, 50, model="gpt-4o")
+
+
+def streamed(x):
+    def chunks():
+        time.sleep(0.03)  # the first chunk is most of the wait
+        yield "a"
+        time.sleep(0.002)
+        yield "b"
+    return chunks()
+
+
+def slow(x):
+    time.sleep(0.02)
+
+
+def healthy(x):
+    time.sleep(0.002)
+"""
+
+FINDING_TESTS = """
+import pytest
+from finding_agents import limited, tailed, long_prompt, streamed, slow, healthy
+
+@pytest.mark.agent_perf(requests=20, concurrency=2, warmup=0)
+def test_limited(agentperf):
+    agentperf.run(limited, inputs=list(range(20)), check=False)
+
+@pytest.mark.agent_perf(requests=200, concurrency=1, warmup=0)
+def test_tailed(agentperf):
+    agentperf.run(tailed, inputs=list(range(200)))
+
+@pytest.mark.agent_perf(requests=20, concurrency=2, warmup=0)
+def test_long_prompt(agentperf):
+    agentperf.run(long_prompt, inputs=list(range(20)))
+
+@pytest.mark.agent_perf(requests=12, concurrency=4, warmup=0)
+def test_streamed(agentperf):
+    agentperf.run(streamed, inputs=list(range(12)))
+
+@pytest.mark.agent_perf(requests=20, rate=400, concurrency=1, warmup=0)
+def test_late(agentperf):
+    agentperf.run(slow, inputs=list(range(20)))
+
+@pytest.mark.agent_perf(requests=20, concurrency=2, warmup=0)
+def test_healthy(agentperf):
+    agentperf.run(healthy, inputs=list(range(20)))
+"""
+
+
+def test_rules_fire_on_real_runs_in_a_session_and_stay_silent_on_a_healthy_one(
+    pytester: pytest.Pytester,
+) -> None:
+    """End to end: runs built to trigger a rule each, through pytest, with the what-if model
+    the cost rule compares against; the healthy run has no finding."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(finding_agents=FINDING_AGENTS, test_runs=FINDING_TESTS)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "--agentperf-json=out.json", "--agentperf-cost-whatif=gpt-4o-mini"
+    )
+    result.assert_outcomes(passed=6)
+    runs = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))["runs"]
+    found = {r["nodeid"].split("::")[-1]: {f["rule"] for f in r["findings"]} for r in runs}
+    assert "rate-limited" in found["test_limited"]
+    assert "long-tail" in found["test_tailed"]
+    assert {"no-prompt-cache", "cheaper-model"} <= found["test_long_prompt"]
+    assert "ttft-dominates" in found["test_streamed"]
+    assert "late-starts" in found["test_late"]
+    assert found["test_healthy"] == set()
+    result.stdout.fnmatch_lines(["*test_limited*rate-limited*backoff*"])
