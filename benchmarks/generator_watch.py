@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from pytest_agentperf.engine import run_load
-from pytest_agentperf.observers.generator import LAG_PERIOD, SAMPLE_EVERY, GeneratorWatch
+from pytest_agentperf.observers.generator import SAMPLE_EVERY, GeneratorWatch
+from pytest_agentperf.observers.looplag import LAG_PERIOD
 from pytest_agentperf.settings import parse_settings
 
 

@@ -13,7 +13,6 @@ as a fraction of the machine's whole capacity (wall time x cores).
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import time
@@ -27,10 +26,8 @@ from ..engine.log import OK, MergedLog
 from ..engine.observer import LiveView
 from ..results import Contention, CpuTime
 from ..settings import Settings
+from .looplag import LoopLag
 
-LAG_PERIOD = 0.05
-"""Seconds between the event-loop lag ticks of an async run."""
-MAX_LAG_SAMPLES = 20_000
 MIN_WINDOW = 0.1
 """Seconds a window must last for its CPU figures: ``/proc/stat`` counts in 10 ms ticks."""
 
@@ -156,28 +153,19 @@ class ContentionSampler:
         self._own_measured: float | None = None
         self._interval: float | None = None
         self._load: float | None = None
-        self._lags: list[float] = []
-        self._handle: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lag = LoopLag()
 
     # --- RunObserver
 
     def on_start(self, t0: float) -> None:
         self._own_measured0 = process_cpu_time()  # for CPU per call: the measured phase only
-        try:
-            self._loop = asyncio.get_running_loop()
-        except RuntimeError:  # a sync run: its monitor is a plain thread, no loop to watch
-            self._loop = None
-        else:
-            self._schedule()
+        self._lag.start()
 
     def on_tick(self, view: LiveView) -> str | None:
         return None
 
     def on_stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()  # on_stop runs on the loop's own thread in async runs
-            self._handle = None
+        self._lag.stop()  # on_stop runs on the loop's own thread in async runs
         now_cpu = process_cpu_time()
         self._own_measured = now_cpu - self._own_measured0
         self._interval = time.perf_counter() - self._t0
@@ -187,21 +175,6 @@ class ContentionSampler:
 
     def result_fields(self, log: MergedLog, duration: float) -> dict[str, Any]:
         return {"contention": self.contention(), "cpu": self.cpu_time(log)}
-
-    # --- event-loop lag
-
-    def _schedule(self) -> None:
-        loop = self._loop
-        assert loop is not None
-        expected = loop.time() + LAG_PERIOD
-        self._handle = loop.call_at(expected, self._lag_tick, expected)
-
-    def _lag_tick(self, expected: float) -> None:
-        loop = self._loop
-        assert loop is not None
-        if len(self._lags) < MAX_LAG_SAMPLES:
-            self._lags.append(max(0.0, loop.time() - expected))
-        self._schedule()
 
     # --- figures
 
@@ -214,8 +187,8 @@ class ContentionSampler:
                 self._start, self._end, self._own, cores=cores, interval=self._interval
             )
         lag50 = lag95 = lagmax = None
-        if self._lags:
-            lags = np.asarray(self._lags, dtype=np.float64)
+        lags = self._lag.lags()
+        if lags.size:
             lag50, lag95 = (float(v) for v in np.quantile(lags, [0.5, 0.95]))
             lagmax = float(lags.max())
         return Contention(

@@ -7,15 +7,14 @@ latency. This observer samples, beside the run and never on a call's path:
 
 - the process's CPU time (user + system, ``time.process_time``) and its thread count, on the
   engine's monitor tick at most every ``SAMPLE_EVERY`` seconds;
-- on async runs, a ``call_at`` tick every ``LAG_PERIOD`` seconds whose lateness is the loop's
-  scheduling lag.
+- on async runs, a ``call_at`` tick every ``looplag.LAG_PERIOD`` seconds whose lateness is the
+  loop's scheduling lag.
 
 Its figures go to ``PerfResult.generator`` (``LoadGenerator``): over the run and per window.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
@@ -28,12 +27,11 @@ from ..engine.log import MergedLog
 from ..engine.observer import LiveView
 from ..results import GeneratorWindow, LoadGenerator
 from ..settings import Settings
+from .looplag import LoopLag
 from .windows import window_edges
 
 SAMPLE_EVERY = 0.1
 """Seconds between CPU and thread samples (taken on the monitor's tick, so at most this often)."""
-LAG_PERIOD = 0.05
-"""Seconds between the event-loop lag ticks of an async run."""
 MAX_SAMPLES = 50_000
 """Samples kept per series (an hour at ``SAMPLE_EVERY``); later ones only move the totals."""
 MIN_INTERVAL = 0.05
@@ -88,9 +86,7 @@ class GeneratorWatch:
         self._last = -SAMPLE_EVERY
         self._threads: ThreadCounter | None = None  # opened when the run starts, closed at its end
         self._most_threads = 0
-        self._lags: list[tuple[float, float]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._handle: asyncio.TimerHandle | None = None
+        self._lag = LoopLag(limit=MAX_SAMPLES)
 
     # --- RunObserver
 
@@ -99,12 +95,7 @@ class GeneratorWatch:
         self._threads = ThreadCounter()
         self._cpu0 = time.process_time()
         self._sample(max(0.0, time.perf_counter() - t0))
-        try:
-            self._loop = asyncio.get_running_loop()
-        except RuntimeError:  # a sync run: no event loop to watch
-            self._loop = None
-        else:
-            self._schedule()
+        self._lag.start()
 
     def on_tick(self, view: LiveView) -> str | None:
         elapsed = float(view.elapsed)
@@ -113,9 +104,7 @@ class GeneratorWatch:
         return None
 
     def on_stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()  # on_stop runs on the loop's own thread in async runs
-            self._handle = None
+        self._lag.stop()  # on_stop runs on the loop's own thread in async runs
         elapsed = time.perf_counter() - self._t0
         self._sample(elapsed, force=True)
         self._stopped = (elapsed, time.process_time())
@@ -136,20 +125,6 @@ class GeneratorWatch:
         if force or len(self._samples) < MAX_SAMPLES:
             self._samples.append((elapsed, time.process_time(), threads))
 
-    def _schedule(self) -> None:
-        loop = self._loop
-        assert loop is not None
-        expected = loop.time() + LAG_PERIOD
-        self._handle = loop.call_at(expected, self._lag_tick, expected)
-
-    def _lag_tick(self, expected: float) -> None:
-        loop = self._loop
-        assert loop is not None
-        if len(self._lags) < MAX_SAMPLES:
-            late = max(0.0, loop.time() - expected)
-            self._lags.append((time.perf_counter() - self._t0, late))
-        self._schedule()
-
     # --- figures
 
     def figures(self, calls: int, duration: float) -> LoadGenerator:
@@ -160,13 +135,13 @@ class GeneratorWatch:
         interval, cpu_end = self._stopped
         cores = self._cores
         one = (cpu_end - self._cpu0) / interval if interval >= MIN_INTERVAL else None
-        lags = np.asarray([lag for _, lag in self._lags], dtype=np.float64)
+        lags = self._lag.lags()
         return LoadGenerator(
             interval=interval,
             cpu_one_core=one,
             cpu_all_cores=None if one is None or not cores else min(1.0, one / cores),
             cores=cores,
-            event_loop=self._loop is not None,
+            event_loop=self._lag.on_loop,
             loop_lag_p99=float(np.quantile(lags, 0.99)) if lags.size else None,
             loop_lag_max=float(lags.max()) if lags.size else None,
             threads=self._most_threads or None,
@@ -178,8 +153,8 @@ class GeneratorWatch:
             return ()
         series = np.asarray(self._samples, dtype=np.float64)
         t, cpu, threads = series[:, 0], series[:, 1], series[:, 2]
-        lag_t = np.asarray([at for at, _ in self._lags], dtype=np.float64)
-        lag_v = np.asarray([lag for _, lag in self._lags], dtype=np.float64)
+        lag_t = self._lag.times() - self._t0  # seconds into the run
+        lag_v = self._lag.lags()
         edges = window_edges(duration, calls, self._window)
         out = []
         for k, (lo, hi) in enumerate(edges):
