@@ -191,29 +191,22 @@ class AgentPerf:
             result = confirmed(result, self._result(again, await self._aload(fn, inputs, again)))
         return self._finish(setup, result, check)
 
+    def _engine_options(self, setup: _RunSetup) -> dict[str, Any]:
+        """The keywords ``run_load`` and ``arun_load`` take beside the agent and settings."""
+        return {
+            "observers": setup.observers,
+            "progress": setup.progress,
+            "on_warmup": self._warmup_warning(setup.name),
+            "detail": self._pipeline.detail,
+        }
+
     def _load(self, fn: Any, inputs: Any, setup: _RunSetup) -> RawRun:
         with langchain_hook():
-            return run_load(
-                fn,
-                inputs,
-                setup.settings,
-                observers=setup.observers,
-                progress=setup.progress,
-                on_warmup=self._warmup_warning(setup.name),
-                detail=self._pipeline.detail,
-            )
+            return run_load(fn, inputs, setup.settings, **self._engine_options(setup))
 
     async def _aload(self, fn: Any, inputs: Any, setup: _RunSetup) -> RawRun:
         with langchain_hook():
-            return await arun_load(
-                fn,
-                inputs,
-                setup.settings,
-                observers=setup.observers,
-                progress=setup.progress,
-                on_warmup=self._warmup_warning(setup.name),
-                detail=self._pipeline.detail,
-            )
+            return await arun_load(fn, inputs, setup.settings, **self._engine_options(setup))
 
     def _confirming(self, result: PerfResult, inputs: Any) -> bool:
         """Re-measure a regressed run (``--agentperf-confirm``)? Not when its inputs were a
