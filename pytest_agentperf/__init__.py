@@ -49,9 +49,10 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f".{module}", __name__), attr)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+    # Not cached in this namespace: the package outlives its submodules when a host drops
+    # them from sys.modules (pytester's in-process runs do after each session), and a cached
+    # record_usage would then write to the dropped module's context variable, unseen.
+    return getattr(importlib.import_module(f".{module}", __name__), attr)
 
 
 def __dir__() -> list[str]:

@@ -57,6 +57,26 @@ def test_public_names_still_resolve_and_load_on_first_use() -> None:
     assert "numpy" in _loaded_after("from pytest_agentperf import PerfResult")
 
 
+TWICE = """
+from pytest_agentperf import record_usage
+
+def agent():
+    record_usage(input_tokens=3, output_tokens=2, model="gpt-4o-mini")
+
+def test_tokens(agentperf):
+    assert agentperf.run(agent, requests=4, warmup=0).usage.total_tokens == 20
+"""
+
+
+def test_record_usage_is_seen_in_a_second_in_process_session(pytester: pytest.Pytester) -> None:
+    # pytester drops the package's submodules after each in-process session while the package
+    # itself stays loaded: a lazily resolved public name must follow the reloaded module.
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(test_twice=TWICE)
+    for _ in range(2):
+        pytester.runpytest_inprocess("-p", "no:randomly").assert_outcomes(passed=1)
+
+
 CONFTEST = """
 import json, sys
 
