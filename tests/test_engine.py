@@ -350,15 +350,16 @@ def test_live_reads_never_break_appending_workers() -> None:
     """Regression: numpy views of the live arrays made appends fail with BufferError.
 
     Bounded by time, not calls: no-op calls are now fast enough that a fixed number of them
-    can end before the first monitor tick."""
+    can end before the first monitor tick. One second leaves a starved monitor thread (four
+    busy workers, other jobs on the machine) time for several ticks."""
     observer = _Snapshotter()
     raw = run_load(
         lambda: None,
         None,
-        parse_settings({"duration": 0.5, "concurrency": 4, "warmup": 0}),
+        parse_settings({"duration": 1.0, "concurrency": 4, "warmup": 0}),
         observers=[observer],
     )
-    assert len(raw.log) == raw.issued and len(raw.log) > 1000
+    assert len(raw.log) == raw.issued and len(raw.log) > 100
     assert np.all(raw.log.status == 0)
     assert observer.reads > 0
 

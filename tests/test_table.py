@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pytest_agentperf.assemble import build_result
@@ -13,8 +14,9 @@ from pytest_agentperf.engine import run_load
 from pytest_agentperf.record import RunRecord
 from pytest_agentperf.report import terminal
 from pytest_agentperf.report.columns import TABLE_COLUMNS, parse_columns
-from pytest_agentperf.results import Cost, LoadShape, TimeShare, ToolStats, Window
+from pytest_agentperf.results import Cost, LoadShape, Memory, TimeShare, ToolStats, Window
 from pytest_agentperf.settings import parse_settings
+from pytest_agentperf.stats import summarize
 from pytest_agentperf.units import Unit, format_usd, format_value
 
 pytest_plugins = ["pytester"]
@@ -35,7 +37,16 @@ def _record(
 
 
 def _priced(nodeid: str, per_call: float = 2.7e-05, **fields: Any) -> RunRecord:
-    return _record(nodeid, cost=Cost(total=per_call * 10, per_call=per_call), **fields)
+    """A priced record whose measured figures are fixed, so the cells (and so which columns fit
+    a width) do not change with how fast the machine ran the tiny agent."""
+    fixed: dict[str, Any] = {
+        "latency": summarize(np.linspace(21e-6, 29e-6, 10)),
+        "throughput": 41000.0,
+        "duration": 0.00025,
+        "memory": Memory(rss_start_mb=80.0, rss_peak_mb=80.5, rss_delta_mb=0.5, samples=3),
+    }
+    fixed.update(fields)
+    return _record(nodeid, cost=Cost(total=per_call * 10, per_call=per_call), **fixed)
 
 
 LONG = "tests/integration/perf/test_customer_support_agent.py::test_answers_refund_questions"
