@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import sys
@@ -255,3 +256,35 @@ def test_a_record_that_cannot_be_read_fails_the_session_and_says_so(
             "record.status: 'MAYBE' is not a RunStatus"
         ]
     )
+
+
+def test_every_writer_names_modules_its_extra_installs() -> None:
+    from pytest_agentperf import report
+
+    needing = {e.name: e for e in report.WRITERS if e.requires}
+    assert set(needing) == {"openmetrics", "pushgateway", "otel", "html"}
+    for entry in needing.values():
+        assert entry.extra and entry.missing() == []  # the dev extra installs every one
+
+
+def test_a_missing_extra_stops_the_session_before_any_load_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_agentperf import report
+
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(test_perf=TESTS)
+    html = next(e for e in report.WRITERS if e.name == "html")
+    lacking = dataclasses.replace(html, requires=("jinja2", "no_such_module_for_agentperf.sub"))
+    monkeypatch.setattr(
+        report, "WRITERS", tuple(lacking if e is html else e for e in report.WRITERS)
+    )
+    result = pytester.runpytest("--agentperf-html=out.html", "-p", "no:randomly")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*--agentperf-html needs the [[]html[]] extra (no_such_module_for_agentperf.sub is "
+            "not installed): pip install 'pytest-agentperf[[]html[]]'"
+        ]
+    )
+    assert "passed" not in result.stdout.str()

@@ -11,6 +11,7 @@ This module stays light: a writer's module is imported only when its output was 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -60,6 +61,11 @@ class WriterEntry:
     needs_calls: bool = False
     """The writer reads each call (``PerfResult.calls``): runs keep their per-call table while
     it is on (memory grows with the calls, so only then)."""
+    extra: str | None = None
+    """The optional extra (``pip install pytest-agentperf[EXTRA]``) the writer needs."""
+    requires: tuple[str, ...] = ()
+    """Modules of that extra: checked (found, not imported) when the session starts, so a
+    missing extra stops it before the load tests run rather than after."""
 
     @property
     def dest(self) -> str | None:
@@ -79,6 +85,18 @@ class WriterEntry:
         """A writer without an option (the terminal table): it writes only when there is news,
         so a session with nothing to report never imports it."""
         return self.option is None
+
+    def missing(self) -> list[str]:
+        """The modules of ``requires`` that are not installed (looked up, not imported)."""
+        absent = []
+        for name in self.requires:
+            try:
+                found = importlib.util.find_spec(name) is not None
+            except (ImportError, ValueError):  # a parent package is missing or broken
+                found = False
+            if not found:
+                absent.append(name)
+        return absent
 
     def factory(self) -> WriterFactory:
         """The module's ``create`` (imports the module)."""
@@ -139,6 +157,8 @@ WRITERS: tuple[WriterEntry, ...] = (
         option="--agentperf-openmetrics",
         help="write the runs as Prometheus metrics (OpenMetrics text) to PATH",
         needs_calls=True,
+        extra="prometheus",
+        requires=("prometheus_client",),
     ),
     WriterEntry(
         "pushgateway",
@@ -155,6 +175,8 @@ WRITERS: tuple[WriterEntry, ...] = (
             ),
         ),
         needs_calls=True,
+        extra="prometheus",
+        requires=("prometheus_client",),
     ),
     WriterEntry(
         "otel",
@@ -164,6 +186,11 @@ WRITERS: tuple[WriterEntry, ...] = (
         help="send each measured call as OpenTelemetry GenAI spans (the configured tracer "
         "provider, else OTLP/HTTP from OTEL_EXPORTER_OTLP_*; needs the [otel] extra)",
         needs_calls=True,
+        extra="otel",
+        requires=(
+            "opentelemetry.sdk.trace",
+            "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+        ),
     ),
     WriterEntry(
         "html",
@@ -172,6 +199,8 @@ WRITERS: tuple[WriterEntry, ...] = (
         help="write a self-contained HTML dashboard of the runs to PATH (charts, no network; "
         "needs the [html] extra)",
         needs_calls=True,
+        extra="html",
+        requires=("jinja2",),
     ),
 )
 """Every built-in output, in the order they are written."""
