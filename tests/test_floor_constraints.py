@@ -34,7 +34,16 @@ def test_every_runtime_floor_and_tested_extra_floor_is_pinned_for_the_floor_run(
             pins[name.lower()] = _version(version)
     runtime = _floors(project["dependencies"])
     extras = project["optional-dependencies"]
-    tested = _floors(extras["langchain"] + extras["openai"] + extras["server"])
-    tested.update({k: v for k, v in _floors(extras["dev"]).items() if k == "pytest-xdist"})
+    tested = _floors(
+        extras["langchain"]
+        + extras["openai"]
+        + extras["server"]
+        + extras["prometheus"]
+        + extras["html"]
+        + extras["otel"]
+    )
+    tested.update(
+        {k: v for k, v in _floors(extras["dev"]).items() if k in {"pytest-xdist", "selenium"}}
+    )
     wanted = runtime | tested
     assert {name: pins.get(name) for name in wanted} == wanted
