@@ -13,7 +13,7 @@ from typing import Any
 from .assemble import build_result
 from .baseline.comparison import with_first_run
 from .budgets import raise_if_broken, small_sample_warnings
-from .engine import ProgressSink, RawRun, RunObserver, arun_load, run_load
+from .engine import ProgressSink, RawRun, RunObserver, arun_load, readable_again, run_load
 from .errors import SettingsError
 from .findings import run_findings, warnings_of
 from .integrations.langchain import activate as langchain_hook
@@ -160,11 +160,12 @@ class AgentPerf:
         """Run ``fn`` under load from a sync test and check its budgets."""
         __tracebackhide__ = True
         setup = self._prepare(name, settings)
+        inputs = readable_again(inputs)  # the profile pass and a confirming run read it again
         raw = self._load(fn, inputs, setup)
         calls = _profile_calls(setup.settings, raw)
         allocations = profile_agent(fn, inputs, calls) if calls else ()
         result = self._result(setup, raw, allocations)
-        if self._confirming(result, inputs):  # a regression: measured once more before failing
+        if self._confirming(result):  # a regression: measured once more before failing
             again = self._again(setup)
             result = confirmed(result, self._result(again, self._load(fn, inputs, again)))
         return self._finish(setup, result, check)
@@ -181,12 +182,13 @@ class AgentPerf:
         """Run ``fn`` under load from an async test and check its budgets."""
         __tracebackhide__ = True
         setup = self._prepare(name, settings)
+        inputs = readable_again(inputs)  # the profile pass and a confirming run read it again
         raw = await self._aload(fn, inputs, setup)
         calls = _profile_calls(setup.settings, raw)
         timeout = setup.settings.timeout
         allocations = await aprofile_agent(fn, inputs, calls, timeout=timeout) if calls else ()
         result = self._result(setup, raw, allocations)
-        if self._confirming(result, inputs):
+        if self._confirming(result):
             again = self._again(setup)
             result = confirmed(result, self._result(again, await self._aload(fn, inputs, again)))
         return self._finish(setup, result, check)
@@ -208,21 +210,12 @@ class AgentPerf:
         with langchain_hook():
             return await arun_load(fn, inputs, setup.settings, **self._engine_options(setup))
 
-    def _confirming(self, result: PerfResult, inputs: Any) -> bool:
-        """Re-measure a regressed run (``--agentperf-confirm``)? Not when its inputs were a
-        one-shot iterator: the first run has used it up."""
+    def _confirming(self, result: PerfResult) -> bool:
+        """Re-measure a regressed run (``--agentperf-confirm``)? One-shot inputs are no
+        obstacle: ``readable_again`` kept what the first measurement read."""
         if not self._pipeline.confirm or result.comparison is None:
             return False
-        if not result.comparison.regressed:
-            return False
-        if inputs is not None and not isinstance(inputs, Sequence):
-            if self._warn is not None:
-                self._warn(
-                    f"{self._label(result.name)}: regressed, but not re-measured "
-                    "(--agentperf-confirm): its inputs are a one-shot iterator; pass a list"
-                )
-            return False
-        return True
+        return result.comparison.regressed
 
     def _again(self, setup: _RunSetup) -> _RunSetup:
         """The same run once more, with fresh observers."""

@@ -328,3 +328,29 @@ def test_confirm_measures_a_regressed_run_again_before_failing_it(
     # without the option the blip fails at once
     monkeypatch.setenv("SLOW_FIRST", "40")
     project.runpytest(loose).assert_outcomes(failed=1)
+
+
+def test_confirm_measures_generator_inputs_again_on_the_same_items(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.makeconftest(
+        "import pytest\n"
+        "import pytest_agentperf.observers.contention as contention\n\n"
+        "@pytest.fixture(autouse=True)\n"
+        "def quiet_machine(monkeypatch):\n"
+        "    monkeypatch.setattr(contention, 'read_cpu_times', lambda: (None, 'unavailable'))\n"
+    )
+    project.makepyfile(
+        test_perf=CONFIRM_TEST.replace(
+            "def agent(x=None):\n",
+            "def agent(x=None):\n    open('seen.txt', 'a').write(f'{x}\\n')\n",
+        ).replace("agentperf.run(agent)", "agentperf.run(agent, (f'q{i}' for i in range(40)))")
+    )
+    project.runpytest("--agentperf-baseline").assert_outcomes(passed=1)
+    project.path.joinpath("seen.txt").unlink()
+    monkeypatch.setenv("SLOW_FIRST", "40")  # the first measurement only
+    blip = project.runpytest("--agentperf-tolerance=100%", "--agentperf-confirm")
+    blip.assert_outcomes(passed=1)
+    blip.stdout.fnmatch_lines(["*note: not confirmed (--agentperf-confirm)*"])
+    seen = project.path.joinpath("seen.txt").read_text().split()
+    assert seen == [f"q{i}" for i in range(40)] * 2  # the second pass read the same items

@@ -429,3 +429,34 @@ async def test_aprofile_agent_gives_up_on_a_hung_call() -> None:
     rows = await aprofile_agent(hangs, None, 3, timeout=0.05)
     assert all(r.size_mb < 0.1 for r in rows)  # asyncio's own bookkeeping at most
     assert time.perf_counter() - began < 5.0
+
+
+GENERATOR_INPUTS = """
+import pytest
+
+SEEN = []
+
+def agent(x):
+    SEEN.append(x)
+
+@pytest.mark.agent_perf(requests=20, warmup=0, memory_profile=True)
+def test_generator_inputs(agentperf):
+    agentperf.run(agent, (f"q{i}" for i in range(20)))
+    assert set(SEEN) == {f"q{i}" for i in range(20)}  # the profile pass reused the run's inputs
+
+@pytest.mark.agent_perf(requests=5, warmup=0, memory_profile=True)
+@pytest.mark.asyncio
+async def test_async_generator_inputs(agentperf):
+    async def aagent(x):
+        SEEN.append(x)
+    SEEN.clear()
+    await agentperf.arun(aagent, iter(["a", "b", "c", "d", "e"]))
+    assert set(SEEN) == {"a", "b", "c", "d", "e"}
+"""
+
+
+def test_the_profile_pass_reuses_one_shot_inputs_the_run_read(pytester: pytest.Pytester) -> None:
+    """A generator is read once: the allocation pass after the run must not find it used up."""
+    pytester.makepyfile(test_gen=GENERATOR_INPUTS)
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=2)

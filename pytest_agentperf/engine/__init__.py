@@ -12,6 +12,7 @@ from __future__ import annotations
 from .log import KEEP_CALLS, KEEP_CONTENT
 from .observer import LiveView, Progress, ProgressSink, RunObserver
 from .run import RawRun, arun_load, run_load
+from .target import readable_again
 
 __all__ = [
     "KEEP_CALLS",
@@ -22,5 +23,6 @@ __all__ = [
     "RawRun",
     "RunObserver",
     "arun_load",
+    "readable_again",
     "run_load",
 ]

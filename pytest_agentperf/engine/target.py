@@ -113,6 +113,8 @@ def _as_inputs(inputs: Any) -> Sequence[Any] | LazyInputs:
         if len(inputs) == 0:
             raise UsageError(_EMPTY)
         return inputs
+    if isinstance(inputs, LazyInputs):  # already prepared (``readable_again``)
+        return inputs
     if isinstance(inputs, (str, bytes, Mapping)) or not isinstance(inputs, Iterable):
         return [inputs]
     if isinstance(inputs, Sized):
@@ -129,6 +131,18 @@ def _as_inputs(inputs: Any) -> Sequence[Any] | LazyInputs:
 
 
 _EMPTY = "inputs= is empty; pass at least one input, or None to call fn()"
+
+
+def readable_again(inputs: Any) -> Any:
+    """``inputs`` in a form that several passes over one agent can share: a generator or
+    iterator becomes ``LazyInputs``, which keeps what the first pass read, so a later pass
+    (the memory profile, a confirming run) reads the same items instead of an exhausted
+    iterator. Anything else is returned as it is."""
+    if inputs is None or isinstance(inputs, (str, bytes, Mapping, Sized, LazyInputs)):
+        return inputs
+    if not isinstance(inputs, Iterable):
+        return inputs
+    return _as_inputs(inputs)
 
 
 def make_target(fn: Any, inputs: Any) -> Target:
