@@ -33,6 +33,9 @@ class Early(enum.Enum):
     """Maximum latency: one successful call slower than the limit (it only grows)."""
     PEAK_MEMORY = "peak_memory"
     """Peak RSS growth so far, from the memory sampler (it only grows)."""
+    SPEND = "spend"
+    """Tokens or dollars spent so far (they only grow): judged by the spend guard
+    (``engine/spend.py``) as each call finishes, in every run, with or without ``abort_on``."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,18 @@ BUDGETS: Mapping[str, BudgetSpec] = {
         not_above="total_cost",
     ),
     "total_cost": BudgetSpec(
-        "total cost", Unit.USD, lambda r: (r.cost.total, r.requests), unknown_hint=_cost_hint
+        "total cost",
+        Unit.USD,
+        lambda r: (r.cost.total, r.requests),
+        unknown_hint=_cost_hint,
+        early=Early.SPEND,
+    ),
+    "total_tokens": BudgetSpec(
+        "total tokens",
+        Unit.COUNT,
+        lambda r: (r.usage.total_tokens if r.usage.known else None, r.requests),
+        unknown_hint=_USAGE_HINT,
+        early=Early.SPEND,
     ),
     "memory": BudgetSpec(
         "peak RSS growth",

@@ -198,6 +198,7 @@ class AgentPerf:
             "progress": setup.progress,
             "on_warmup": self._warmup_warning(setup.name),
             "detail": self._pipeline.detail,
+            "prices": self._pipeline.prices,
         }
 
     def _load(self, fn: Any, inputs: Any, setup: _RunSetup) -> RawRun:

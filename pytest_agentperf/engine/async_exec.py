@@ -352,12 +352,12 @@ async def execute_async(
     slots: set[_Slot] = set()
     kinds = (KindCache(), KindCache())  # of what the call returns, of what it awaits to
     if plan.settings.rate is not None and measured:
-        logs = [CallLog(plan.detail)]
+        logs = [CallLog(plan.detail, state.meter)]
         coros = [_open_dispatch(plan, state, logs[0], slots, kinds)]
     else:
         # One log for every worker: they all run on this thread, and a log per worker would
         # cost memory per unit of concurrency even when few calls are made.
-        logs = [CallLog(plan.detail if measured else 0)]
+        logs = [CallLog(plan.detail if measured else 0, state.meter if measured else None)]
         slots.update(_Slot(None) for _ in range(plan.workers))
         coros = [_closed_worker(plan, state, slot, logs[0], measured, kinds) for slot in slots]
     tasks: list[asyncio.Task[None]] = []

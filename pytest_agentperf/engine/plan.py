@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..pricing import PriceTable
 from ..redact import redact
 from ..settings import Settings
 from .log import MAX_ERROR_MESSAGES, CallLog
+from .spend import SpendMeter
 from .target import Target
 
 LATE_AFTER = 0.010
@@ -31,13 +33,32 @@ class Plan:
     late_after: float = LATE_AFTER
     detail: int = 0
     """What the logs keep of each call beyond its times (``CallLog.detail``)."""
+    prices: PriceTable | None = None
+    """Prices for the spend guard's live ``total_cost`` (None: the bundled table)."""
+    guarded: bool = False
+    """Whether the spend guard watches this plan's calls (measured calls only)."""
 
     @classmethod
-    def measured(cls, target: Target, settings: Settings, detail: int = 0) -> Plan:
+    def measured(
+        cls,
+        target: Target,
+        settings: Settings,
+        detail: int = 0,
+        prices: PriceTable | None = None,
+    ) -> Plan:
         workers = settings.max_in_flight or 1
         if settings.requests is not None:  # never more workers than calls to make
             workers = min(workers, settings.requests)
-        return cls(target, settings, settings.requests, settings.duration, workers, detail=detail)
+        return cls(
+            target,
+            settings,
+            settings.requests,
+            settings.duration,
+            workers,
+            detail=detail,
+            prices=prices,
+            guarded=True,
+        )
 
     @classmethod
     def warmup(cls, target: Target, settings: Settings) -> Plan:
@@ -94,6 +115,10 @@ class RunState:
         """How the executor stops its other workers when one call raised a BaseException."""
         self.extra = CallLog()
         """Calls recorded by the monitor itself: abandoned (timed-out) sync calls."""
+        self.meter = (
+            SpendMeter.of(plan.settings.budgets, plan.prices, self.abort) if plan.guarded else None
+        )
+        """The spend guard every measured log reports to (None: no spend budget)."""
 
     def start(self) -> None:
         self.t0 = time.perf_counter()
@@ -150,6 +175,13 @@ class RunState:
                     self._refused += 1
                 return
             yield i
+
+    def abort(self, reason: str) -> None:
+        """Stop the run early for ``reason`` (from any thread): no call starts after this, and
+        the monitor leaves the calls in flight behind on its next tick, as for ``abort_on``."""
+        if self.aborted is None:
+            self.aborted = f"aborted: {reason}"
+        self._stopping = True
 
     def fail(self, exc: BaseException) -> None:
         """A BaseException that is not an agent error (KeyboardInterrupt...): stop the run."""

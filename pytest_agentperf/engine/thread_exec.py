@@ -66,7 +66,8 @@ class _Pool:
         self.context = contextvars.copy_context()
 
     def spawn(self) -> None:
-        log = CallLog(self.plan.detail if self.measured else 0)
+        measured = self.measured
+        log = CallLog(self.plan.detail if measured else 0, self.state.meter if measured else None)
         worker = _Worker(log)
         with self.lock:
             self.workers.append(worker)
