@@ -350,6 +350,7 @@ def raise_if_broken(result: PerfResult) -> None:
     """Raise BudgetExceeded listing every broken budget of ``result``."""
     __tracebackhide__ = True
     broken = tuple(b.message for b in result.budgets if not b.passed)
+    broken += tuple(b.message for s in result.stages for b in s.budgets if not b.passed)
     if not broken and not result.aborted and all_failed(result):
         first = result.error_messages[0] if result.error_messages else "(no message)"
         message = (

@@ -425,6 +425,29 @@ class CallTable:
 
 
 @dataclass(frozen=True)
+class StageResult:
+    """Figures of one stage of a ramped run (``stages=``): the calls whose intended start fell
+    within it. ``target_from``/``target_to``: the rate (per second) or, closed loop, the
+    number of workers the stage ramped between."""
+
+    index: int
+    start: float
+    """Seconds from the run's start."""
+    end: float
+    target_from: float
+    target_to: float
+    calls: int
+    errors: int
+    throughput: float
+    """Successful calls per second of the stage."""
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    budgets: tuple[BudgetCheck, ...] = ()
+    """This stage's own budgets (``stage_budgets=``)."""
+
+
+@dataclass(frozen=True)
 class PerfResult:
     """Everything measured in one run of an agent under load (read-only)."""
 
@@ -467,11 +490,15 @@ class PerfResult:
     calls: CallTable | None = None
     """Every measured call, row by row; None unless an output that reads each call was asked
     for (``--agentperf-log``, ``--agentperf-otel``, ``--agentperf-openmetrics``, ...)."""
+    stages: tuple[StageResult, ...] = ()
+    """Each stage's figures, for a run with ``stages=``; empty otherwise."""
 
     @property
     def passed(self) -> bool:
-        """True when every budget held."""
-        return all(b.passed for b in self.budgets)
+        """True when every budget held (each stage's own budgets too)."""
+        return all(b.passed for b in self.budgets) and all(
+            b.passed for s in self.stages for b in s.budgets
+        )
 
     def to_dict(self, *, samples: bool = True, max_samples: int | None = None) -> dict[str, Any]:
         """A JSON-ready dict; latency samples are rounded to microseconds.
