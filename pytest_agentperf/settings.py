@@ -319,7 +319,7 @@ def _stages(value: Any, *, open_loop: bool) -> tuple[tuple[float, float], ...]:
             raise SettingsError(
                 f"{where}={stage!r}: expected (duration, target), e.g. {example}", key="stages"
             )
-        seconds = parse(duration, Unit.SECONDS, key="stages")
+        seconds = _stage_part(duration, Unit.SECONDS, f"{where} duration")
         if not 0 < seconds <= MAX_SECONDS:
             raise SettingsError(
                 f"{where}: duration {duration!r} must be greater than zero and at most "
@@ -327,7 +327,7 @@ def _stages(value: Any, *, open_loop: bool) -> tuple[tuple[float, float], ...]:
                 key="stages",
             )
         if open_loop:
-            level = parse(target, Unit.PER_SECOND, key="stages")
+            level = _stage_part(target, Unit.PER_SECOND, f"{where} target rate")
             if not 0 <= level <= MAX_RATE:
                 raise SettingsError(
                     f"{where}: target {target!r} must be a rate from 0/s to {MAX_RATE:g}/s",
@@ -347,6 +347,14 @@ def _stages(value: Any, *, open_loop: bool) -> tuple[tuple[float, float], ...]:
             level = float(target)
         out.append((seconds, level))
     return tuple(out)
+
+
+def _stage_part(value: Any, unit: Unit, where: str) -> float:
+    """``value`` parsed in ``unit``; an error names the stage and the part."""
+    try:
+        return parse(value, unit, key=where)
+    except SettingsError as exc:
+        raise SettingsError(str(exc), key="stages") from None
 
 
 def _stage_budgets(value: Any, n: int) -> tuple[Mapping[str, float], ...]:

@@ -300,6 +300,10 @@ def run_view(index: int, record: RunRecord, label: str, cells: Sequence[str]) ->
         "calls": _calls_data(calls) if calls is not None and len(calls) else None,
         "windows": _windows_data(r),
         "streamed": streamed,
+        "stages": [
+            {"start": st.start, "end": st.end, "from": st.target_from, "to": st.target_to}
+            for st in r.stages
+        ],
     }
     missing = []
     if calls is None:
