@@ -203,6 +203,17 @@ BUDGETS: Mapping[str, BudgetSpec] = {
         unknown_hint=_USAGE_HINT,
         early=Early.SPEND,
     ),
+    "min_capacity": BudgetSpec(
+        "capacity",
+        Unit.PER_SECOND,
+        lambda r: (
+            (r.capacity.max_rate or 0.0) if r.capacity is not None else None,
+            len(r.capacity.points) if r.capacity is not None else 0,
+        ),
+        minimum=True,
+        unknown_hint="min_capacity is judged by agentperf.capacity() (a capacity search), "
+        "not by run()",
+    ),
     "memory": BudgetSpec(
         "peak RSS growth",
         Unit.MEGABYTES,

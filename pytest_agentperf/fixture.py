@@ -8,11 +8,20 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 from .assemble import build_result
 from .baseline.comparison import with_first_run
 from .budgets import raise_if_broken, small_sample_warnings
+from .capacity import (
+    SEARCH_KEYS,
+    CapacityResult,
+    CapacitySearch,
+    outcome,
+    search_options,
+    step_layer,
+)
 from .engine import ProgressSink, RawRun, RunObserver, arun_load, run_load
 from .errors import SettingsError
 from .findings import run_findings, warnings_of
@@ -190,6 +199,89 @@ class AgentPerf:
             again = self._again(setup)
             result = confirmed(result, self._result(again, await self._aload(fn, inputs, again)))
         return self._finish(setup, result, check)
+
+    def capacity(
+        self,
+        fn: Any,
+        inputs: Any = None,
+        *,
+        slo: Mapping[str, Any],
+        start: Any = "1/s",
+        limit: Any = "1000/s",
+        name: str | None = None,
+        check: bool = True,
+        **settings: Any,
+    ) -> CapacityResult:
+        """Find the highest arrival rate at which ``slo`` holds (see ``capacity.py``), from a
+        sync test; record it as one run and check ``min_capacity``."""
+        __tracebackhide__ = True
+        search, plan = self._capacity_search(slo, start, limit, settings)
+        while (rate := search.next_rate()) is not None:
+            setup = self._capacity_step(plan, search, rate)
+            search.add(self._step_result(setup, self._load(fn, inputs, setup)))
+        return self._capacity_done(search, plan, name, check)
+
+    async def acapacity(
+        self,
+        fn: Any,
+        inputs: Any = None,
+        *,
+        slo: Mapping[str, Any],
+        start: Any = "1/s",
+        limit: Any = "1000/s",
+        name: str | None = None,
+        check: bool = True,
+        **settings: Any,
+    ) -> CapacityResult:
+        """``capacity`` from an async test."""
+        __tracebackhide__ = True
+        search, plan = self._capacity_search(slo, start, limit, settings)
+        while (rate := search.next_rate()) is not None:
+            setup = self._capacity_step(plan, search, rate)
+            search.add(self._step_result(setup, await self._aload(fn, inputs, setup)))
+        return self._capacity_done(search, plan, name, check)
+
+    def _capacity_search(
+        self, slo: Any, start: Any, limit: Any, settings: dict[str, Any]
+    ) -> tuple[CapacitySearch, dict[str, Any]]:
+        own = {k: settings.pop(k) for k in SEARCH_KEYS if k in settings}
+        options = search_options(slo, start, limit, **own)
+        layers = [*self._layers, settings]
+        whole = parse_settings(*layers)  # the marker's and the call's settings must be valid
+        budgets = {**options.slo}
+        if "min_capacity" in whole.budgets:
+            budgets["min_capacity"] = whole.budgets["min_capacity"]
+        return CapacitySearch(options), {"layers": layers, "budgets": budgets}
+
+    def _capacity_step(
+        self, plan: dict[str, Any], search: CapacitySearch, rate: float
+    ) -> _RunSetup:
+        slo = search.options.slo
+        layer = step_layer(plan["layers"], rate, search.calls_at(rate), slo)
+        settings = replace(parse_settings(layer), budgets=MappingProxyType(dict(slo)))
+        observers = self._observers(settings)
+        sink = self._progress(f"capacity @ {rate:.4g}/s")
+        _with_live_window(sink, observers)
+        return _RunSetup(f"{rate:.4g}/s", settings, observers, sink)
+
+    def _step_result(self, setup: _RunSetup, raw: RawRun) -> PerfResult:
+        extra = [obs.result_fields(raw.log, raw.duration) for obs in setup.observers]
+        return build_result(
+            setup.name, setup.settings, raw, prices=self._pipeline.prices, extra_fields=extra
+        )
+
+    def _capacity_done(
+        self, search: CapacitySearch, plan: dict[str, Any], name: str | None, check: bool
+    ) -> CapacityResult:
+        __tracebackhide__ = True
+        run_name = self._name("capacity" if name is None else name)
+        found = outcome(search, run_name, plan["budgets"], lambda r, n: replace(r, name=n))
+        budgets = MappingProxyType(dict(plan["budgets"]))
+        setup = _RunSetup(
+            run_name, replace(parse_settings(*plan["layers"]), budgets=budgets), [], None
+        )
+        self._finish(setup, found.result, check)
+        return found
 
     def _engine_options(self, setup: _RunSetup) -> dict[str, Any]:
         """The keywords ``run_load`` and ``arun_load`` take beside the agent and settings."""

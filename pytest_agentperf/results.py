@@ -448,6 +448,52 @@ class StageResult:
 
 
 @dataclass(frozen=True)
+class CapacityPoint:
+    """One step of a capacity search: the offered rate and what the agent did at it (the
+    latency-versus-load curve)."""
+
+    rate: float
+    """Offered arrival rate, per second."""
+    throughput: float
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    requests: int
+    errors: int
+    held: bool
+    """Whether the SLO held at this rate."""
+    decided: bool = True
+    """False when neither verdict was beyond doubt after the re-measurements allowed: then
+    ``held`` is the point estimate."""
+    measurements: int = 1
+    why: str = ""
+    """What decided it, e.g. the budget broken beyond doubt."""
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What a capacity search found (``agentperf.capacity``): the highest rate at which the
+    SLO held, the first rate at which it failed, and the curve of every step."""
+
+    slo: Mapping[str, float]
+    max_rate: float | None
+    """Highest offered rate (per second) at which every SLO budget held; None when even the
+    start rate failed."""
+    first_failing: float | None
+    """Lowest rate that failed above ``max_rate``: the true capacity lies between the two.
+    None when no rate up to the limit failed."""
+    points: tuple[CapacityPoint, ...] = ()
+    """Every step in the order measured."""
+    stopped: str = ""
+    """Why the search ended: "resolution", "limit", "time budget", "start rate failed"."""
+
+    @property
+    def curve(self) -> tuple[CapacityPoint, ...]:
+        """The steps sorted by rate (the latency-versus-load curve)."""
+        return tuple(sorted(self.points, key=lambda p: p.rate))
+
+
+@dataclass(frozen=True)
 class PerfResult:
     """Everything measured in one run of an agent under load (read-only)."""
 
@@ -492,6 +538,9 @@ class PerfResult:
     for (``--agentperf-log``, ``--agentperf-otel``, ``--agentperf-openmetrics``, ...)."""
     stages: tuple[StageResult, ...] = ()
     """Each stage's figures, for a run with ``stages=``; empty otherwise."""
+    capacity: Capacity | None = None
+    """The capacity search this result stands for (``agentperf.capacity``): the step at the
+    found capacity, with the whole search attached; None for an ordinary run."""
 
     @property
     def passed(self) -> bool:
