@@ -115,7 +115,7 @@ def search_options(
     if not f > 1:
         raise SettingsError(f"factor={factor!r}: must be above 1 (steps must go up)", key="factor")
     res = _number(resolution, "resolution")
-    if not 0 < res:
+    if not res > 0:
         raise SettingsError(f"resolution={resolution!r}: must be above 0", key="resolution")
     seconds = parse(step, Unit.SECONDS, key="step")
     if not seconds > 0:

@@ -17,6 +17,7 @@ from ..record import RunRecord, RunStatus
 from ..redact import redact
 from ..results import LoadShape, Memory, PerfResult, Stats
 from ..units import format_seconds, format_usd
+from .capacity import render as render_capacity
 from .protocol import ReportContext
 
 DEFAULT_WIDTH = 120
@@ -607,6 +608,9 @@ def _section(
     whatif = render_whatif(records)
     if whatif:
         lines += ["", whatif]
+    capacity = render_capacity(records)
+    if capacity:
+        lines += ["", capacity]
     lines += failure_lines(records, with_findings=findings)
     if findings:
         lines += finding_lines(records)
