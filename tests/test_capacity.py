@@ -266,14 +266,22 @@ def test_capacity_and_min_capacity_through_the_plugin(agents: pytest.Pytester) -
                                       limit="80/s", step="0.2s")
         """
     )
-    result = agents.runpytest("--agentperf-json=out.json", "--agentperf-markdown=out.md")
+    result = agents.runpytest(
+        "--agentperf-json=out.json", "--agentperf-markdown=out.md", "--agentperf-html=out.html"
+    )
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*capacity 80/s < budget 100/s*"])
     result.stdout.fnmatch_lines(["*capacity search*rate*p95*SLO*", "*80/s*held <- knee"])
     data = json.loads((agents.path / "out.json").read_text())
     text = json.dumps(data)
     assert '"max_rate": 80.0' in text and '"points"' in text
-    assert "Capacity" in (agents.path / "out.md").read_text()
+    assert "### Capacity" in (agents.path / "out.md").read_text()
+    page = (agents.path / "out.html").read_text()
+    assert "Capacity search: latency against offered load" in page
+    block = page.split('id="agentperf-data">', 1)[1].split("</script>", 1)[0]
+    curve = json.loads(block)["runs"][0]["capacity"]
+    assert curve["rate"] == [40.0, 80.0] and curve["knee"] == 80.0
+    assert curve["slo"] == [{"name": "p95", "limit": 1.0}]
 
 
 def test_an_slo_without_budget_keys_fails_the_test_before_any_call(

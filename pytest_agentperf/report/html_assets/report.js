@@ -152,6 +152,41 @@
     }
   }
 
+  // A capacity search: p50/p95/p99 against the offered rate, the SLO's latency limit as a
+  // flat line and the knee (the highest rate that held) as a vertical line.
+  function capacityChart(runId, container, c) {
+    var series = [
+      { label: "offered rate", value: function (u, v) { return v === null ? "" : v.toPrecision(3) + "/s"; } },
+      { label: "p50", stroke: COLORS.ok, width: 2 },
+      { label: "p95", stroke: COLORS.second, width: 2 },
+      { label: "p99", stroke: COLORS.timeout, width: 2 },
+    ];
+    var values = [c.rate, ms(c.p50), ms(c.p95), ms(c.p99)];
+    c.slo.forEach(function (s) {
+      series.push({ label: "SLO " + s.name, stroke: COLORS.error, dash: [6, 4], width: 1.5, points: { show: false } });
+      values.push(c.rate.map(function () { return s.limit * 1000; }));
+    });
+    var knee = c.knee;
+    plot(runId, "capacity", container, "Latency against offered load (capacity search)",
+      knee === null ? "no rate held the SLO" : "knee: " + knee.toPrecision(3) + "/s, the highest rate that held", {
+        hooks: { draw: [function (u) {
+          if (knee === null) return;
+          var x = u.valToPos(knee, "x", true), ctx = u.ctx;
+          ctx.save();
+          ctx.strokeStyle = COLORS.error;
+          ctx.setLineDash([2, 3]);
+          ctx.beginPath();
+          ctx.moveTo(x, u.bbox.top);
+          ctx.lineTo(x, u.bbox.top + u.bbox.height);
+          ctx.stroke();
+          ctx.restore();
+        }] },
+        scales: { x: { time: false } },
+        axes: [{ label: "offered rate (calls/s)" }, secondsAxis("latency")],
+        series: series,
+      }, values);
+  }
+
   function ttftTimeline(runId, container, calls) {
     plot(runId, "ttft-time", container, "Time to first token by start time", "", {
       scales: { x: { time: false } },
@@ -187,6 +222,7 @@
       function () { if (run.latency) cdfChart(run.id, "latency-cdf", container, "Latency CDF (successful calls)", run.latency); },
       function () { if (run.calls) timeline(run.id, container, run.calls, run.stages); },
       function () { if (run.windows) windows(run.id, container, run.windows, run.stages); },
+      function () { if (run.capacity) capacityChart(run.id, container, run.capacity); },
       function () { if (run.ttft) histogram(run.id, "ttft-hist", container, "Time to first token", run.ttft); },
       function () { if (run.ttft && run.calls) ttftTimeline(run.id, container, run.calls); },
       function () { if (run.itl) histogram(run.id, "itl-hist", container, "Gaps between streamed chunks", run.itl); },
