@@ -254,33 +254,33 @@ def test_capacity_and_min_capacity_through_the_plugin(agents: pytest.Pytester) -
 
         @pytest.mark.agent_perf(min_capacity="5/s", timeout="5s")
         def test_found(agentperf):
-            found = agentperf.capacity(agent, slo={"p95": "1s"}, start="40/s",
-                                       limit="80/s", step="0.2s")
-            assert found.max_rate == 80 and found.first_failing is None
-            assert [s.rate for s in found.steps] == [40, 80]
+            found = agentperf.capacity(agent, slo={"p95": "1s"}, start="100/s",
+                                       limit="200/s", step="0.2s")
+            assert found.max_rate == 200 and found.first_failing is None
+            assert [s.rate for s in found.steps] == [100, 200]
 
         @pytest.mark.asyncio
-        @pytest.mark.agent_perf(min_capacity="100/s")
+        @pytest.mark.agent_perf(min_capacity="500/s")
         async def test_too_low(agentperf):
-            await agentperf.acapacity(agent, slo={"p95": "1s"}, start="40/s",
-                                      limit="80/s", step="0.2s")
+            await agentperf.acapacity(agent, slo={"p95": "1s"}, start="100/s",
+                                      limit="200/s", step="0.2s")
         """
     )
     result = agents.runpytest(
         "--agentperf-json=out.json", "--agentperf-markdown=out.md", "--agentperf-html=out.html"
     )
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*capacity 80/s < budget 100/s*"])
-    result.stdout.fnmatch_lines(["*capacity search*rate*p95*SLO*", "*80/s*held <- knee"])
+    result.stdout.fnmatch_lines(["*capacity 200/s < budget 500/s*"])
+    result.stdout.fnmatch_lines(["*capacity search*rate*p95*SLO*", "*200/s*held <- knee"])
     data = json.loads((agents.path / "out.json").read_text())
     text = json.dumps(data)
-    assert '"max_rate": 80.0' in text and '"points"' in text
+    assert '"max_rate": 200.0' in text and '"points"' in text
     assert "### Capacity" in (agents.path / "out.md").read_text()
     page = (agents.path / "out.html").read_text()
     assert "Capacity search: latency against offered load" in page
     block = page.split('id="agentperf-data">', 1)[1].split("</script>", 1)[0]
     curve = json.loads(block)["runs"][0]["capacity"]
-    assert curve["rate"] == [40.0, 80.0] and curve["knee"] == 80.0
+    assert curve["rate"] == [100.0, 200.0] and curve["knee"] == 200.0
     assert curve["slo"] == [{"name": "p95", "limit": 1.0}]
 
 

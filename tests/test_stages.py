@@ -205,13 +205,43 @@ def test_stage_budgets_fail_the_test(agents: pytest.Pytester) -> None:
             agentperf.run(fast_sync)
         """
     )
-    result = agents.runpytest("--agentperf-json=out.json")
+    result = agents.runpytest("--agentperf-json=out.json", "--agentperf-html=out.html")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*stage 1: throughput * < budget 500/s*"])
     data = json.loads((agents.path / "out.json").read_text())
     run = data["runs"][0] if "runs" in data else data
     text = json.dumps(run)
     assert '"stages"' in text and '"target_to": 20.0' in text
+    page = (agents.path / "out.html").read_text()
+    block = page.split('id="agentperf-data">', 1)[1].split("</script>", 1)[0]
+    bands = json.loads(block)["runs"][0]["stages"]  # the HTML time series shades these
+    assert [(b["start"], b["end"]) for b in bands] == [(0.0, 0.3), (0.3, 0.6)]
+
+
+def test_bad_stages_fail_the_test_before_its_body_names_the_key(agents: pytest.Pytester) -> None:
+    agents.makepyfile(
+        """
+        import pytest
+
+        calls = []
+
+        @pytest.mark.agent_perf(stages=[])
+        def test_empty(agentperf):
+            agentperf.run(calls.append)
+
+        @pytest.mark.agent_perf(rate=5, stages=[("-2s", "10/s")])
+        def test_negative(agentperf):
+            agentperf.run(calls.append)
+
+        def test_after(agentperf):
+            assert calls == []
+        """
+    )
+    result = agents.runpytest()
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines(
+        ["*stages=[]: expected a non-empty list*", "*stages[[]0[]] duration='-2s'*"]
+    )
 
 
 def test_no_stages_means_no_stage_results() -> None:
