@@ -208,6 +208,13 @@ def test_stage_budgets_fail_the_test(agents: pytest.Pytester) -> None:
     result = agents.runpytest("--agentperf-json=out.json", "--agentperf-html=out.html")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*stage 1: throughput * < budget 500/s*"])
+    result.stdout.fnmatch_lines(
+        [
+            "stages*#*time*target*calls*thru*p50*p95*p99*err*budgets",
+            "*test_agent*0*0-0.3 s*20/s*6*",
+            "*1*0.3-0.6 s*20/s*broken: min_throughput",
+        ]
+    )
     data = json.loads((agents.path / "out.json").read_text())
     run = data["runs"][0] if "runs" in data else data
     text = json.dumps(run)

@@ -166,6 +166,23 @@ def _capacity(records: Sequence[RunRecord]) -> list[str]:
     ]
 
 
+def _stages(records: Sequence[RunRecord]) -> list[str]:
+    """The ramped runs' stages table (``stages=``), escaped; empty without one."""
+    from .stages import HEADERS, rows
+
+    table = rows(records)
+    if not table:
+        return []
+    return [
+        "### Stages",
+        "",
+        _row(list(HEADERS)),
+        _row([":--", *("--:" for _ in HEADERS[1:-1]), ":--"]),
+        *(_row([safe(c) for c in row]) for row in table),
+        "",
+    ]
+
+
 def summary(records: Sequence[RunRecord], context: ReportContext) -> Summary:
     """The session's summary, every test-supplied string redacted and escaped."""
     from ..record import RunStatus
@@ -193,6 +210,7 @@ def summary(records: Sequence[RunRecord], context: ReportContext) -> Summary:
     broken = failure_lines(records, with_findings=context.findings)
     tail = [
         *_capacity(records),
+        *_stages(records),
         *_bullets("Budgets, errors and notes", [safe(line) for line in broken]),
         *changes,
         *_bullets("Baseline", gate),

@@ -19,6 +19,7 @@ from ..results import LoadShape, Memory, PerfResult, Stats
 from ..units import format_seconds, format_usd
 from .capacity import render as render_capacity
 from .protocol import ReportContext
+from .stages import render as render_stages
 
 DEFAULT_WIDTH = 120
 """The table's width when pytest reports none (no terminal reporter)."""
@@ -611,6 +612,9 @@ def _section(
     capacity = render_capacity(records)
     if capacity:
         lines += ["", capacity]
+    stages = render_stages(records)
+    if stages:
+        lines += ["", stages]
     lines += failure_lines(records, with_findings=findings)
     if findings:
         lines += finding_lines(records)
