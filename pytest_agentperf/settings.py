@@ -222,7 +222,13 @@ def parse_settings(*layers: Mapping[str, Any]) -> Settings:
         if "requests" not in merged:
             kw["requests"] = None
     if merged.get("rate") is not None:
-        kw["rate"] = _rate(merged["rate"])
+        if (
+            merged.get("stages") is not None
+            and parse(merged["rate"], Unit.PER_SECOND, key="rate") == 0
+        ):
+            kw["rate"] = 0.0  # an open-loop ramp from zero: the stages give every rate
+        else:
+            kw["rate"] = _rate(merged["rate"])
     if "arrival" in merged:
         arrival = merged["arrival"]
         if arrival not in ARRIVALS:

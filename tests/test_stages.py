@@ -100,7 +100,7 @@ def test_poisson_arrivals_are_seeded() -> None:
 
 
 def test_a_ramp_from_zero_and_a_rest_stage() -> None:
-    times = _arrivals(stages=[(2, 0), (2, 10), (1, 10)], rate=1e-6, arrival="constant")
+    times = _arrivals(stages=[(2, 0), (2, 10), (1, 10)], rate=0, arrival="constant")
     # nothing while the rate stays near 0 (one arrival at t=0), then 10 over the ramp, 10 steady
     assert times[0] == 0.0 and np.all(times[1:] > 2.0)
     assert abs(times.size - 21) <= 1
@@ -132,6 +132,16 @@ def test_steady_stages_hold_their_target_throughput_within_5_percent() -> None:
     assert ramp.calls == pytest.approx(40, abs=1)  # (40 + 120) / 2 over half a second
     assert [s.index for s in result.stages] == [0, 1, 2]
     assert (ramp.target_from, ramp.target_to) == (40, 120)
+
+
+def test_a_sync_agent_ramps_from_zero_in_the_open_loop() -> None:
+    settings = parse_settings(
+        {"rate": 0, "stages": [(0.5, 60), (0.5, 60)], "arrival": "constant", "warmup": 0}
+    )
+    raw = run_load(lambda: time.sleep(0.002), None, settings)
+    up, steady = build_result("ramp", settings, raw).stages
+    assert up.calls == pytest.approx(15, abs=1)  # half a second averaging 30/s
+    assert steady.calls == pytest.approx(30, abs=1)
 
 
 class _InFlight:
@@ -279,6 +289,12 @@ def test_bad_stages_are_settings_errors(layer: dict[str, Any], needle: str) -> N
         parse_settings(layer)
     assert needle in str(info.value)
     assert info.value.key in ("stages", "stage_budgets")
+
+
+def test_rate_zero_is_refused_without_stages() -> None:
+    with pytest.raises(SettingsError, match="rate=0"):
+        parse_settings({"rate": 0})
+    assert parse_settings({"rate": "0/s", "stages": [(1, 5)]}).ramp_start == 0.0
 
 
 def test_stages_accept_dicts_and_units_and_scale() -> None:
