@@ -64,6 +64,9 @@ class SearchOptions:
     """Time budget of the whole search, seconds of measured calls (``duration=``)."""
     repeats: int = 2
     confidence: float = CONFIDENCE
+    spend: Mapping[str, float] = field(default_factory=dict)
+    """``total_cost`` / ``total_tokens`` of the marker or the call: caps on the whole search's
+    spend, enforced by the spend guard within each step."""
 
     def calls_at(self, rate: float) -> int:
         """Calls of a step at ``rate``: the SLO's sample-size floor, at least ``step``
@@ -256,7 +259,11 @@ _NOT_PER_STEP = ("stages", "stage_budgets", "duration", "requests", "rate", "abo
 
 
 def step_layer(
-    layers: list[Mapping[str, Any]], rate: float, calls: int, slo: Mapping[str, float]
+    layers: list[Mapping[str, Any]],
+    rate: float,
+    calls: int,
+    slo: Mapping[str, float],
+    spend: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The settings of one step: the marker's and the call's load settings (timeout, warmup,
     arrival, concurrency cap, seed, model...), without their budgets, at ``rate`` for
@@ -266,6 +273,7 @@ def step_layer(
         merged.update(layer)
     out = {k: v for k, v in merged.items() if k not in BUDGETS and k not in _NOT_PER_STEP}
     out.update(slo)
+    out.update(spend or {})
     out["rate"] = rate
     out["requests"] = calls
     early = [name for name in slo if BUDGETS[name].early not in (None, Early.SPEND)]
@@ -293,6 +301,8 @@ class CapacitySearch:
         self.good: float | None = None
         self.bad: float | None = None
         self.spent = 0.0
+        self.spent_cost = 0.0
+        self.spent_tokens = 0
         self.stopped = ""
         self._current: Step | None = None
 
@@ -310,6 +320,10 @@ class CapacitySearch:
             step.verdict = point_estimate(o.slo, step.results)
             self._settle(step)
         if self.stopped:
+            return None
+        left = self.step_spend()
+        if left and min(left.values()) <= 0:
+            self.stopped = "spend budget used up"
             return None
         if self.good is None and self.bad is None:
             rate = o.start
@@ -338,12 +352,29 @@ class CapacitySearch:
         budget = self.options.budget
         return budget is not None and self.spent + self.calls_at(rate) / rate > budget
 
+    def step_spend(self) -> dict[str, float]:
+        """What the next step may still spend: each spend cap less what the steps so far
+        spent (the spend guard stops the step when it crosses it)."""
+        left = {}
+        for name, limit in self.options.spend.items():
+            used = self.spent_cost if name == "total_cost" else float(self.spent_tokens)
+            left[name] = max(0.0, limit - used)
+        return left
+
     def add(self, result: PerfResult) -> None:
         """The measurement of the current rate."""
         step = self._current
         assert step is not None
-        step.results.append(result)
         self.spent += result.duration
+        self.spent_cost += result.cost.total or 0.0
+        self.spent_tokens += result.usage.total_tokens or 0
+        step.results.append(result)
+        if result.aborted and "spend guard" in result.aborted:
+            # not the SLO's verdict (the step neither held nor failed): the money ran out
+            step.verdict = Verdict(None, result.aborted)
+            self._current = None
+            self.stopped = result.aborted.removeprefix("aborted: ")
+            return
         step.verdict = judge_step(self.options.slo, step.results, self.options.confidence)
         if step.verdict.held is not None:
             self._settle(step)
@@ -454,5 +485,9 @@ def outcome(
     best = next((s for s in steps if s.held and s.rate == summary.max_rate), steps[0])
     result = named(best.result, name)
     result = replace(result, capacity=summary)
+    if search.stopped.startswith("spend guard"):  # the test fails with what was spent
+        result = replace(
+            result, aborted=f"aborted: capacity search stopped by the {search.stopped}"
+        )
     result = replace(result, budgets=evaluate(budgets, result))
     return CapacityResult(summary.max_rate, summary.first_failing, steps, summary, result)

@@ -23,6 +23,7 @@ from .capacity import (
     step_layer,
 )
 from .engine import ProgressSink, RawRun, RunObserver, arun_load, run_load
+from .engine.spend import SPEND_BUDGETS
 from .errors import SettingsError
 from .findings import run_findings, warnings_of
 from .integrations.langchain import activate as langchain_hook
@@ -248,6 +249,8 @@ class AgentPerf:
         options = search_options(slo, start, limit, **own)
         layers = [*self._layers, settings]
         whole = parse_settings(*layers)  # the marker's and the call's settings must be valid
+        spend = {k: v for k, v in whole.budgets.items() if k in SPEND_BUDGETS}
+        options = replace(options, spend=spend)
         budgets = {**options.slo}
         if "min_capacity" in whole.budgets:
             budgets["min_capacity"] = whole.budgets["min_capacity"]
@@ -257,8 +260,9 @@ class AgentPerf:
         self, plan: dict[str, Any], search: CapacitySearch, rate: float
     ) -> _RunSetup:
         slo = search.options.slo
-        layer = step_layer(plan["layers"], rate, search.calls_at(rate), slo)
-        settings = replace(parse_settings(layer), budgets=MappingProxyType(dict(slo)))
+        left = search.step_spend()
+        layer = step_layer(plan["layers"], rate, search.calls_at(rate), slo, left)
+        settings = replace(parse_settings(layer), budgets=MappingProxyType({**slo, **left}))
         observers = self._observers(settings)
         sink = self._progress(f"capacity @ {rate:.4g}/s")
         _with_live_window(sink, observers)

@@ -313,3 +313,38 @@ def test_capacity_and_stages_survive_the_record_round_trip() -> None:
     again = RunRecord.from_dict(json.loads(json.dumps(record.to_dict())))
     assert again.result.capacity == cap and again.result.stages == (stage,)
     assert again.result.capacity is not None and again.result.capacity.curve == (point,)
+
+
+def test_the_spend_guard_caps_the_whole_search(agents: pytest.Pytester) -> None:
+    agents.makepyfile(
+        """
+        import asyncio
+        import pytest
+        from pytest_agentperf import record_usage
+
+        async def agent(x=None):
+            record_usage(input_tokens=90, output_tokens=10, model="m")
+            await asyncio.sleep(0.001)
+
+        @pytest.mark.agent_perf(total_tokens=10_000, warmup=0)
+        def test_search(agentperf):
+            agentperf.capacity(agent, slo={"p95": "1s"}, start="100/s", limit="1000/s",
+                               step="0.1s")
+        """
+    )
+    result = agents.runpytest()
+    result.assert_outcomes(failed=1)
+    # 59 calls (5,900 tokens) at 100/s, then the 42nd call at 200/s crosses what was left
+    result.stdout.fnmatch_lines(
+        ["*aborted: capacity search stopped by the spend guard: total tokens 4200 > budget 4100*"]
+    )
+
+
+def test_a_search_judges_only_what_it_measured() -> None:
+    search = CapacitySearch(search_options({"p95": 0.5}, "10/s", "50/s"))
+    assert search.next_rate() == 10
+    guard = "aborted: spend guard: total tokens 120 > budget 100"
+    search.add(make_result([0.1] * 12, aborted=guard))
+    assert search.next_rate() is None and search.stopped == guard.removeprefix("aborted: ")
+    cap = search.capacity()
+    assert cap.max_rate is None and cap.first_failing is None  # no SLO verdict either way
