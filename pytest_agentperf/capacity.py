@@ -26,7 +26,7 @@ resolution, at ``limit``, at the time budget, or when the start rate already fai
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import Any
@@ -456,12 +456,7 @@ class CapacityResult:
         return self.max_rate
 
 
-def outcome(
-    search: CapacitySearch,
-    name: str,
-    budgets: Mapping[str, float],
-    named: Callable[[PerfResult, str], PerfResult],
-) -> CapacityResult:
+def outcome(search: CapacitySearch, name: str, budgets: Mapping[str, float]) -> CapacityResult:
     """The search's ``CapacityResult``; its recorded result is the step at the found capacity
     (else the first step), named ``name``, with the summary attached and judged against
     ``budgets`` (the SLO and ``min_capacity``)."""
@@ -483,8 +478,7 @@ def outcome(
             key="duration",
         )
     best = next((s for s in steps if s.held and s.rate == summary.max_rate), steps[0])
-    result = named(best.result, name)
-    result = replace(result, capacity=summary)
+    result = replace(best.result, name=name, capacity=summary)
     if search.stopped.startswith("spend guard"):  # the test fails with what was spent
         result = replace(
             result, aborted=f"aborted: capacity search stopped by the {search.stopped}"

@@ -61,6 +61,15 @@ class _RunSetup:
     progress: ProgressSink | None
 
 
+@dataclass(frozen=True)
+class _CapacityPlan:
+    """What every step of a capacity search shares: the settings layers (marker, call) and
+    the budgets the search is recorded against (the SLO and ``min_capacity``)."""
+
+    layers: list[Mapping[str, Any]]
+    budgets: Mapping[str, float]
+
+
 def check_run_name(name: object) -> None:
     """Raise SettingsError unless ``name`` is a usable run name: a non-empty ``str`` that can be
     written as UTF-8 (no lone surrogates) and holds no control characters (it is shown in the
@@ -244,7 +253,7 @@ class AgentPerf:
 
     def _capacity_search(
         self, slo: Any, start: Any, limit: Any, settings: dict[str, Any]
-    ) -> tuple[CapacitySearch, dict[str, Any]]:
+    ) -> tuple[CapacitySearch, _CapacityPlan]:
         own = {k: settings.pop(k) for k in SEARCH_KEYS if k in settings}
         options = search_options(slo, start, limit, **own)
         layers = [*self._layers, settings]
@@ -254,14 +263,12 @@ class AgentPerf:
         budgets = {**options.slo}
         if "min_capacity" in whole.budgets:
             budgets["min_capacity"] = whole.budgets["min_capacity"]
-        return CapacitySearch(options), {"layers": layers, "budgets": budgets}
+        return CapacitySearch(options), _CapacityPlan(layers, MappingProxyType(budgets))
 
-    def _capacity_step(
-        self, plan: dict[str, Any], search: CapacitySearch, rate: float
-    ) -> _RunSetup:
+    def _capacity_step(self, plan: _CapacityPlan, search: CapacitySearch, rate: float) -> _RunSetup:
         slo = search.options.slo
         left = search.step_spend()
-        layer = step_layer(plan["layers"], rate, search.calls_at(rate), slo, left)
+        layer = step_layer(plan.layers, rate, search.calls_at(rate), slo, left)
         settings = replace(parse_settings(layer), budgets=MappingProxyType({**slo, **left}))
         observers = self._observers(settings)
         sink = self._progress(f"capacity @ {rate:.4g}/s")
@@ -275,15 +282,13 @@ class AgentPerf:
         )
 
     def _capacity_done(
-        self, search: CapacitySearch, plan: dict[str, Any], name: str | None, check: bool
+        self, search: CapacitySearch, plan: _CapacityPlan, name: str | None, check: bool
     ) -> CapacityResult:
         __tracebackhide__ = True
         run_name = self._name("capacity" if name is None else name)
-        found = outcome(search, run_name, plan["budgets"], lambda r, n: replace(r, name=n))
-        budgets = MappingProxyType(dict(plan["budgets"]))
-        setup = _RunSetup(
-            run_name, replace(parse_settings(*plan["layers"]), budgets=budgets), [], None
-        )
+        found = outcome(search, run_name, plan.budgets)
+        settings = replace(parse_settings(*plan.layers), budgets=plan.budgets)
+        setup = _RunSetup(run_name, settings, [], None)
         self._finish(setup, found.result, check)
         return found
 

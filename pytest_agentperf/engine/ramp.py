@@ -4,7 +4,7 @@ target to the next over each stage; its integral turns a count of arrivals into 
 Arrivals follow the instantaneous rate exactly through the inverse of the integrated rate
 Lambda(t): the i-th constant arrival is at Lambda^-1(i), and a Poisson process of that rate is
 Lambda^-1 of a unit-rate Poisson process (the time-change theorem), so no thinning is needed and
-the seeded exponentials are the same the steady open loop draws.
+the same seed gives the same schedule.
 """
 
 from __future__ import annotations
