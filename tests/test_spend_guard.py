@@ -89,7 +89,9 @@ def test_crossing_total_tokens_stops_the_run_at_once(mode: str, kind: str) -> No
     assert raw.aborted is not None
     assert raw.aborted.startswith("aborted: spend guard: total tokens 1")
     assert raw.aborted.endswith(" > budget 1000")
-    in_flight = settings.max_in_flight or 8  # open loop: the arrivals already dispatched
+    # calls in flight when it trips may still end: closed loop at most the workers; open
+    # loop the arrivals already dispatched (a burst, when a busy machine delayed them)
+    in_flight = settings.max_in_flight or 50
     assert 11 <= len(raw.log) <= 11 + in_flight
 
 
