@@ -11,10 +11,10 @@ import numpy.typing as npt
 
 from .budgets import evaluate
 from .engine import RawRun
-from .engine.log import OK, TIMEOUT
+from .engine.log import OK, TIMEOUT, MergedLog
 from .pricing import PriceTable, compute_cost
 from .redact import redact
-from .results import PerfResult, PerRequest, Stats, TimeShare
+from .results import BudgetCheck, PerfResult, PerRequest, StageResult, Stats, TimeShare
 from .settings import Settings
 from .stats import summarize
 from .usage import UsageAccumulator
@@ -121,4 +121,62 @@ def build_result(
         result = replace(result, calls=table)
     for fields in extra_fields:
         result = replace(result, **fields)
-    return replace(result, budgets=evaluate(settings.budgets, result))
+    result = replace(result, budgets=evaluate(settings.budgets, result))
+    if settings.stages:
+        result = replace(result, stages=stage_results(settings, log, result))
+    return result
+
+
+def stage_results(settings: Settings, log: MergedLog, whole: PerfResult) -> tuple[StageResult, ...]:
+    """Each stage's figures: the calls whose intended start fell within it, judged against
+    that stage's ``stage_budgets``. A stage's throughput is its successful calls over its
+    length (the last stage: up to the run's end, as the whole run's is)."""
+    out = []
+    t = 0.0
+    level = settings.ramp_start
+    n = len(settings.stages)
+    for i, (length, target) in enumerate(settings.stages):
+        end = t + length
+        last = i == n - 1
+        inside = (log.start >= t) & ((log.start < end) | last)
+        ok = inside & (log.status == OK)
+        calls = int(np.count_nonzero(inside))
+        n_ok = int(np.count_nonzero(ok))
+        span = max(whole.duration - t, 1e-9) if last else length
+        latency = summarize(log.latency[ok])
+        budgets = settings.stage_budgets[i] if settings.stage_budgets else {}
+        checks: tuple[BudgetCheck, ...] = ()
+        if budgets:
+            sub = replace(
+                whole,
+                requests=calls,
+                errors=calls - n_ok,
+                timeouts=int(np.count_nonzero(inside & (log.status == TIMEOUT))),
+                error_rate=(calls - n_ok) / calls if calls else 0.0,
+                throughput=n_ok / span,
+                duration=span,
+                latency=latency,
+                aborted=None,
+                stages=(),
+            )
+            checks = tuple(
+                replace(c, message=f"stage {i}: {c.message}") for c in evaluate(budgets, sub)
+            )
+        out.append(
+            StageResult(
+                index=i,
+                start=t,
+                end=end,
+                target_from=level,
+                target_to=target,
+                calls=calls,
+                errors=calls - n_ok,
+                throughput=n_ok / span,
+                p50=latency.p50,
+                p95=latency.p95,
+                p99=latency.p99,
+                budgets=checks,
+            )
+        )
+        t, level = end, target
+    return tuple(out)

@@ -33,6 +33,9 @@ class Early(enum.Enum):
     """Maximum latency: one successful call slower than the limit (it only grows)."""
     PEAK_MEMORY = "peak_memory"
     """Peak RSS growth so far, from the memory sampler (it only grows)."""
+    SPEND = "spend"
+    """Tokens or dollars spent so far (they only grow): judged by the spend guard
+    (``engine/spend.py``) as each call finishes, in every run, with or without ``abort_on``."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,29 @@ BUDGETS: Mapping[str, BudgetSpec] = {
         not_above="total_cost",
     ),
     "total_cost": BudgetSpec(
-        "total cost", Unit.USD, lambda r: (r.cost.total, r.requests), unknown_hint=_cost_hint
+        "total cost",
+        Unit.USD,
+        lambda r: (r.cost.total, r.requests),
+        unknown_hint=_cost_hint,
+        early=Early.SPEND,
+    ),
+    "total_tokens": BudgetSpec(
+        "total tokens",
+        Unit.COUNT,
+        lambda r: (r.usage.total_tokens if r.usage.known else None, r.requests),
+        unknown_hint=_USAGE_HINT,
+        early=Early.SPEND,
+    ),
+    "min_capacity": BudgetSpec(
+        "capacity",
+        Unit.PER_SECOND,
+        lambda r: (
+            (r.capacity.max_rate or 0.0) if r.capacity is not None else None,
+            len(r.capacity.points) if r.capacity is not None else 0,
+        ),
+        minimum=True,
+        unknown_hint="min_capacity is judged by agentperf.capacity() (a capacity search), "
+        "not by run()",
     ),
     "memory": BudgetSpec(
         "peak RSS growth",
@@ -336,6 +361,7 @@ def raise_if_broken(result: PerfResult) -> None:
     """Raise BudgetExceeded listing every broken budget of ``result``."""
     __tracebackhide__ = True
     broken = tuple(b.message for b in result.budgets if not b.passed)
+    broken += tuple(b.message for s in result.stages for b in s.budgets if not b.passed)
     if not broken and not result.aborted and all_failed(result):
         first = result.error_messages[0] if result.error_messages else "(no message)"
         message = (

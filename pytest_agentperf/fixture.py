@@ -8,12 +8,22 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 from .assemble import build_result
 from .baseline.comparison import with_first_run
 from .budgets import raise_if_broken, small_sample_warnings
+from .capacity import (
+    SEARCH_KEYS,
+    CapacityResult,
+    CapacitySearch,
+    outcome,
+    search_options,
+    step_layer,
+)
 from .engine import ProgressSink, RawRun, RunObserver, arun_load, readable_again, run_load
+from .engine.spend import SPEND_BUDGETS
 from .errors import SettingsError
 from .findings import run_findings, warnings_of
 from .integrations.langchain import activate as langchain_hook
@@ -49,6 +59,15 @@ class _RunSetup:
     settings: Settings
     observers: list[RunObserver]
     progress: ProgressSink | None
+
+
+@dataclass(frozen=True)
+class _CapacityPlan:
+    """What every step of a capacity search shares: the settings layers (marker, call) and
+    the budgets the search is recorded against (the SLO and ``min_capacity``)."""
+
+    layers: list[Mapping[str, Any]]
+    budgets: Mapping[str, float]
 
 
 def check_run_name(name: object) -> None:
@@ -193,6 +212,90 @@ class AgentPerf:
             result = confirmed(result, self._result(again, await self._aload(fn, inputs, again)))
         return self._finish(setup, result, check)
 
+    def capacity(
+        self,
+        fn: Any,
+        inputs: Any = None,
+        *,
+        slo: Mapping[str, Any],
+        start: Any = "1/s",
+        limit: Any = "1000/s",
+        name: str | None = None,
+        check: bool = True,
+        **settings: Any,
+    ) -> CapacityResult:
+        """Find the highest arrival rate at which ``slo`` holds (see ``capacity.py``), from a
+        sync test; record it as one run and check ``min_capacity``."""
+        __tracebackhide__ = True
+        search, plan = self._capacity_search(slo, start, limit, settings)
+        inputs = readable_again(inputs)  # every step reads it from the start
+        while (rate := search.next_rate()) is not None:
+            setup = self._capacity_step(plan, search, rate)
+            search.add(self._step_result(setup, self._load(fn, inputs, setup)))
+        return self._capacity_done(search, plan, name, check)
+
+    async def acapacity(
+        self,
+        fn: Any,
+        inputs: Any = None,
+        *,
+        slo: Mapping[str, Any],
+        start: Any = "1/s",
+        limit: Any = "1000/s",
+        name: str | None = None,
+        check: bool = True,
+        **settings: Any,
+    ) -> CapacityResult:
+        """``capacity`` from an async test."""
+        __tracebackhide__ = True
+        search, plan = self._capacity_search(slo, start, limit, settings)
+        inputs = readable_again(inputs)  # every step reads it from the start
+        while (rate := search.next_rate()) is not None:
+            setup = self._capacity_step(plan, search, rate)
+            search.add(self._step_result(setup, await self._aload(fn, inputs, setup)))
+        return self._capacity_done(search, plan, name, check)
+
+    def _capacity_search(
+        self, slo: Any, start: Any, limit: Any, settings: dict[str, Any]
+    ) -> tuple[CapacitySearch, _CapacityPlan]:
+        own = {k: settings.pop(k) for k in SEARCH_KEYS if k in settings}
+        options = search_options(slo, start, limit, **own)
+        layers = [*self._layers, settings]
+        whole = parse_settings(*layers)  # the marker's and the call's settings must be valid
+        spend = {k: v for k, v in whole.budgets.items() if k in SPEND_BUDGETS}
+        options = replace(options, spend=spend)
+        budgets = {**options.slo}
+        if "min_capacity" in whole.budgets:
+            budgets["min_capacity"] = whole.budgets["min_capacity"]
+        return CapacitySearch(options), _CapacityPlan(layers, MappingProxyType(budgets))
+
+    def _capacity_step(self, plan: _CapacityPlan, search: CapacitySearch, rate: float) -> _RunSetup:
+        slo = search.options.slo
+        left = search.step_spend()
+        layer = step_layer(plan.layers, rate, search.calls_at(rate), slo, left)
+        settings = replace(parse_settings(layer), budgets=MappingProxyType({**slo, **left}))
+        observers = self._observers(settings)
+        sink = self._progress(f"capacity @ {rate:.4g}/s")
+        _with_live_window(sink, observers)
+        return _RunSetup(f"{rate:.4g}/s", settings, observers, sink)
+
+    def _step_result(self, setup: _RunSetup, raw: RawRun) -> PerfResult:
+        extra = [obs.result_fields(raw.log, raw.duration) for obs in setup.observers]
+        return build_result(
+            setup.name, setup.settings, raw, prices=self._pipeline.prices, extra_fields=extra
+        )
+
+    def _capacity_done(
+        self, search: CapacitySearch, plan: _CapacityPlan, name: str | None, check: bool
+    ) -> CapacityResult:
+        __tracebackhide__ = True
+        run_name = self._name("capacity" if name is None else name)
+        found = outcome(search, run_name, plan.budgets)
+        settings = replace(parse_settings(*plan.layers), budgets=plan.budgets)
+        setup = _RunSetup(run_name, settings, [], None)
+        self._finish(setup, found.result, check)
+        return found
+
     def _engine_options(self, setup: _RunSetup) -> dict[str, Any]:
         """The keywords ``run_load`` and ``arun_load`` take beside the agent and settings."""
         return {
@@ -200,6 +303,7 @@ class AgentPerf:
             "progress": setup.progress,
             "on_warmup": self._warmup_warning(setup.name),
             "detail": self._pipeline.detail,
+            "prices": self._pipeline.prices,
         }
 
     def _load(self, fn: Any, inputs: Any, setup: _RunSetup) -> RawRun:

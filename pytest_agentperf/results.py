@@ -425,6 +425,75 @@ class CallTable:
 
 
 @dataclass(frozen=True)
+class StageResult:
+    """Figures of one stage of a ramped run (``stages=``): the calls whose intended start fell
+    within it. ``target_from``/``target_to``: the rate (per second) or, closed loop, the
+    number of workers the stage ramped between."""
+
+    index: int
+    start: float
+    """Seconds from the run's start."""
+    end: float
+    target_from: float
+    target_to: float
+    calls: int
+    errors: int
+    throughput: float
+    """Successful calls per second of the stage."""
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    budgets: tuple[BudgetCheck, ...] = ()
+    """This stage's own budgets (``stage_budgets=``)."""
+
+
+@dataclass(frozen=True)
+class CapacityPoint:
+    """One step of a capacity search: the offered rate and what the agent did at it (the
+    latency-versus-load curve)."""
+
+    rate: float
+    """Offered arrival rate, per second."""
+    throughput: float
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    requests: int
+    errors: int
+    held: bool
+    """Whether the SLO held at this rate."""
+    decided: bool = True
+    """False when neither verdict was beyond doubt after the re-measurements allowed: then
+    ``held`` is the point estimate."""
+    measurements: int = 1
+    why: str = ""
+    """What decided it, e.g. the budget broken beyond doubt."""
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What a capacity search found (``agentperf.capacity``): the highest rate at which the
+    SLO held, the first rate at which it failed, and the curve of every step."""
+
+    slo: Mapping[str, float]
+    max_rate: float | None
+    """Highest offered rate (per second) at which every SLO budget held; None when even the
+    start rate failed."""
+    first_failing: float | None
+    """Lowest rate that failed above ``max_rate``: the true capacity lies between the two.
+    None when no rate up to the limit failed."""
+    points: tuple[CapacityPoint, ...] = ()
+    """Every step in the order measured."""
+    stopped: str = ""
+    """Why the search ended: "resolution", "limit", "time budget", "start rate failed"."""
+
+    @property
+    def curve(self) -> tuple[CapacityPoint, ...]:
+        """The steps sorted by rate (the latency-versus-load curve)."""
+        return tuple(sorted(self.points, key=lambda p: p.rate))
+
+
+@dataclass(frozen=True)
 class PerfResult:
     """Everything measured in one run of an agent under load (read-only)."""
 
@@ -467,11 +536,18 @@ class PerfResult:
     calls: CallTable | None = None
     """Every measured call, row by row; None unless an output that reads each call was asked
     for (``--agentperf-log``, ``--agentperf-otel``, ``--agentperf-openmetrics``, ...)."""
+    stages: tuple[StageResult, ...] = ()
+    """Each stage's figures, for a run with ``stages=``; empty otherwise."""
+    capacity: Capacity | None = None
+    """The capacity search this result stands for (``agentperf.capacity``): the step at the
+    found capacity, with the whole search attached; None for an ordinary run."""
 
     @property
     def passed(self) -> bool:
-        """True when every budget held."""
-        return all(b.passed for b in self.budgets)
+        """True when every budget held (each stage's own budgets too)."""
+        return all(b.passed for b in self.budgets) and all(
+            b.passed for s in self.stages for b in s.budgets
+        )
 
     def to_dict(self, *, samples: bool = True, max_samples: int | None = None) -> dict[str, Any]:
         """A JSON-ready dict; latency samples are rounded to microseconds.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -38,7 +39,27 @@ _LOAD_KEYS = (
     "stages",
     "seed",
 )
-_CONTEXT_KEYS = ("model", "tolerance", "window", "abort_on", "memory_profile", "allow_empty")
+_CONTEXT_KEYS = (
+    "model",
+    "tolerance",
+    "window",
+    "abort_on",
+    "memory_profile",
+    "allow_empty",
+    "stage_budgets",
+)
+STAGE_BUDGETS = (
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+    "max_latency",
+    "mean_latency",
+    "error_rate",
+    "timeout_rate",
+    "min_throughput",
+)
+"""The budgets ``stage_budgets`` may set: those a stage's own calls measure."""
 VALID_KEYS: tuple[str, ...] = _LOAD_KEYS + _CONTEXT_KEYS + tuple(BUDGETS)
 
 
@@ -61,11 +82,30 @@ class Settings:
     memory_profile: bool = False
     allow_empty: bool = False
     budgets: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    stages: tuple[tuple[float, float], ...] = ()
+    """(duration in seconds, target) of each stage: a rate (open loop) or a number of workers."""
+    stage_budgets: tuple[Mapping[str, float], ...] = ()
+    """Each stage's own budgets, aligned with ``stages`` (empty when none is set)."""
+
+    @property
+    def ramp_start(self) -> float:
+        """Where the first stage ramps from: ``rate`` (open loop) or ``concurrency`` (closed
+        loop), else 0."""
+        start = self.rate if self.rate is not None else self.concurrency
+        return float(start or 0)
+
+    @property
+    def ramped_rate(self) -> bool:
+        """Stages that ramp the arrival rate (open loop)."""
+        return bool(self.stages) and self.rate is not None
 
     @property
     def max_in_flight(self) -> int | None:
-        """Cap on calls in flight: concurrency (1 in closed loop), or None (open loop, no cap)."""
+        """Cap on calls in flight: concurrency (1 in closed loop), or None (open loop, no cap).
+        Closed-loop stages: the most workers any stage reaches."""
         if self.rate is None:
+            if self.stages:
+                return max(1, math.ceil(max(self.ramp_start, *(t for _, t in self.stages))))
             return self.concurrency or 1
         return self.concurrency
 
@@ -102,7 +142,8 @@ class Settings:
                     f"duration={format_seconds(self.duration)} becomes {duration:g} s",
                     _MAX_SECONDS_TEXT,
                 )
-        return replace(self, requests=requests, duration=duration)
+        stages = tuple((d * factor, target) for d, target in self.stages)
+        return replace(self, requests=requests, duration=duration, stages=stages)
 
 
 def _scale_error(factor: float, what: str, bound: object) -> SettingsError:
@@ -166,12 +207,6 @@ def parse_settings(*layers: Mapping[str, Any]) -> Settings:
             raise SettingsError(f"unknown setting {key!r}{_suggest(key)}", key=key)
 
     kw: dict[str, Any] = {}
-    if merged.get("stages") is not None:
-        raise SettingsError(
-            "stages= (ramping load) is not supported yet; use rate= or concurrency= with "
-            "requests= or duration= for now",
-            key="stages",
-        )
     if "requests" in merged:
         kw["requests"] = _int(merged["requests"], "requests", 1)
     if "concurrency" in merged and merged["concurrency"] is not None:
@@ -187,7 +222,13 @@ def parse_settings(*layers: Mapping[str, Any]) -> Settings:
         if "requests" not in merged:
             kw["requests"] = None
     if merged.get("rate") is not None:
-        kw["rate"] = _rate(merged["rate"])
+        if (
+            merged.get("stages") is not None
+            and parse(merged["rate"], Unit.PER_SECOND, key="rate") == 0
+        ):
+            kw["rate"] = 0.0  # an open-loop ramp from zero: the stages give every rate
+        else:
+            kw["rate"] = _rate(merged["rate"])
     if "arrival" in merged:
         arrival = merged["arrival"]
         if arrival not in ARRIVALS:
@@ -237,7 +278,137 @@ def parse_settings(*layers: Mapping[str, Any]) -> Settings:
         kw["requests"] = max(DEFAULT_REQUESTS, sample_floor(budgets))
     if merged.get("abort_on") is not None:
         kw["abort_on"] = _abort_on(merged["abort_on"], budgets)
+    if merged.get("stages") is not None:
+        if kw.get("duration") is not None:
+            raise SettingsError(
+                "stages= sets the run's length (the sum of the stage durations); leave "
+                "duration= out",
+                key="stages",
+            )
+        stages = _stages(merged["stages"], open_loop="rate" in kw)
+        kw["stages"] = stages
+        kw["duration"] = sum(d for d, _ in stages)
+        if "requests" not in merged:
+            kw["requests"] = None
+    if merged.get("stage_budgets") is not None:
+        if "stages" not in kw:
+            raise SettingsError(
+                "stage_budgets= applies to runs with stages=; set stages= too",
+                key="stage_budgets",
+            )
+        kw["stage_budgets"] = _stage_budgets(merged["stage_budgets"], len(kw["stages"]))
     return Settings(**kw)
+
+
+def _stages(value: Any, *, open_loop: bool) -> tuple[tuple[float, float], ...]:
+    """``stages=`` as (seconds, target) pairs: targets are rates with ``rate=``, else whole
+    numbers of workers."""
+    example = '[("30s", "10/s"), ("1m", "10/s")]' if open_loop else '[("30s", 10), ("1m", 10)]'
+    if not isinstance(value, (list, tuple)) or not value:
+        raise SettingsError(
+            f"stages={value!r}: expected a non-empty list of (duration, target) stages, "
+            f"e.g. {example}",
+            key="stages",
+        )
+    out = []
+    for i, stage in enumerate(value):
+        where = f"stages[{i}]"
+        if isinstance(stage, Mapping):
+            if set(stage) != {"duration", "target"}:
+                raise SettingsError(
+                    f'{where}={stage!r}: expected the keys "duration" and "target"', key="stages"
+                )
+            duration, target = stage["duration"], stage["target"]
+        elif isinstance(stage, (list, tuple)) and len(stage) == 2:
+            duration, target = stage
+        else:
+            raise SettingsError(
+                f"{where}={stage!r}: expected (duration, target), e.g. {example}", key="stages"
+            )
+        seconds = _stage_part(duration, Unit.SECONDS, f"{where} duration")
+        if not 0 < seconds <= MAX_SECONDS:
+            raise SettingsError(
+                f"{where}: duration {duration!r} must be greater than zero and at most "
+                f"{_MAX_SECONDS_TEXT}",
+                key="stages",
+            )
+        if open_loop:
+            level = _stage_part(target, Unit.PER_SECOND, f"{where} target rate")
+            if not 0 <= level <= MAX_RATE:
+                raise SettingsError(
+                    f"{where}: target {target!r} must be a rate from 0/s to {MAX_RATE:g}/s",
+                    key="stages",
+                )
+        else:
+            if isinstance(target, float) and target.is_integer():
+                target = int(target)
+            if isinstance(target, bool) or not isinstance(target, int) or target < 0:
+                raise SettingsError(
+                    f"{where}: target {target!r} must be a whole number of workers >= 0 "
+                    "(give rate= for targets that are arrival rates)",
+                    key="stages",
+                )
+            if target > MAX_COUNT:
+                raise SettingsError(f"{where}: target must be at most {MAX_COUNT:,}", key="stages")
+            level = float(target)
+        out.append((seconds, level))
+    return tuple(out)
+
+
+def _stage_part(value: Any, unit: Unit, where: str) -> float:
+    """``value`` parsed in ``unit``; an error names the stage and the part."""
+    try:
+        return parse(value, unit, key=where)
+    except SettingsError as exc:
+        raise SettingsError(str(exc), key="stages") from None
+
+
+def _stage_budgets(value: Any, n: int) -> tuple[Mapping[str, float], ...]:
+    """``stage_budgets=``: a list aligned with the stages (None for a stage without), or a
+    dict keyed by stage index (0-based)."""
+    if isinstance(value, Mapping):
+        per: list[Any] = [None] * n
+        for index, budgets in value.items():
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
+                raise SettingsError(
+                    f"stage_budgets: key {index!r} is not a stage index (0 to {n - 1})",
+                    key="stage_budgets",
+                )
+            per[index] = budgets
+    elif isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise SettingsError(
+                f"stage_budgets: {len(value)} entries for {n} stages; give one per stage "
+                "(None for a stage without budgets) or a dict keyed by stage index",
+                key="stage_budgets",
+            )
+        per = list(value)
+    else:
+        raise SettingsError(
+            f"stage_budgets={value!r}: expected a list aligned with stages= or a dict keyed by "
+            "stage index",
+            key="stage_budgets",
+        )
+    out: list[Mapping[str, float]] = []
+    for i, budgets in enumerate(per):
+        if budgets is None:
+            out.append(MappingProxyType({}))
+            continue
+        if not isinstance(budgets, Mapping):
+            raise SettingsError(
+                f"stage_budgets[{i}]={budgets!r}: expected a dict of budgets", key="stage_budgets"
+            )
+        parsed = {}
+        for key, limit in budgets.items():
+            if key not in STAGE_BUDGETS:
+                raise SettingsError(
+                    f"stage_budgets[{i}]: {key!r} cannot be judged per stage; use one of "
+                    f"{', '.join(STAGE_BUDGETS)}",
+                    key="stage_budgets",
+                )
+            parsed[key] = parse(limit, BUDGETS[key].unit, key="stage_budgets")
+        out.append(MappingProxyType(parsed))
+    return tuple(out)
 
 
 def _abort_on(value: Any, budgets: Mapping[str, float]) -> tuple[str, ...]:

@@ -54,7 +54,7 @@ def test_open_loop_concurrency_is_a_cap() -> None:
         ({"rate": 5, "arrival": "bursty"}, "arrival", "one of"),
         ({"p50": "2s", "p99": "1s"}, "p50", "contradict"),
         ({"p95": "1s", "max_latency": "500ms"}, "p95", "contradict"),
-        ({"stages": [{"rate": 1}]}, "stages", "not supported yet"),
+        ({"stages": [{"rate": 1}]}, "stages", 'expected the keys "duration" and "target"'),
         ({"model": 3}, "model", "model name"),
         ({"abort_on": ["p95"]}, "abort_on", "no budget"),
         ({"abort_on": ["p96"], "p95": 1}, "abort_on", "unknown budget"),

@@ -46,6 +46,7 @@ async def _calls(
     measured: bool,
     kinds: tuple[KindCache, KindCache],
     one: tuple[int, float] | None = None,
+    worker: int | None = None,
 ) -> None:
     """Make calls and append their rows to ``log``: the one call ``one`` (index, intended
     start), or, closed loop, calls claimed from ``state`` until the run is over.
@@ -56,7 +57,7 @@ async def _calls(
     scope = CallScope()
     token = CURRENT_SCOPE.set(scope)
     try:
-        await _loop(plan, state, slot, log, measured, kinds, one, scope)
+        await _loop(plan, state, slot, log, measured, kinds, one, scope, worker)
     finally:
         slot.start = None  # the hot path leaves it set between calls
         # try/except, not contextlib.suppress: free on the normal path (no context manager)
@@ -75,6 +76,7 @@ async def _loop(
     kinds: tuple[KindCache, KindCache],
     one: tuple[int, float] | None,
     scope: CallScope,
+    worker: int | None = None,
 ) -> None:
     """``_calls`` without its set-up: the hot path.
 
@@ -98,7 +100,7 @@ async def _loop(
     # rows hold perf_counter readings: the run's start is subtracted once, at the merge
     closed = one is None
     if one is None:
-        indices: Iterable[int] = state.claims()  # this worker's own: none is shared
+        indices: Iterable[int] = state.claims(worker)  # this worker's own: none is shared
         t_int = 0.0  # the intended start (open loop), a perf_counter reading
     else:
         indices = (one[0],)
@@ -249,9 +251,19 @@ async def _closed_worker(
     log: CallLog,
     measured: bool,
     kinds: tuple[KindCache, KindCache],
+    index: int = 0,
 ) -> None:
     slot.task = asyncio.current_task()
-    await _calls(plan, state, slot, log, measured, kinds)
+    if state.ramp is None:
+        await _calls(plan, state, slot, log, measured, kinds)
+        return
+    # closed-loop stages: work while the ramp has this worker active, else wait
+    while (wake := state.wake_at(index)) is not None:
+        delay = wake - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            await _calls(plan, state, slot, log, measured, kinds, worker=index)
 
 
 async def _open_dispatch(
@@ -352,14 +364,17 @@ async def execute_async(
     slots: set[_Slot] = set()
     kinds = (KindCache(), KindCache())  # of what the call returns, of what it awaits to
     if plan.settings.rate is not None and measured:
-        logs = [CallLog(plan.detail)]
+        logs = [CallLog(plan.detail, state.meter)]
         coros = [_open_dispatch(plan, state, logs[0], slots, kinds)]
     else:
         # One log for every worker: they all run on this thread, and a log per worker would
         # cost memory per unit of concurrency even when few calls are made.
-        logs = [CallLog(plan.detail if measured else 0)]
+        logs = [CallLog(plan.detail if measured else 0, state.meter if measured else None)]
         slots.update(_Slot(None) for _ in range(plan.workers))
-        coros = [_closed_worker(plan, state, slot, logs[0], measured, kinds) for slot in slots]
+        coros = [
+            _closed_worker(plan, state, slot, logs[0], measured, kinds, index)
+            for index, slot in enumerate(slots)
+        ]
     tasks: list[asyncio.Task[None]] = []
 
     def cancel_workers() -> None:

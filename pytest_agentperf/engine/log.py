@@ -14,6 +14,7 @@ import numpy.typing as npt
 from ..redact import redact
 from ..results import CONTENT_LIMIT, FloatArray, StatusArray
 from ..usage import CallScope, ToolCall, UsageAccumulator, UsageRecord, read_usage
+from .spend import SpendMeter
 from .streams import StreamTimes
 
 OK, ERROR, TIMEOUT = 0, 1, 2
@@ -86,6 +87,7 @@ class CallLog:
         "llm_calls",
         "llm_rows",
         "llm_tokens",
+        "meter",
         "start",
         "tool_calls",
         "tool_rows",
@@ -94,7 +96,10 @@ class CallLog:
         "usage",
     )
 
-    def __init__(self, detail: int = 0) -> None:
+    def __init__(self, detail: int = 0, meter: SpendMeter | None = None) -> None:
+        self.meter = meter
+        """The run's spend guard, told the usage of each call recorded here (None: no spend
+        budget)."""
         self.start = array("d")
         self.actual = array("d")
         self.end = array("d")
@@ -192,6 +197,8 @@ class CallLog:
         self.end.append(end)
         if records:
             self.usage.add_call(records, model)
+            if self.meter is not None:  # after the row: the call that crosses a limit counts
+                self.meter.add(records, model)
         if tools:
             self.usage.add_tools(tools)
 

@@ -29,6 +29,7 @@ class Monitor:
         self._progress = progress
         self._stop_workers = stop_workers
         self._last_progress = time.perf_counter()
+        self._stopped = False
 
     def start(self) -> None:
         for obs in self._observers:
@@ -37,12 +38,18 @@ class Monitor:
     def tick(self) -> None:
         state = self._state
         now = time.perf_counter()
+        if state.aborted is not None and not self._stopped:
+            # aborted between ticks (the spend guard, on a worker's thread): only the monitor
+            # leaves the calls in flight behind, so the executors need no thread-safe stop
+            self._stopped = True
+            self._stop_workers()
         view = LiveView(self._logs, state.extra, now - state.t0, state.t0)
         for obs in self._observers:
             reason = obs.on_tick(view)
             if reason and state.aborted is None:
                 state.aborted = reason
                 state.stopping = True
+                self._stopped = True
                 self._stop_workers()
         if self._progress is not None and now - self._last_progress >= PROGRESS_EVERY:
             self._last_progress = now

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..pricing import PriceTable
 from ..redact import redact
 from ..settings import Settings
 from .log import MAX_ERROR_MESSAGES, CallLog
+from .ramp import Ramp
+from .spend import SpendMeter
 from .target import Target
 
 LATE_AFTER = 0.010
@@ -31,13 +34,35 @@ class Plan:
     late_after: float = LATE_AFTER
     detail: int = 0
     """What the logs keep of each call beyond its times (``CallLog.detail``)."""
+    prices: PriceTable | None = None
+    """Prices for the spend guard's live ``total_cost`` (None: the bundled table)."""
+    guarded: bool = False
+    """Whether the spend guard watches this plan's calls (measured calls only)."""
+    ramp: Ramp | None = None
+    """The stages' ramp of the arrival rate (open loop) or of the active workers (closed)."""
 
     @classmethod
-    def measured(cls, target: Target, settings: Settings, detail: int = 0) -> Plan:
+    def measured(
+        cls,
+        target: Target,
+        settings: Settings,
+        detail: int = 0,
+        prices: PriceTable | None = None,
+    ) -> Plan:
         workers = settings.max_in_flight or 1
         if settings.requests is not None:  # never more workers than calls to make
             workers = min(workers, settings.requests)
-        return cls(target, settings, settings.requests, settings.duration, workers, detail=detail)
+        return cls(
+            target,
+            settings,
+            settings.requests,
+            settings.duration,
+            workers,
+            detail=detail,
+            prices=prices,
+            guarded=True,
+            ramp=Ramp(settings.ramp_start, settings.stages) if settings.stages else None,
+        )
 
     @classmethod
     def warmup(cls, target: Target, settings: Settings) -> Plan:
@@ -48,6 +73,9 @@ class Plan:
         """Intended start times (seconds after run start) of an open-loop run."""
         rate = self.settings.rate
         assert rate is not None
+        if self.ramp is not None:
+            yield from self._ramped_arrivals(self.ramp)
+            return
         rng = np.random.default_rng(self.settings.seed)
         t = 0.0
         for i in itertools.count():
@@ -62,6 +90,24 @@ class Plan:
                 if i % 1024 == 0:
                     block = rng.exponential(1.0 / rate, 1024)
                 t += float(block[i % 1024])
+
+    def _ramped_arrivals(self, ramp: Ramp) -> Iterator[tuple[int, float]]:
+        """Arrivals at the ramp's instantaneous rate: constant, the i-th at Lambda^-1(i);
+        Poisson, Lambda^-1 of a unit-rate Poisson process (same seed, same draws)."""
+        rng = np.random.default_rng(self.settings.seed)
+        constant = self.settings.arrival == "constant"
+        c = 0.0
+        for i in itertools.count():
+            if self.total is not None and i >= self.total:
+                return
+            t = ramp.time_of(float(i) if constant else c)
+            if t is None or t >= ramp.duration:
+                return
+            yield i, t
+            if not constant:
+                if i % 1024 == 0:
+                    block = rng.exponential(1.0, 1024)
+                c += float(block[i % 1024])
 
 
 class RunState:
@@ -80,6 +126,9 @@ class RunState:
         dispatched); set by ``finish``. A run that was not stopped records each of them."""
         self._total = plan.total
         self._duration = plan.duration
+        self.ramp = plan.ramp if plan.settings.rate is None else None
+        """Closed-loop stages: which workers may claim calls when (``claims``)."""
+        self._over = False
         self.t0 = 0.0
         self.t_end = 0.0
         self.deadline = float("inf")
@@ -94,6 +143,10 @@ class RunState:
         """How the executor stops its other workers when one call raised a BaseException."""
         self.extra = CallLog()
         """Calls recorded by the monitor itself: abandoned (timed-out) sync calls."""
+        self.meter = (
+            SpendMeter.of(plan.settings.budgets, plan.prices, self.abort) if plan.guarded else None
+        )
+        """The spend guard every measured log reports to (None: no spend budget)."""
 
     def start(self) -> None:
         self.t0 = time.perf_counter()
@@ -134,10 +187,16 @@ class RunState:
             return None
         return i
 
-    def claims(self) -> Iterator[int]:
+    def claims(self, worker: int | None = None) -> Iterator[int]:
         """The indices ``claim`` would grant, as an iterator for one worker: each worker (task
         or thread) iterates its own, over the counter they share (thread-safe). Resuming it
-        costs less than a call of ``claim``: a closed-loop worker's hot path."""
+        costs less than a call of ``claim``: a closed-loop worker's hot path.
+
+        With closed-loop stages, worker number ``worker`` claims only while the ramp's level is
+        above it, and the iterator ends when it falls to it (see ``wake_at``)."""
+        if self.ramp is not None and worker is not None:
+            yield from self._ramp_claims(self.ramp, worker)
+            return
         total = self._total
         if self._cancel is not None or self._duration is not None or total is None:
             claim = self.claim
@@ -150,6 +209,32 @@ class RunState:
                     self._refused += 1
                 return
             yield i
+
+    def abort(self, reason: str) -> None:
+        """Stop the run early for ``reason`` (from any thread): no call starts after this, and
+        the monitor leaves the calls in flight behind on its next tick, as for ``abort_on``."""
+        if self.aborted is None:
+            self.aborted = f"aborted: {reason}"
+        self._stopping = True
+
+    def _ramp_claims(self, ramp: Ramp, worker: int) -> Iterator[int]:
+        perf = time.perf_counter
+        while ramp.level(perf() - self.t0) > worker:
+            i = self.claim()
+            if i is None:
+                self._over = True
+                return
+            yield i
+
+    def wake_at(self, worker: int) -> float | None:
+        """Closed-loop stages: when (a perf_counter reading) worker ``worker`` may claim again,
+        or None when the run is over for it."""
+        if self._over or self.stopping or self.ramp is None:
+            return None
+        t = self.ramp.next_active(worker, time.perf_counter() - self.t0)
+        if t is None or t >= self.ramp.duration:
+            return None
+        return self.t0 + t
 
     def fail(self, exc: BaseException) -> None:
         """A BaseException that is not an agent error (KeyboardInterrupt...): stop the run."""

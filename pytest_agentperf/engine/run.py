@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..errors import UsageError
+from ..pricing import PriceTable
 from ..settings import Settings
 from ..usage import UsageAccumulator
 from .async_exec import execute_async
@@ -95,6 +96,7 @@ class _Extras:
     progress: ProgressSink | None = None
     on_warmup: WarmupSink | None = None
     detail: int = 0
+    prices: PriceTable | None = None
 
 
 def _threads(
@@ -103,7 +105,7 @@ def _threads(
     if settings.warmup:
         warm, _ = execute_threads(Plan.warmup(target, settings), measured=False, cancel=cancel)
         _say_warmup(warm, settings, x.on_warmup)
-    plan = Plan.measured(target, settings, x.detail)
+    plan = Plan.measured(target, settings, x.detail, x.prices)
     state, logs = execute_threads(plan, x.observers, x.progress, cancel=cancel)
     return _raw(target, state, logs)
 
@@ -153,11 +155,12 @@ async def arun_load(
     progress: ProgressSink | None = None,
     on_warmup: WarmupSink | None = None,
     detail: int = 0,
+    prices: PriceTable | None = None,
 ) -> RawRun:
     """Run ``fn`` under the load ``settings`` describe, from a coroutine; ``on_warmup`` hears
     at once about failed warmup calls; ``detail``: what the log keeps of each call
-    (``CallLog.detail``)."""
-    extras = _Extras(observers, progress, on_warmup, detail)
+    (``CallLog.detail``); ``prices``: for the spend guard's live ``total_cost``."""
+    extras = _Extras(observers, progress, on_warmup, detail, prices)
     return await _arun_target(make_target(fn, inputs), settings, extras)
 
 
@@ -168,7 +171,7 @@ async def _arun_target(target: Target, settings: Settings, x: _Extras) -> RawRun
     if settings.warmup:
         warm, _ = await execute_async(Plan.warmup(target, settings), measured=False)
         _say_warmup(warm, settings, x.on_warmup)
-    plan = Plan.measured(target, settings, x.detail)
+    plan = Plan.measured(target, settings, x.detail, x.prices)
     state, logs = await execute_async(plan, x.observers, x.progress)
     return _raw(target, state, logs)
 
@@ -182,6 +185,7 @@ def run_load(
     progress: ProgressSink | None = None,
     on_warmup: WarmupSink | None = None,
     detail: int = 0,
+    prices: PriceTable | None = None,
 ) -> RawRun:
     """Run ``fn`` under the load ``settings`` describe, from sync code (no running loop);
     otherwise as ``arun_load``."""
@@ -196,7 +200,7 @@ def run_load(
             "use `await agentperf.arun(...)` there instead"
         )
     target = make_target(fn, inputs)
-    extras = _Extras(observers, progress, on_warmup, detail)
+    extras = _Extras(observers, progress, on_warmup, detail, prices)
     if not target.is_async:
         return _threads(target, settings, extras)
     run = _arun_target(target, settings, extras)

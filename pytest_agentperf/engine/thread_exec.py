@@ -33,9 +33,11 @@ MAX_THREADS = 100_000
 class _Worker:
     """One daemon thread and the call it is making, watched by the monitor for timeouts."""
 
-    __slots__ = ("abandoned", "call_t_int", "flight", "kinds", "lock", "log")
+    __slots__ = ("abandoned", "call_t_int", "flight", "index", "kinds", "lock", "log")
 
-    def __init__(self, log: CallLog) -> None:
+    def __init__(self, log: CallLog, index: int = 0) -> None:
+        self.index = index
+        """Its place among the workers: closed-loop stages activate workers in this order."""
         self.lock = threading.Lock()
         self.flight: dict[int, float] = {}
         """``{0: start}`` while a call is in flight (perf_counter); empty between calls."""
@@ -61,13 +63,18 @@ class _Pool:
         self.done = threading.Event()
         self.queue: queue.Queue[tuple[int, float] | None] | None = None
         self.dispatching = False
+        self.spawned = 0
         # Workers run in copies of the caller's context, as asyncio.to_thread does: the test's
         # context variables (e.g. the LangChain usage hook) reach sync agents too.
         self.context = contextvars.copy_context()
 
-    def spawn(self) -> None:
-        log = CallLog(self.plan.detail if self.measured else 0)
-        worker = _Worker(log)
+    def spawn(self, index: int | None = None) -> None:
+        """Start a worker thread; ``index``: the place of the worker it replaces."""
+        measured = self.measured
+        log = CallLog(self.plan.detail if measured else 0, self.state.meter if measured else None)
+        if index is None:
+            index, self.spawned = self.spawned, self.spawned + 1
+        worker = _Worker(log, index)
         with self.lock:
             self.workers.append(worker)
             self.logs.append(log)
@@ -100,8 +107,18 @@ class _Pool:
                 self.done.set()
 
     def _closed_loop(self, worker: _Worker) -> None:
+        state = self.state
         try:
-            self._calls(worker, None)
+            if state.ramp is None:
+                self._calls(worker, None)
+                return
+            # closed-loop stages: work while the ramp has this worker active, else wait
+            while (wake := state.wake_at(worker.index)) is not None:
+                delay = wake - time.perf_counter()
+                if delay > 0:
+                    time.sleep(min(delay, TICK))  # wakes each tick to notice a stop
+                elif not self._calls(worker, None) or worker.abandoned:
+                    return
         finally:
             self._retire(worker)
 
@@ -187,7 +204,7 @@ class _Pool:
         # rows hold perf_counter readings: the run's start is subtracted once, at the merge
         t_int: float | None = None  # the intended start (open loop), a perf_counter reading
         if one is None:
-            indices: Iterable[int] = state.claims()  # this thread's own: none is shared
+            indices: Iterable[int] = state.claims(worker.index)  # this thread's own
         else:
             indices = (one[0],)
             worker.call_t_int = one[1]  # before the start: the monitor reads it first
@@ -295,7 +312,7 @@ class _Pool:
             if self.measured:  # the abandoned thread's own scope is out of reach: no usage
                 self.state.extra.record(start, now, TIMEOUT, None, None, None, None, None)
             if not self.state.stopping:
-                self.spawn()
+                self.spawn(worker.index)
             elif self.active == 0:
                 self.done.set()
 

@@ -205,6 +205,44 @@ def _windows_data(result: PerfResult) -> dict[str, Any] | None:
     }
 
 
+def _capacity_data(result: PerfResult) -> dict[str, Any] | None:
+    """A capacity search's curve (``agentperf.capacity``): latency percentiles and throughput
+    per offered rate, the SLO's latency limit (the line) and the knee (``max_rate``)."""
+    cap = result.capacity
+    if cap is None or not cap.points:
+        return None
+    from ..budgets import BUDGETS
+
+    curve = cap.curve
+    latency_limits = [
+        (name, limit) for name, limit in cap.slo.items() if BUDGETS[name].unit is Unit.SECONDS
+    ]
+    return {
+        "rate": _rounded([p.rate for p in curve], 4),
+        "p50": _rounded([math.nan if p.p50 is None else p.p50 for p in curve], 6),
+        "p95": _rounded([math.nan if p.p95 is None else p.p95 for p in curve], 6),
+        "p99": _rounded([math.nan if p.p99 is None else p.p99 for p in curve], 6),
+        "throughput": _rounded([p.throughput for p in curve], 3),
+        "held": [p.held for p in curve],
+        "slo": [{"name": n, "limit": v} for n, v in latency_limits],
+        "knee": cap.max_rate,
+    }
+
+
+def _capacity_text(record: RunRecord, label: str) -> dict[str, Any] | None:
+    """The capacity table's rows and what the search found, for the template."""
+    cap = record.result.capacity
+    if cap is None:
+        return None
+    from .capacity import HEADERS, found_line, rows
+
+    return {
+        "headers": HEADERS[1:],
+        "rows": [row[1:] for row in rows([record])],
+        "found": found_line(label, cap),
+    }
+
+
 def _tool_rows(result: PerfResult) -> list[dict[str, Any]]:
     return [
         {
@@ -300,6 +338,11 @@ def run_view(index: int, record: RunRecord, label: str, cells: Sequence[str]) ->
         "calls": _calls_data(calls) if calls is not None and len(calls) else None,
         "windows": _windows_data(r),
         "streamed": streamed,
+        "stages": [
+            {"start": st.start, "end": st.end, "from": st.target_from, "to": st.target_to}
+            for st in r.stages
+        ],
+        "capacity": _capacity_data(r),
     }
     missing = []
     if calls is None:
@@ -370,6 +413,7 @@ def run_view(index: int, record: RunRecord, label: str, cells: Sequence[str]) ->
         "cut": bool(data["calls"] and data["calls"]["cut"]),
         "shown": data["calls"]["shown"] if data["calls"] else 0,
         "calls_n": data["calls"]["n"] if data["calls"] else 0,
+        "capacity": _capacity_text(record, label),
         "data": data,
     }
 

@@ -142,6 +142,47 @@ def _cut_note(rows: int, total: int, tail: int) -> str:
     )
 
 
+def _capacity(records: Sequence[RunRecord]) -> list[str]:
+    """The capacity searches' table (``agentperf.capacity``), escaped; empty without one."""
+    from .capacity import HEADERS, found_line, rows
+
+    table = rows(records)
+    if not table:
+        return []
+    found = [
+        safe(found_line(r.label, r.result.capacity))
+        for r in records
+        if r.result.capacity is not None
+    ]
+    return [
+        "### Capacity",
+        "",
+        _row(list(HEADERS)),
+        _row([":--", *("--:" for _ in HEADERS[1:-1]), ":--"]),
+        *(_row([safe(c) for c in row]) for row in table),
+        "",
+        *(f"- {line}" for line in found),
+        "",
+    ]
+
+
+def _stages(records: Sequence[RunRecord]) -> list[str]:
+    """The ramped runs' stages table (``stages=``), escaped; empty without one."""
+    from .stages import HEADERS, rows
+
+    table = rows(records)
+    if not table:
+        return []
+    return [
+        "### Stages",
+        "",
+        _row(list(HEADERS)),
+        _row([":--", *("--:" for _ in HEADERS[1:-1]), ":--"]),
+        *(_row([safe(c) for c in row]) for row in table),
+        "",
+    ]
+
+
 def summary(records: Sequence[RunRecord], context: ReportContext) -> Summary:
     """The session's summary, every test-supplied string redacted and escaped."""
     from ..record import RunStatus
@@ -168,6 +209,8 @@ def summary(records: Sequence[RunRecord], context: ReportContext) -> Summary:
     ]
     broken = failure_lines(records, with_findings=context.findings)
     tail = [
+        *_capacity(records),
+        *_stages(records),
         *_bullets("Budgets, errors and notes", [safe(line) for line in broken]),
         *changes,
         *_bullets("Baseline", gate),

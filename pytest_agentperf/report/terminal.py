@@ -17,7 +17,9 @@ from ..record import RunRecord, RunStatus
 from ..redact import redact
 from ..results import LoadShape, Memory, PerfResult, Stats
 from ..units import format_seconds, format_usd
+from .capacity import render as render_capacity
 from .protocol import ReportContext
+from .stages import render as render_stages
 
 DEFAULT_WIDTH = 120
 """The table's width when pytest reports none (no terminal reporter)."""
@@ -607,6 +609,12 @@ def _section(
     whatif = render_whatif(records)
     if whatif:
         lines += ["", whatif]
+    capacity = render_capacity(records)
+    if capacity:
+        lines += ["", capacity]
+    stages = render_stages(records)
+    if stages:
+        lines += ["", stages]
     lines += failure_lines(records, with_findings=findings)
     if findings:
         lines += finding_lines(records)

@@ -92,7 +92,22 @@
       points: { show: true, size: size, fill: color, stroke: color } };
   }
 
-  function timeline(runId, container, calls) {
+  // Stages (stages=) as shaded bands behind a chart whose x axis is seconds into the run.
+  function stageBands(stages) {
+    if (!stages || !stages.length) return {};
+    return { drawClear: [function (u) {
+      var ctx = u.ctx;
+      ctx.save();
+      stages.forEach(function (st, i) {
+        var x0 = u.valToPos(st.start, "x", true), x1 = u.valToPos(st.end, "x", true);
+        ctx.fillStyle = i % 2 ? "rgba(130,80,223,0.10)" : "rgba(130,80,223,0.04)";
+        ctx.fillRect(x0, u.bbox.top, x1 - x0, u.bbox.height);
+      });
+      ctx.restore();
+    }] };
+  }
+
+  function timeline(runId, container, calls, stages) {
     var lat = ms(calls.latency);
     var bySt = [[], [], []];
     for (var i = 0; i < lat.length; i++) {
@@ -101,6 +116,7 @@
     var note = calls.cut ? "showing " + calls.shown + " of " + calls.n +
       " calls: every failed call and an even sample of the others" : "";
     plot(runId, "latency-time", container, "Latency of each call by start time", note, {
+      hooks: stageBands(stages),
       scales: { x: { time: false } },
       axes: [{ label: "start (s into the run)" }, secondsAxis("latency")],
       series: [
@@ -112,10 +128,12 @@
     }, [calls.start, bySt[0], bySt[1], bySt[2]]);
   }
 
-  function windows(runId, container, w) {
+  function windows(runId, container, w, stages) {
     var note = w.source === "calls" ? "windows of " + (w.mid.length > 1 ? (w.mid[1] - w.mid[0]).toPrecision(2) : "?") +
       " s counted from the calls' end times" : "";
+    if (stages && stages.length) note += (note ? "; " : "") + "shaded bands: the " + stages.length + " stages";
     plot(runId, "windows", container, "Throughput and errors per time window", note, {
+      hooks: stageBands(stages),
       scales: { x: { time: false }, err: {} },
       axes: [{ label: "time (s into the run)" }, { label: "calls/s" },
         { scale: "err", side: 1, label: "errors", grid: { show: false } }],
@@ -132,6 +150,41 @@
         series: [{ label: "time" }, { label: "RSS MB", stroke: COLORS.second, width: 2 }],
       }, [w.rss_mid, w.rss_mb]);
     }
+  }
+
+  // A capacity search: p50/p95/p99 against the offered rate, the SLO's latency limit as a
+  // flat line and the knee (the highest rate that held) as a vertical line.
+  function capacityChart(runId, container, c) {
+    var series = [
+      { label: "offered rate", value: function (u, v) { return v === null ? "" : v.toPrecision(3) + "/s"; } },
+      { label: "p50", stroke: COLORS.ok, width: 2 },
+      { label: "p95", stroke: COLORS.second, width: 2 },
+      { label: "p99", stroke: COLORS.timeout, width: 2 },
+    ];
+    var values = [c.rate, ms(c.p50), ms(c.p95), ms(c.p99)];
+    c.slo.forEach(function (s) {
+      series.push({ label: "SLO " + s.name, stroke: COLORS.error, dash: [6, 4], width: 1.5, points: { show: false } });
+      values.push(c.rate.map(function () { return s.limit * 1000; }));
+    });
+    var knee = c.knee;
+    plot(runId, "capacity", container, "Latency against offered load (capacity search)",
+      knee === null ? "no rate held the SLO" : "knee: " + knee.toPrecision(3) + "/s, the highest rate that held", {
+        hooks: { draw: [function (u) {
+          if (knee === null) return;
+          var x = u.valToPos(knee, "x", true), ctx = u.ctx;
+          ctx.save();
+          ctx.strokeStyle = COLORS.error;
+          ctx.setLineDash([2, 3]);
+          ctx.beginPath();
+          ctx.moveTo(x, u.bbox.top);
+          ctx.lineTo(x, u.bbox.top + u.bbox.height);
+          ctx.stroke();
+          ctx.restore();
+        }] },
+        scales: { x: { time: false } },
+        axes: [{ label: "offered rate (calls/s)" }, secondsAxis("latency")],
+        series: series,
+      }, values);
   }
 
   function ttftTimeline(runId, container, calls) {
@@ -167,8 +220,9 @@
     var steps = [
       function () { if (run.latency) histogram(run.id, "latency-hist", container, "Latency histogram (successful calls)", run.latency); },
       function () { if (run.latency) cdfChart(run.id, "latency-cdf", container, "Latency CDF (successful calls)", run.latency); },
-      function () { if (run.calls) timeline(run.id, container, run.calls); },
-      function () { if (run.windows) windows(run.id, container, run.windows); },
+      function () { if (run.calls) timeline(run.id, container, run.calls, run.stages); },
+      function () { if (run.windows) windows(run.id, container, run.windows, run.stages); },
+      function () { if (run.capacity) capacityChart(run.id, container, run.capacity); },
       function () { if (run.ttft) histogram(run.id, "ttft-hist", container, "Time to first token", run.ttft); },
       function () { if (run.ttft && run.calls) ttftTimeline(run.id, container, run.calls); },
       function () { if (run.itl) histogram(run.id, "itl-hist", container, "Gaps between streamed chunks", run.itl); },
