@@ -14,6 +14,9 @@ values:
 - the verdict follows the baseline gate's rule (``change.ratio_status``): REGRESSED when the
   whole interval lies above 1 + tolerance, INCONCLUSIVE when only the estimate does.
 
+Past sessions far from the others (beyond 3.5 MADs of the median: a regressed or disturbed
+session) are left out of m and s, so one bad session does not widen the tolerance.
+
 Error rate (counts, so the history is pooled): Newcombe's interval on the difference now -
 pooled rate, against at least 1 percentage point, more when sessions vary beyond counting.
 Fewer than ``MIN_SESSIONS`` comparable past sessions: the run is NEW (not judged).
@@ -39,7 +42,7 @@ from ..baseline.comparison import (
     not_compared,
 )
 from ..record import RunRecord
-from ..results import PerfResult
+from ..results import FloatArray, PerfResult
 from ..settings import Settings
 from ..stats import proportion_diff_ci
 from ..units import Unit
@@ -82,6 +85,20 @@ def _t(p: float, df: int) -> float:
     return t_quantile(p, df)
 
 
+OUTLIER_MADS = 3.5
+"""A past session further than this many (normal-scaled) MADs from the median is left out."""
+
+
+def typical_sessions(values: FloatArray) -> FloatArray:
+    """``values`` without the sessions far from the median (``OUTLIER_MADS``): one regressed
+    or disturbed session must not widen the tolerance of the next ones. Normal noise loses
+    about one value in 2000 to this, so the t quantiles stay calibrated."""
+    median = float(np.median(values))
+    mad = 1.4826 * float(np.median(np.abs(values - median)))
+    kept: FloatArray = values[np.abs(values - median) <= OUTLIER_MADS * mad]
+    return kept
+
+
 def judge_ratio(
     figure: GatedFigure, past: Sequence[float], current: float | None, tolerance: float
 ) -> MetricChange | None:
@@ -89,10 +106,10 @@ def judge_ratio(
     values = np.asarray([v for v in past if v > 0 and math.isfinite(v)], dtype=np.float64)
     if current is None or not math.isfinite(current) or current <= 0:
         return None
-    n = int(values.size)
+    logs = typical_sessions(np.log(values))
+    n = int(logs.size)
     if n < MIN_SESSIONS:
         return None
-    logs = np.log(values)
     center, spread = float(logs.mean()), float(logs.std(ddof=1))
     learned = math.expm1(_t(1.0 - ALPHA, n - 1) * spread * math.sqrt(1.0 + 1.0 / n))
     limit = max(tolerance, learned)
