@@ -44,8 +44,9 @@ DEFAULT_MIN_CHANGE = 0.05
 """Smallest relative change (after / before - 1, either way) reported (asv's default step)."""
 DEFAULT_WINDOW = 50
 """Points per sliding window of the split step (Hunter / Otava's default)."""
-DEFAULT_MIN_SIZE = 3
-"""Fewest points on each side of a change point: one slow session is not a new level."""
+DEFAULT_MIN_SIZE = 5
+"""Fewest points on each side of a change point: a few slow sessions are not a new level
+(Chromium's perf dashboard uses 6)."""
 
 
 @dataclass(frozen=True)
@@ -151,14 +152,21 @@ def _restat(values: FloatArray, indices: Sequence[int]) -> list[ChangePoint]:
 
 def detect(values: FloatArray, p: float, min_size: int = DEFAULT_MIN_SIZE) -> list[int]:
     """E-Divisive with the t-test on one stretch: split where Q is largest while the split is
-    significant at ``p``; returns the change points' indices, sorted."""
+    significant at ``p``; returns the change points' indices, sorted.
+
+    A stretch whose best split leaves fewer than ``min_size`` points on a side has no
+    candidate yet: searching only the splits that leave enough would place a step that is
+    only a few sessions old too early, so it waits for the sessions that confirm it.
+    """
     found: list[int] = []
     while True:
         bounds = [0, *found, int(values.size)]
         best: tuple[float, int, int, int] | None = None  # (Q, tau, start, end)
         for start, end in itertools.pairwise(bounds):
-            cand = candidate(values[start:end], min_size)
-            if cand is not None and (best is None or cand[1] > best[0]):
+            cand = candidate(values[start:end], 1)
+            if cand is None or min(cand[0], end - start - cand[0]) < min_size:
+                continue
+            if best is None or cand[1] > best[0]:
                 best = (cand[1], start + cand[0], start, end)
         if best is None:
             return found
