@@ -14,7 +14,7 @@ values:
 - the verdict follows the baseline gate's rule (``change.ratio_status``): REGRESSED when the
   whole interval lies above 1 + tolerance, INCONCLUSIVE when only the estimate does.
 
-Past sessions far from the others (beyond 3.5 MADs of the median: a regressed or disturbed
+Past sessions far from the others (beyond 5 MADs of the median: a regressed or disturbed
 session) are left out of m and s, so one bad session does not widen the tolerance.
 
 Error rate (counts, so the history is pooled): Newcombe's interval on the difference now -
@@ -85,7 +85,7 @@ def _t(p: float, df: int) -> float:
     return t_quantile(p, df)
 
 
-OUTLIER_MADS = 3.5
+OUTLIER_MADS = 5.0
 """A past session further than this many (normal-scaled) MADs from the median is left out."""
 
 
@@ -112,7 +112,7 @@ def judge_ratio(
         return None
     center, spread = float(logs.mean()), float(logs.std(ddof=1))
     learned = math.expm1(_t(1.0 - ALPHA, n - 1) * spread * math.sqrt(1.0 + 1.0 / n))
-    limit = max(tolerance, learned)
+    limit = round(max(tolerance, learned), 3)  # shown as a whole percentage
     half = _t(0.5 + CONFIDENCE / 2.0, n - 1) * spread / math.sqrt(n)
     typical = math.exp(center)
     ratio = current / typical
@@ -180,7 +180,7 @@ def judge_error_rate(
     # counts are skewed at low rates: the bound of counting noise is the binomial quantile
     by_counting = binomial_quantile(1.0 - ALPHA, requests, pooled) / requests - pooled
     by_sessions = _t(1.0 - ALPHA, k - 1) * excess * math.sqrt(1.0 + 1.0 / k)
-    limit = max(tolerance, by_counting + by_sessions)
+    limit = round(max(tolerance, by_counting + by_sessions), 4)
     diff, low, high = proportion_diff_ci(
         errors, requests, pooled_errors, pooled_requests, CONFIDENCE
     )
