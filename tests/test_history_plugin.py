@@ -124,10 +124,15 @@ def test_a_session_names_the_change_point_its_runs_complete(
     )
 
 
-def test_under_xdist_the_controller_writes_one_file(project: pytest.Pytester) -> None:
+def test_under_xdist_the_controller_writes_one_file_and_workers_gate(
+    project: pytest.Pytester,
+) -> None:
     pytest.importorskip("xdist")
-    result = project.runpytest("-n", "2", "--agentperf-history=hist")
+    args = ("-n", "2", "--agentperf-history=hist", "--agentperf-compare=history")
+    result = project.runpytest(*args)
     result.assert_outcomes(passed=2)
+    # each worker judged its run against the (still empty) history: both NEW
+    result.stdout.fnmatch_lines(["history hist (machine *): 0 regressed, * 2 new"])
     written = files(project.path / "hist", workers=2)
     assert len(written) == 1
     assert len(json.loads(written[0].read_text())["runs"]) == 2
