@@ -11,10 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_result
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_agentperf.baseline.environment import Machine
 from pytest_agentperf.history.store import (
     COMMIT_VARIABLES,
+    FIGURES,
     GZIP_ABOVE,
     QUANTILES,
     load_history,
@@ -202,3 +205,31 @@ def test_the_commit_comes_from_git_else_from_the_ci_variables(
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
     sha, source = session_commit(repo)
     assert source == "git" and sha is not None and len(sha) == 40
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    test=st.text(min_size=1, max_size=40),
+    run=st.text(min_size=1, max_size=20),
+    figures=st.fixed_dictionaries(
+        {k: st.none() | st.floats(0, 1e6, allow_nan=False) for k in FIGURES}
+    ),
+    commit=st.none() | st.text(max_size=50),
+)
+def test_any_session_reads_back_as_written(
+    tmp_path_factory: pytest.TempPathFactory, test: str, run: str, figures: dict, commit
+) -> None:
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    base = run_from_result(test, make_result([0.1, 0.2, 0.3]), "PASS")
+    written = replace(base, run=run, figures=MappingProxyType(figures))
+    folder = tmp_path_factory.mktemp("h")
+    session = new_session([written], machine=HERE, commit=commit, plugin_version="0")
+    write_session(folder, session)
+    (read,) = load_history(folder).sessions
+    assert read.commit == commit
+    (back,) = read.runs.values()
+    assert (back.test, back.run) == (test, run)
+    for key, value in figures.items():
+        assert back.figures[key] == (None if value is None else pytest.approx(value, rel=1e-12))
