@@ -43,6 +43,8 @@ DEFAULT_HISTORY_KEEP = 500
 """Sessions the history folder keeps per machine (ini ``agentperf_history_keep``)."""
 DEFAULT_HISTORY_SESSIONS = 20
 """Past sessions the history gate judges a run against (``--agentperf-history-sessions``)."""
+MIN_HISTORY_SESSIONS = 5
+"""Fewest past sessions the history gate can judge with (``history.gate.MIN_SESSIONS``)."""
 
 
 def parse_count(value: object, name: str, *, minimum: int = 1) -> int:

@@ -24,6 +24,7 @@ from .options import (
     DEFAULT_HISTORY_KEEP,
     DEFAULT_HISTORY_SESSIONS,
     MARKER,
+    MIN_HISTORY_SESSIONS,
     REGRESSION_MODES,
     parse_count,
     parse_probability,
@@ -335,9 +336,9 @@ def _history_options(config: pytest.Config) -> HistoryOptions | None:
 def _history_sessions(config: pytest.Config) -> int:
     cli = config.getoption("agentperf_history_sessions", None)
     if cli is not None:
-        return parse_count(cli, "--agentperf-history-sessions", minimum=2)
+        return parse_count(cli, "--agentperf-history-sessions", minimum=MIN_HISTORY_SESSIONS)
     value = config.getini("agentperf_history_sessions")
-    return parse_count(value, "agentperf_history_sessions", minimum=2)
+    return parse_count(value, "agentperf_history_sessions", minimum=MIN_HISTORY_SESSIONS)
 
 
 def history_gate_of(config: pytest.Config) -> HistoryGate | None:

@@ -62,9 +62,11 @@ def test_history_options_are_checked_at_start(project: pytest.Pytester) -> None:
     result = project.runpytest("--agentperf-history=hist", "-o", "agentperf_history_p=2")
     result.stderr.fnmatch_lines(["*agentperf_history_p='2': must be a number between 0 and 1*"])
     result = project.runpytest(
-        "--agentperf-history=hist", "--agentperf-compare=history", "--agentperf-history-sessions=1"
+        "--agentperf-history=hist", "--agentperf-compare=history", "--agentperf-history-sessions=4"
     )
-    result.stderr.fnmatch_lines(["*--agentperf-history-sessions='1': must be a whole number*"])
+    result.stderr.fnmatch_lines(
+        ["*--agentperf-history-sessions='4': must be a whole number of at least 5*"]
+    )
 
 
 def clone_history(folder: Path, levels: list[float], seed: int = 0) -> None:

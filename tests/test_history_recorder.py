@@ -93,3 +93,4 @@ def test_a_history_that_cannot_be_written_fails_the_session(tmp_path: Path) -> N
 def test_the_plugins_defaults_are_the_historys() -> None:
     assert options.DEFAULT_HISTORY_KEEP == store.DEFAULT_KEEP
     assert options.DEFAULT_HISTORY_SESSIONS == gate.DEFAULT_SESSIONS
+    assert options.MIN_HISTORY_SESSIONS == gate.MIN_SESSIONS
