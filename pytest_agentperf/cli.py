@@ -1,8 +1,9 @@
 """The ``agentperf`` console script (also ``python -m pytest_agentperf``).
 
 ``agentperf report RESULTS.json --html PATH`` renders the HTML dashboard from a saved
-``--agentperf-json`` report, so CI can keep the JSON and render the page later. Each command is
-a subcommand of one parser, so more can be added (``agentperf history``).
+``--agentperf-json`` report, so CI can keep the JSON and render the page later.
+``agentperf history [DIR]`` shows each test's trend and change points from a run history
+(``--agentperf-history``). Each command is a subcommand of one parser.
 
 Exit codes: 0 done, 2 the command line or its input was wrong (the message says what).
 """
@@ -13,6 +14,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +76,119 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_HISTORY_DIR = ".agentperf/history"
+"""The folder ``agentperf history`` reads when none is given."""
+
+
+def _since(text: str) -> datetime:
+    """A ``--since`` date (``2026-11-01`` or ``2026-11-01T12:00``), read as UTC."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date: write it as YYYY-MM-DD or YYYY-MM-DDTHH:MM"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _history(args: argparse.Namespace) -> int:
+    from .history.changepoints import change_points
+    from .history.series import METRIC_KEYS, Detection, build_series
+    from .history.store import load_history
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise InputError(
+            f"{folder}: no such folder (a session writes one with --agentperf-history={folder})"
+        )
+    metrics = [m.strip() for part in args.metric or [] for m in part.split(",") if m.strip()]
+    unknown = [m for m in metrics if m not in METRIC_KEYS]
+    if unknown:
+        raise InputError(f"unknown metric {unknown[0]!r}: choose from {', '.join(METRIC_KEYS)}")
+    detection = Detection(p=args.p, min_change=args.min_change, window=args.window)
+    try:
+        change_points([0.0] * 2, p=detection.p, window=detection.window)
+    except ValueError as exc:  # the options themselves are wrong
+        raise InputError(str(exc)) from None
+    history = load_history(folder, machine=args.machine)
+    for problem in history.problems:
+        print(f"agentperf history: warning: {problem}", file=sys.stderr)
+    found = build_series(
+        history,
+        metrics=metrics or METRIC_KEYS,
+        test=args.test,
+        since=args.since,
+        all_machines=args.all_machines,
+        detection=detection,
+    )
+    if args.html:
+        from .history import page
+
+        written = page.write(args.html, found, plugin_version=__version__, source=str(folder))
+        print(f"history page of {len(found)} series written to {written}", file=sys.stderr)
+    if args.json:
+        from .history.view import as_json
+
+        print(json.dumps(as_json(found), indent=1, allow_nan=False))
+    else:
+        from .history.view import table
+
+        print(table(found))
+    return 0
+
+
+def _add_history(commands: Any) -> None:
+    from .history.changepoints import DEFAULT_MIN_CHANGE, DEFAULT_P, DEFAULT_WINDOW
+
+    history = commands.add_parser(
+        "history",
+        help="trends and change points of a run history (--agentperf-history)",
+        description="Show, per test, run and metric, the latest value, the trend and each "
+        "change point (E-Divisive means with a t-test) of a run history folder.",
+    )
+    history.add_argument(
+        "folder",
+        metavar="DIR",
+        nargs="?",
+        default=DEFAULT_HISTORY_DIR,
+        help=f"the history folder (default {DEFAULT_HISTORY_DIR})",
+    )
+    history.add_argument("--test", metavar="TEXT", help="only runs whose 'test [run]' has TEXT")
+    history.add_argument(
+        "--metric",
+        metavar="NAME[,NAME]",
+        action="append",
+        help="only these metrics: p50, p95, ttft_p95, error_rate, throughput, "
+        "tokens_per_call, cost_per_call (default all)",
+    )
+    history.add_argument("--since", metavar="DATE", type=_since, help="only sessions from DATE")
+    history.add_argument("--machine", metavar="ID", help="only this machine's sessions")
+    history.add_argument(
+        "--all-machines",
+        action="store_true",
+        help="put every machine's sessions in one series (default: one series per machine)",
+    )
+    history.add_argument(
+        "--p", type=float, default=DEFAULT_P, help=f"significance (default {DEFAULT_P})"
+    )
+    history.add_argument(
+        "--min-change",
+        type=float,
+        default=DEFAULT_MIN_CHANGE,
+        metavar="FRACTION",
+        help=f"smallest relative change reported (default {DEFAULT_MIN_CHANGE})",
+    )
+    history.add_argument(
+        "--window",
+        type=int,
+        default=DEFAULT_WINDOW,
+        help=f"sessions per window of the search (default {DEFAULT_WINDOW})",
+    )
+    history.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    history.add_argument("--html", metavar="PATH", help="also draw each series to PATH")
+    history.set_defaults(run=_history)
+
+
 def parser() -> argparse.ArgumentParser:
     """The ``agentperf`` command line: one subcommand per task."""
     top = argparse.ArgumentParser(
@@ -91,6 +206,7 @@ def parser() -> argparse.ArgumentParser:
         "--html", metavar="PATH", required=True, help="write the HTML dashboard to PATH"
     )
     report.set_defaults(run=_report)
+    _add_history(commands)
     return top
 
 

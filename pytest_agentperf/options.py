@@ -35,3 +35,35 @@ def parse_scale(value: float) -> float:
             "(it multiplies requests= and duration=)"
         )
     return float(value)
+
+
+COMPARE_MODES = ("baseline", "history")
+"""``--agentperf-compare``: judge each run against the baseline file, or the run history."""
+DEFAULT_HISTORY_KEEP = 500
+"""Sessions the history folder keeps per machine (ini ``agentperf_history_keep``)."""
+DEFAULT_HISTORY_SESSIONS = 20
+"""Past sessions the history gate judges a run against (``--agentperf-history-sessions``)."""
+MIN_HISTORY_SESSIONS = 5
+"""Fewest past sessions the history gate can judge with (``history.gate.MIN_SESSIONS``)."""
+
+
+def parse_count(value: object, name: str, *, minimum: int = 1) -> int:
+    """A whole number of at least ``minimum`` given as an option or ini value."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = minimum - 1
+    if number < minimum:
+        raise SettingsError(f"{name}={value!r}: must be a whole number of at least {minimum}")
+    return number
+
+
+def parse_probability(value: object, name: str) -> float:
+    """A significance level: a number strictly between 0 and 1 ("0.001")."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = math.nan
+    if not 0.0 < number < 1.0:
+        raise SettingsError(f"{name}={value!r}: must be a number between 0 and 1, e.g. 0.001")
+    return number

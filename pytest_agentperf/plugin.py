@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,12 +18,25 @@ import pytest
 from . import __version__
 from . import report as reports
 from .errors import AgentPerfWarning, PricingError, SettingsError
-from .options import DEFAULT_BASELINE_PATH, MARKER, REGRESSION_MODES, parse_scale
+from .options import (
+    COMPARE_MODES,
+    DEFAULT_BASELINE_PATH,
+    DEFAULT_HISTORY_KEEP,
+    DEFAULT_HISTORY_SESSIONS,
+    MARKER,
+    MIN_HISTORY_SESSIONS,
+    REGRESSION_MODES,
+    parse_count,
+    parse_probability,
+    parse_scale,
+)
 from .units import Unit, parse
 
 if TYPE_CHECKING:
     from .baseline.gate import BaselineGate, GateOptions
     from .fixture import AgentPerf
+    from .history.gate import HistoryGate
+    from .history.recorder import HistoryOptions, Recorded
     from .pipeline import RunPipeline
     from .pricing import PriceTable
     from .progress import ProgressLine
@@ -31,6 +45,7 @@ if TYPE_CHECKING:
 
 pipeline_key = pytest.StashKey["RunPipeline"]()
 gate_key = pytest.StashKey["BaselineGate"]()
+history_gate_key = pytest.StashKey["HistoryGate"]()
 fixture_key = pytest.StashKey["AgentPerf"]()
 cost_key = pytest.StashKey["CostOptions"]()
 call_passed_key = pytest.StashKey[bool]()
@@ -116,6 +131,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="list the findings (what to do, with the evidence) under the summary table and in "
         "the Markdown summary (default on; the JSON report always has them)",
     )
+    _add_history_options(group, parser)
     parser.addini(
         "agentperf_prices",
         "JSON price file (LiteLLM's schema) merged over the bundled prices; relative to rootdir",
@@ -130,6 +146,51 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "agentperf_baseline_path",
         f"baseline file, relative to the rootdir (default {DEFAULT_BASELINE_PATH})",
         default=DEFAULT_BASELINE_PATH,
+    )
+
+
+def _add_history_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
+    """Options of the run history (docs/history.md)."""
+    group.addoption(
+        "--agentperf-history",
+        metavar="DIR",
+        default=None,
+        help="add this session's results to the run history in DIR (ini agentperf_history)",
+    )
+    group.addoption(
+        "--agentperf-compare",
+        choices=COMPARE_MODES,
+        default="baseline",
+        help="judge each run against the baseline file (default) or the last N sessions of "
+        "the run history on this machine (history)",
+    )
+    group.addoption(
+        "--agentperf-history-sessions",
+        metavar="N",
+        default=None,
+        help="past sessions the history gate judges a run against (default: ini "
+        f"agentperf_history_sessions, else {DEFAULT_HISTORY_SESSIONS})",
+    )
+    parser.addini("agentperf_history", "run history folder, relative to the rootdir", default="")
+    parser.addini(
+        "agentperf_history_keep",
+        f"sessions the run history keeps per machine (default {DEFAULT_HISTORY_KEEP})",
+        default=str(DEFAULT_HISTORY_KEEP),
+    )
+    parser.addini(
+        "agentperf_history_sessions",
+        f"past sessions the history gate uses (default {DEFAULT_HISTORY_SESSIONS})",
+        default=str(DEFAULT_HISTORY_SESSIONS),
+    )
+    parser.addini(
+        "agentperf_history_p",
+        "p-value a change point must stay below (default 0.001)",
+        default="0.001",
+    )
+    parser.addini(
+        "agentperf_history_min_change",
+        "smallest relative change reported as a change point (default 5%)",
+        default="5%",
     )
 
 
@@ -159,6 +220,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     _tolerance(config)
     _table_columns(config)
+    _history_settings(config)  # bad history options stop the session at once
     if config.getoption("agentperf_log_content", False) and not config.getoption(
         "agentperf_log", None
     ):
@@ -207,7 +269,8 @@ def pipeline_of(config: pytest.Config) -> RunPipeline:
         if _is_controller_terminal(config):
             pipeline.progress = _progress_factory(config)
         gate = gate_of(config)
-        pipeline.after_run.append(gate.after_run)
+        history_gate = history_gate_of(config)
+        pipeline.after_run.append(history_gate.after_run if history_gate else gate.after_run)
         pipeline.gates.append(gate.check)
         config.stash[pipeline_key] = pipeline
     return pipeline
@@ -230,6 +293,89 @@ def gate_of(config: pytest.Config) -> BaselineGate:
 
         gate = BaselineGate(_gate_options(config))
         config.stash[gate_key] = gate
+    return gate
+
+
+def _history_settings(config: pytest.Config) -> tuple[Path, int, float, float] | None:
+    """The history folder, sessions kept, p and minimum change (None when no folder is
+    named); a bad value is a usage error. Cheap: configure calls it."""
+    cli = config.getoption("agentperf_history", None)
+    ini = str(config.getini("agentperf_history") or "").strip()
+    history_mode = config.getoption("agentperf_compare", "baseline") == "history"
+    if not cli and not ini:
+        if history_mode:
+            raise pytest.UsageError(
+                "--agentperf-compare=history needs a run history: give "
+                "--agentperf-history=DIR (or the ini option agentperf_history)"
+            )
+        return None
+    folder = config.invocation_params.dir / cli if cli else config.rootpath / ini
+    try:
+        keep = parse_count(config.getini("agentperf_history_keep"), "agentperf_history_keep")
+        _history_sessions(config)
+        p = parse_probability(config.getini("agentperf_history_p"), "agentperf_history_p")
+        min_change = parse(
+            str(config.getini("agentperf_history_min_change")),
+            Unit.FRACTION,
+            key="agentperf_history_min_change",
+        )
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return folder, keep, p, min_change
+
+
+def _history_options(config: pytest.Config) -> HistoryOptions | None:
+    """The run history's options, None when no history folder is named. Imports the history
+    package (and numpy): only when a folder is named."""
+    settings = _history_settings(config)
+    if settings is None:
+        return None
+    folder, keep, p, min_change = settings
+    from .history.recorder import HistoryOptions
+    from .history.series import Detection
+
+    return HistoryOptions(
+        folder=folder,
+        keep=keep,
+        detection=Detection(p=p, min_change=min_change),
+        root=config.rootpath,
+        workers=xdist_workers(config),
+        scale=_scale(config),
+    )
+
+
+def _history_sessions(config: pytest.Config) -> int:
+    cli = config.getoption("agentperf_history_sessions", None)
+    if cli is not None:
+        return parse_count(cli, "--agentperf-history-sessions", minimum=MIN_HISTORY_SESSIONS)
+    value = config.getini("agentperf_history_sessions")
+    return parse_count(value, "agentperf_history_sessions", minimum=MIN_HISTORY_SESSIONS)
+
+
+def history_gate_of(config: pytest.Config) -> HistoryGate | None:
+    """The history gate of this process (``--agentperf-compare=history``), built on first
+    use; None in baseline mode or with ``--agentperf-no-compare``."""
+    gate = config.stash.get(history_gate_key, None)
+    if gate is not None:
+        return gate
+    if config.getoption("agentperf_compare") != "history" or config.getoption(
+        "agentperf_no_compare"
+    ):
+        return None
+    options = _history_options(config)
+    assert options is not None  # configure refused history mode without a folder
+    from .history.gate import HistoryGate
+    from .history.recorder import this_machine
+    from .history.store import machine_id
+
+    gate = HistoryGate(
+        options.folder,
+        machine_id(this_machine(options.workers)),
+        sessions=_history_sessions(config),
+        tolerance=_tolerance(config),
+        scale=_scale(config),
+    )
+    config.stash[history_gate_key] = gate
     return gate
 
 
@@ -286,7 +432,8 @@ def _gate_options(config: pytest.Config) -> GateOptions:
     return GateOptions(
         path=path,
         save=bool(config.getoption("agentperf_baseline")),
-        compare=not config.getoption("agentperf_no_compare"),
+        compare=not config.getoption("agentperf_no_compare")
+        and config.getoption("agentperf_compare") != "history",
         tolerance=_tolerance(config),
         mode=config.getoption("agentperf_regression"),
         root=config.rootpath,
@@ -530,6 +677,8 @@ class _Collector:
         self.section: list[str] = []
         """The lines of the terminal summary section (``ReportContext.echo``)."""
         self._context: ReportContext | None = None
+        self.history: Recorded | None = None
+        """What writing the run history did (``--agentperf-history``), or None."""
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call" and not report.skipped:
@@ -566,6 +715,7 @@ class _Collector:
                 complete=self.passed,
             )
             self.failures += [self.saved] if failed and self.saved else []
+        self.write_history(interrupted)
         if self.records:  # the cross-run rules (a concurrency sweep), before any writer
             from .findings import session_findings
 
@@ -581,6 +731,25 @@ class _Collector:
             for line in self.failures:  # no terminal summary will show it
                 sys.stderr.write(f"agentperf: {line}\n")
 
+    def write_history(self, interrupted: bool) -> None:
+        """Add this session to the run history (``--agentperf-history``), once, here."""
+        options = _history_options(self.config)
+        if options is None or not (self.records or interrupted):
+            return
+        from .history.recorder import record_session
+
+        self.history = record_session(
+            options,
+            self.records,
+            interrupted=interrupted,
+            plugin_version=__version__,
+            cwd=self.config.rootpath,
+        )
+        if self.history.line:
+            self.written.append(self.history.line)
+            if self.history.failed:
+                self.failures.append(self.history.line)
+
     def context(self) -> ReportContext:
         """What the writers get beside the records: the gate's lines, notes, a terminal.
         Built once, after the baseline was saved."""
@@ -595,6 +764,15 @@ class _Collector:
                 from .baseline.gate import summary_lines
 
                 summary = summary_lines(gate, self.records, self.executed)
+            history_gate = history_gate_of(self.config) if self.records else None
+            if history_gate is not None:
+                from .baseline.gate import display_path
+                from .history.gate import summary_lines as history_lines
+
+                shown = display_path(history_gate.folder)
+                summary += history_lines(history_gate, self.records, shown)
+            if self.history is not None:
+                summary += self.history.changes
             self._context = ReportContext(
                 plugin_version=__version__,
                 root=self.config.rootpath,

@@ -105,6 +105,9 @@ class Comparison:
     messages: tuple[str, ...] = ()
     baseline_commit: str | None = None
     baseline_created: str | None = None
+    reference: str | None = None
+    """What the run was judged against when not the baseline file (e.g. "the last 20 sessions
+    in the history"): the failure message names it and gives no re-record advice."""
 
     def get(self, key: str) -> MetricChange | None:
         """The change of metric ``key`` ("p95", "tokens", ...), None when not compared."""
@@ -128,11 +131,13 @@ class Comparison:
         origin = f" ({', '.join(where)})" if where else ""
         lines = [m.text for m in self.metrics.values() if m.status is Status.REGRESSED]
         lines += [f.text for f in self.flags]
-        return (
-            f"run {run!r} regressed against the baseline{origin}:\n  "
-            + "\n  ".join(lines)
-            + "\nIf the change is intended, re-record the baseline with --agentperf-baseline."
+        against = self.reference or "the baseline"
+        advice = (
+            ""
+            if self.reference
+            else "\nIf the change is intended, re-record the baseline with --agentperf-baseline."
         )
+        return f"run {run!r} regressed against {against}{origin}:\n  " + "\n  ".join(lines) + advice
 
 
 # --------------------------------------------------------------------------- comparison

@@ -443,6 +443,12 @@ def _asset(name: str) -> str:
     return (resources.files(__package__) / "html_assets" / name).read_text(encoding="utf-8")
 
 
+def chart_assets() -> tuple[str, str]:
+    """The vendored uPlot script and style sheet, for another page of ours that draws charts
+    (``agentperf history --html``): inline them, the page stays offline."""
+    return _asset("vendor/uPlot.iife.min.js"), _asset("vendor/uPlot.min.css")
+
+
 def _template() -> Template:
     try:
         import jinja2
