@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import ab
 from .assemble import build_result
 from .baseline.comparison import with_first_run
 from .budgets import raise_if_broken, small_sample_warnings
@@ -23,7 +24,7 @@ from .pipeline import RunPipeline
 from .pricing import cost_projection
 from .progress import ProgressLine
 from .record import DEFAULT_RUN_NAME, RunRecord, run_label
-from .results import Allocation, PerfResult
+from .results import Allocation, ArmSummary, PerfResult
 from .settings import Settings, parse_settings
 
 
@@ -190,6 +191,77 @@ class AgentPerf:
             again = self._again(setup)
             result = confirmed(result, self._result(again, await self._aload(fn, inputs, again)))
         return self._finish(setup, result, check)
+
+    def compare(
+        self,
+        arms: Mapping[str, Any],
+        inputs: Any = None,
+        *,
+        name: str | None = None,
+        check: bool = True,
+        **settings: Any,
+    ) -> ab.CompareResult:
+        """Compare agents under one interleaved load from a sync test (``arms``: name ->
+        agent, the first is the reference); see ``pytest_agentperf.ab``."""
+        __tracebackhide__ = True
+        plan, setup = self._compare_setup(arms, inputs, name, settings)
+        with langchain_hook():
+            raw = plan.run(**self._engine_options(setup))
+        return self._compare_result(plan, setup, raw, check)
+
+    async def acompare(
+        self,
+        arms: Mapping[str, Any],
+        inputs: Any = None,
+        *,
+        name: str | None = None,
+        check: bool = True,
+        **settings: Any,
+    ) -> ab.CompareResult:
+        """As ``compare``, from an async test."""
+        __tracebackhide__ = True
+        plan, setup = self._compare_setup(arms, inputs, name, settings)
+        with langchain_hook():
+            raw = await plan.arun(**self._engine_options(setup))
+        return self._compare_result(plan, setup, raw, check)
+
+    def _compare_setup(
+        self, arms: Any, inputs: Any, name: str | None, settings: dict[str, Any]
+    ) -> tuple[ab.ComparePlan, _RunSetup]:
+        plan = ab.plan_compare(arms, inputs, settings, lambda rest: self.settings(**rest))
+        run_name = self._name(ab.DEFAULT_NAME if name is None else name)
+        observers = self._observers(plan.engine_settings)
+        sink = self._progress(run_name)
+        _with_live_window(sink, observers)
+        return plan, _RunSetup(run_name, plan.engine_settings, observers, sink)
+
+    def _compare_result(
+        self, plan: ab.ComparePlan, setup: _RunSetup, raw: RawRun, check: bool
+    ) -> ab.CompareResult:
+        """Each arm's result and record (named ``name/arm``), then the comparison's."""
+        __tracebackhide__ = True
+        arm_setups = {
+            arm: replace(setup, name=self._name(f"{setup.name}/{arm}"), settings=plan.settings)
+            for arm in plan.names
+        }
+
+        def record(arm: str, result: PerfResult, summary: ArmSummary) -> None:
+            self._finish(arm_setups[arm], result, check=False)
+            made = replace(self.records[-1], arm=summary, checked=check)
+            self.records[-1] = replace(made, findings=run_findings(made))
+
+        result = ab.assemble(
+            plan,
+            raw,
+            setup.name,
+            detail=self._pipeline.detail,
+            prices=self._pipeline.prices,
+            result_of=lambda arm, arm_raw: self._result(arm_setups[arm], arm_raw),
+            record=record,
+        )
+        if check:
+            ab.raise_if_broken(result)
+        return result
 
     def _engine_options(self, setup: _RunSetup) -> dict[str, Any]:
         """The keywords ``run_load`` and ``arun_load`` take beside the agent and settings."""
