@@ -517,6 +517,29 @@ class Ratio:
     blocks: int = 0
     """Blocks both arms had data in (the units the bootstrap resamples)."""
 
+    def _fmt(self, value: float | None) -> str:
+        if value is None:
+            return "-"
+        if self.metric == "error_rate":
+            return f"{value * 100:+.1f} pp"
+        return f"{value:.3g}x"
+
+    @property
+    def short(self) -> str:
+        """``1.24x worse`` (``+1.5 pp worse`` for the error rate); ``-`` when unknown."""
+        if self.estimate is None:
+            return "-"
+        return f"{self._fmt(self.estimate)} {self.verdict}"
+
+    @property
+    def text(self) -> str:
+        """``1.24x [1.11x, 1.49x] worse``: the estimate, its interval and the verdict."""
+        if self.estimate is None:
+            return "- (unknown)"
+        return f"{self._fmt(self.estimate)} [{self._fmt(self.low)}, {self._fmt(self.high)}] " + (
+            self.verdict
+        )
+
 
 @dataclass(frozen=True)
 class ArmSummary:
@@ -531,6 +554,8 @@ class ArmSummary:
     blocks: int
     ratios: tuple[Ratio, ...] = ()
     """Every compared metric, in ``COMPARED_METRICS`` order, then the error-rate difference."""
+    confidence: float = 0.99
+    """The two-sided confidence of the intervals of ``ratios``."""
 
     @property
     def is_reference(self) -> bool:

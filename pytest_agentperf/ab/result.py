@@ -23,18 +23,9 @@ SLOWDOWN_METRICS = ("p50", "p95")
 """The metrics ``max_slowdown`` judges (as the baseline gate does)."""
 
 
-def _fmt(value: float | None, diff: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 100:+.1f} pp" if diff else f"{value:.3g}x"
-
-
 def describe_ratio(r: Ratio) -> str:
-    """``1.21x [1.12x-1.30x] worse`` (a difference in percentage points for the error rate)."""
-    diff = r.metric == ERROR_RATE
-    if r.estimate is None:
-        return "- (unknown)"
-    return f"{_fmt(r.estimate, diff)} [{_fmt(r.low, diff)}, {_fmt(r.high, diff)}] {r.verdict}"
+    """``1.21x [1.12x, 1.30x] worse`` (a difference in percentage points for the error rate)."""
+    return r.text
 
 
 @dataclass(frozen=True)
@@ -120,7 +111,7 @@ def summaries(
         if arm != reference:
             ratios = tuple(paired_ratio(m, figures, ref, seed=seed) for m in COMPARED_METRICS)
             ratios += (error_rate_difference(figures, ref),)
-        out[arm] = ArmSummary(name, arm, reference, seed, blocks, ratios)
+        out[arm] = ArmSummary(name, arm, reference, seed, blocks, ratios, CONFIDENCE)
     return out
 
 
