@@ -355,7 +355,7 @@ def cheaper_arm(record: RunRecord) -> Finding | None:
         "cheaper-arm",
         f"arm {arm.arm!r} is as fast as {arm.reference!r} (p50 {p50.short}, p95 {p95.short}) "
         f"and costs {_pct(saving)} less per call{monthly}",
-        f"if {arm.arm!r}'s answers pass your quality checks, switch to it",
+        f"if the answers of {arm.arm!r} pass your quality checks, switch to it",
         **evidence,
     )
 
