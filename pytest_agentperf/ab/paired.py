@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
@@ -95,6 +96,34 @@ def _values(metric: str, calls: ArmCalls) -> tuple[FloatArray, IntArray]:
     return series, calls.block
 
 
+_QUANTILES = frozenset({"p50", "p95", "ttft_p95"})
+"""Metrics whose calls are levelled by block before the quantiles are taken."""
+
+
+def _levelled(a: _Series, r: _Series, blocks: int) -> tuple[_Series, _Series]:
+    """Both arms' values, each divided by its block's level: the median of both arms' values
+    in that block.
+
+    A stretch in which the machine was slow raises every call of a block, of both arms; taken
+    out, the quantiles compare the arms at one common level. Without it a quantile of calls
+    pooled over slow and fast stretches can sit in the gap between the two (a bimodal mix),
+    where a resample moves it a long way, and the interval becomes uselessly wide. The level
+    cancels in the ratio when one arm is a constant factor of the other.
+    """
+    both = np.concatenate((a.values, r.values))
+    block = np.concatenate((a.block, r.block))
+    order = np.lexsort((both, block))
+    sorted_values, sorted_blocks = both[order], block[order]
+    starts = np.searchsorted(sorted_blocks, np.arange(blocks))
+    ends = np.searchsorted(sorted_blocks, np.arange(blocks), side="right")
+    lower = sorted_values[(starts + ends - 1) // 2]
+    upper = sorted_values[(starts + ends) // 2]
+    level = (lower + upper) / 2.0  # each block's median
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(level > 0, level, 1.0)
+    return _Series(a.values / scale[a.block], a.block), _Series(r.values / scale[r.block], r.block)
+
+
 def verdict(low: float, high: float) -> str:
     """ "worse" when the interval is above 1, "better" below, "same" within ``SAME_WITHIN``,
     else "inconclusive"."""
@@ -128,6 +157,8 @@ def paired_ratio(
     a_in, r_in = np.isin(a_block, shared), np.isin(r_block, shared)
     a = _Series(a_values[a_in], np.searchsorted(shared, a_block[a_in]))
     r = _Series(r_values[r_in], np.searchsorted(shared, r_block[r_in]))
+    if metric in _QUANTILES:
+        a, r = _levelled(a, r, shared.size)
     stat = _STATS[metric]
     ones = np.ones((1, shared.size))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -143,7 +174,39 @@ def paired_ratio(
     low, high = (float(v) for v in np.quantile(ratios, [alpha, 1.0 - alpha]))
     if not math.isfinite(estimate):
         return Ratio(metric, None, None, None, "inconclusive", int(shared.size))
+    low, high = _expanded(estimate, low, high, shared.size, confidence)
     return Ratio(metric, estimate, low, high, verdict(low, high), int(shared.size))
+
+
+def _t_quantile(p: float, df: int) -> float:
+    """Student's t quantile (Cornish-Fisher expansion around the normal; within 0.1 % for
+    df >= 10, which is where it is used)."""
+    z = NormalDist().inv_cdf(p)
+    return (
+        z
+        + (z**3 + z) / (4 * df)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
+    )
+
+
+def _expanded(
+    estimate: float, low: float, high: float, blocks: int, confidence: float
+) -> tuple[float, float]:
+    """The percentile interval widened for the few units it resamples (Hesterberg's
+    "expanded percentile" interval, 2015): a bootstrap over ``blocks`` units is too narrow by
+    about sqrt((b-1)/b) and by using z where Student's t with b-1 degrees of freedom applies.
+    Widened on the log scale, around the estimate; a 99 % interval over 30 blocks grows by
+    about 9 %. Without it an unchanged arm showed "worse" in 2-3 % of simulated A/A runs."""
+    if blocks < 3 or estimate <= 0 or low <= 0 or high <= 0:
+        return low, high
+    p = 0.5 + confidence / 2.0
+    factor = math.sqrt(blocks / (blocks - 1)) * _t_quantile(p, blocks - 1) / NormalDist().inv_cdf(p)
+    centre = math.log(estimate)
+    return (
+        math.exp(centre - factor * (centre - math.log(low))),
+        math.exp(centre + factor * (math.log(high) - centre)),
+    )
 
 
 def error_rate_difference(
