@@ -15,8 +15,8 @@ closed loop, one call in flight:
 for A/A (B is A) and for B 20 % slower (1.2x the work). Printed: how often each method says
 "worse" and "better"; an A/A "worse" or "better" is a false difference.
 
-    python benchmarks/ab_validity.py            # 100 trials per cell (about 12 minutes)
-    python benchmarks/ab_validity.py --quick    # 15 trials per cell (about 2 minutes)
+    python benchmarks/ab_validity.py            # 100 trials per cell (about 3 minutes here)
+    python benchmarks/ab_validity.py --quick    # 15 trials per cell (under a minute here)
 """
 
 from __future__ import annotations

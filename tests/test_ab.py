@@ -244,6 +244,8 @@ def test_compare_settings_are_split_from_the_arm_settings() -> None:
         ({"a": print, "A ": print}, "are the same name"),
         ({"a": print, "": print}, "non-empty str name"),
         ({"a": print, 3: print}, "non-empty str name"),
+        ({"a": print, "b\n": print}, "must not hold control characters"),
+        ({"a": print, "x/y": print}, "or '/'"),
         ([print, print], "mapping of arm names to agents"),
     ],
 )
@@ -402,3 +404,39 @@ def test_a_cheaper_arm_as_fast_as_the_reference_is_a_finding_with_the_monthly_sa
 def test_arm_calls_are_counted_once_per_arm() -> None:
     calls = Schedule(2, 30, 10, ["x"], seed=0).all()
     assert Counter(c.arm for c in calls) == {0: 30, 1: 30}
+
+
+# ------------------------------------------------------------------------------ end to end
+
+
+def _usage_agent(tokens: int) -> Any:
+    def agent(x: Any) -> Any:
+        return {"model": "gpt-4o-mini", "usage": {"prompt_tokens": tokens, "completion_tokens": 0}}
+
+    return agent
+
+
+def _async_usage_agent(tokens: int) -> Any:
+    async def agent(x: Any) -> Any:
+        await asyncio.sleep(0)
+        return {"model": "gpt-4o-mini", "usage": {"prompt_tokens": tokens, "completion_tokens": 0}}
+
+    return agent
+
+
+@pytest.mark.parametrize("make", [_usage_agent, _async_usage_agent])
+def test_every_call_is_split_to_its_own_arm_at_high_concurrency(make: Any) -> None:
+    """Arms that return at once, 16 calls in flight: the case most likely to confuse which
+    logged row was which arm's call. Each arm's tokens say whether any call went astray."""
+    from pytest_agentperf.ab import plan_compare
+
+    agents = {"a": make(100), "b": make(10), "c": make(1)}
+    settings = {"requests": 200, "concurrency": 16, "warmup": 0}
+    plan = plan_compare(agents, ["x", "y"], settings, lambda rest: parse_settings(rest))
+    raw = plan.run()
+    parts = plan.split(raw, detail=0, prices=None)
+    for (name, arm_raw, figures), tokens in zip(parts, (100, 10, 1), strict=True):
+        assert len(arm_raw.log) == 200, name
+        assert arm_raw.usage.usage(200).per_call.total_tokens == tokens, name
+        assert set(figures.tokens.tolist()) == {float(tokens)}, name
+        assert figures.block.min() >= 0

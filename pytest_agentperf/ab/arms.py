@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,12 @@ def check_arms(arms: object) -> list[tuple[str, Any]]:
             raise SettingsError(
                 f"arm name {name!r}: each arm needs a non-empty str name (it names the arm's "
                 "row in every report)",
+                key="arms",
+            )
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in name) or "/" in name:
+            raise SettingsError(
+                f"arm name {name!r}: an arm name must not hold control characters (newline, "
+                "tab, ...), lone surrogates or '/' (the arm's run is named comparison/arm)",
                 key="arms",
             )
         folded = name.strip().casefold()
