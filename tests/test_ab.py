@@ -440,3 +440,20 @@ def test_every_call_is_split_to_its_own_arm_at_high_concurrency(make: Any) -> No
         assert arm_raw.usage.usage(200).per_call.total_tokens == tokens, name
         assert set(figures.tokens.tolist()) == {float(tokens)}, name
         assert figures.block.min() >= 0
+
+
+def test_streamed_arms_compare_their_time_to_first_chunk() -> None:
+    from pytest_agentperf.ab import plan_compare
+    from pytest_agentperf.ab.result import summaries
+    from pytest_agentperf.sim import SimulatedAgent
+
+    quick = SimulatedAgent(ttft="2ms", tokens_per_second=5000, output_tokens=10, seed=1)
+    slow = SimulatedAgent(ttft="8ms", tokens_per_second=5000, output_tokens=10, seed=2)
+    settings = {"requests": 40, "concurrency": 4, "warmup": 0}
+    agents = {"quick": quick.stream, "slow": slow.stream}
+    plan = plan_compare(agents, ["hi"], settings, lambda rest: parse_settings(rest))
+    parts = plan.split(plan.run(), detail=0, prices=None)
+    figures = {name: f for name, _, f in parts}
+    assert all(int(np.count_nonzero(~np.isnan(f.ttft))) == 40 for f in figures.values())
+    ttft = summaries("s", "quick", 0, plan.blocks, figures)["slow"].ratio("ttft_p95")
+    assert ttft is not None and ttft.verdict == "worse" and (ttft.estimate or 0) > 2
