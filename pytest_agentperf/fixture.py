@@ -256,7 +256,9 @@ class AgentPerf:
             setup.name,
             detail=self._pipeline.detail,
             prices=self._pipeline.prices,
-            result_of=lambda arm, arm_raw: self._result(arm_setups[arm], arm_raw),
+            result_of=lambda arm, arm_raw: self._result(
+                arm_setups[arm], arm_raw, extra=ab.arm_fields(setup.observers, arm_raw, raw)
+            ),
             record=record,
         )
         if check:
@@ -304,11 +306,18 @@ class AgentPerf:
         return replace(setup, observers=observers, progress=sink)
 
     def _result(
-        self, setup: _RunSetup, raw: RawRun, allocations: tuple[Allocation, ...] = ()
+        self,
+        setup: _RunSetup,
+        raw: RawRun,
+        allocations: tuple[Allocation, ...] = (),
+        *,
+        extra: Sequence[Mapping[str, Any]] | None = None,
     ) -> PerfResult:
-        """The result of ``raw``, compared with the baseline (the after-run hooks)."""
+        """The result of ``raw``, compared with the baseline (the after-run hooks);
+        ``extra``: the observers' fields, when not those of ``raw`` (an A/B arm)."""
         name, settings, observers = setup.name, setup.settings, setup.observers
-        extra = [obs.result_fields(raw.log, raw.duration) for obs in observers]
+        if extra is None:
+            extra = [obs.result_fields(raw.log, raw.duration) for obs in observers]
         result = build_result(name, settings, raw, prices=self._pipeline.prices, extra_fields=extra)
         if allocations:
             memory = replace(result.memory, top_allocations=allocations)

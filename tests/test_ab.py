@@ -457,3 +457,18 @@ def test_streamed_arms_compare_their_time_to_first_chunk() -> None:
     assert all(int(np.count_nonzero(~np.isnan(f.ttft))) == 40 for f in figures.values())
     ttft = summaries("s", "quick", 0, plan.blocks, figures)["slow"].ratio("ttft_p95")
     assert ttft is not None and ttft.verdict == "worse" and (ttft.estimate or 0) > 2
+
+
+def test_an_arm_gets_the_memory_of_the_whole_comparison_and_windows_of_its_own() -> None:
+    from types import SimpleNamespace
+
+    from pytest_agentperf.ab import arm_fields
+
+    class Counting:
+        def result_fields(self, log: Any, duration: float) -> dict[str, Any]:
+            return {"memory": ("calls", len(log)), "windows": ("calls", len(log))}
+
+    whole = SimpleNamespace(log=[0] * 30, duration=1.0)
+    arm = SimpleNamespace(log=[0] * 10, duration=1.0)
+    (fields,) = arm_fields([Counting()], arm, whole)  # type: ignore[list-item, arg-type]
+    assert fields == {"memory": ("calls", 30), "windows": ("calls", 10)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .paired import COMPARED_METRICS, CONFIDENCE
 from .result import CompareResult, describe_ratio
-from .run import DEFAULT_NAME, ComparePlan, assemble, plan_compare, raise_if_broken
+from .run import DEFAULT_NAME, ComparePlan, arm_fields, assemble, plan_compare, raise_if_broken
 
 __all__ = [
     "COMPARED_METRICS",
@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_NAME",
     "ComparePlan",
     "CompareResult",
+    "arm_fields",
     "assemble",
     "describe_ratio",
     "plan_compare",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
 from ..budgets import raise_if_broken as raise_arm
-from ..engine import KEEP_CALLS, RawRun, arun_load, run_load
+from ..engine import KEEP_CALLS, RawRun, RunObserver, arun_load, run_load
 from ..errors import BudgetExceeded
 from ..pricing import PriceTable
 from ..results import ArmSummary, BudgetCheck, PerfResult
@@ -101,6 +101,27 @@ class ComparePlan:
             prices=prices,
         )
         return [(name, r, c) for name, (r, c) in zip(self.names, parts, strict=True)]
+
+
+PROCESS_FIELDS = ("memory",)
+"""Observer fields of the whole process: an arm gets those of the whole comparison (its
+memory grew with every arm's calls), and the rest (e.g. ``windows``) of its own calls."""
+
+
+def arm_fields(
+    observers: Sequence[RunObserver], arm: RawRun, whole: RawRun
+) -> list[dict[str, Any]]:
+    """The observers' ``PerfResult`` fields for one arm: of the arm's own calls, but for
+    ``PROCESS_FIELDS``, which are of the whole comparison (a leak slope per arm's call would
+    count every arm's calls against one arm)."""
+    out = []
+    for obs in observers:
+        fields = dict(obs.result_fields(arm.log, whole.duration))
+        if any(k in fields for k in PROCESS_FIELDS):
+            overall = obs.result_fields(whole.log, whole.duration)
+            fields.update({k: overall[k] for k in PROCESS_FIELDS if k in overall})
+        out.append(fields)
+    return out
 
 
 def _kept(engine: Mapping[str, Any]) -> dict[str, Any]:
