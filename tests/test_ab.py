@@ -456,7 +456,7 @@ def test_streamed_arms_compare_their_time_to_first_chunk() -> None:
     figures = {name: f for name, _, f in parts}
     assert all(int(np.count_nonzero(~np.isnan(f.ttft))) == 40 for f in figures.values())
     ttft = summaries("s", "quick", 0, plan.blocks, figures)["slow"].ratio("ttft_p95")
-    assert ttft is not None and ttft.verdict == "worse" and (ttft.estimate or 0) > 2
+    assert ttft is not None and ttft.verdict == "worse" and (ttft.estimate or 0) > 1.3
 
 
 def test_an_arm_gets_the_memory_of_the_whole_comparison_and_windows_of_its_own() -> None:
