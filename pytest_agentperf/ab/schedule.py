@@ -144,6 +144,8 @@ class Dispatch:
                 key="arms",
             )
         self.is_async = kinds == {True}
+        self.label = f"compare({', '.join(name for name, _ in agents)})"
+        """How the engine names the dispatcher (``Target.label``, in its messages)."""
         self.calls: list[Callable[[Any], Any]] = [t.call for t in targets]
         self.marks: list[tuple[float, int]] = []
         self.messages: list[list[str]] = [[] for _ in agents]
@@ -180,6 +182,7 @@ class Dispatch:
                     note(call.arm, exc)
                     raise
 
+            run_async.__qualname__ = self.label
             return run_async
 
         def run_sync(call: Call) -> Any:
@@ -190,4 +193,5 @@ class Dispatch:
                 note(call.arm, exc)
                 raise
 
+        run_sync.__qualname__ = self.label
         return run_sync
