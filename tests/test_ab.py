@@ -472,3 +472,13 @@ def test_an_arm_gets_the_memory_of_the_whole_comparison_and_windows_of_its_own()
     arm = SimpleNamespace(log=[0] * 10, duration=1.0)
     (fields,) = arm_fields([Counting()], arm, whole)  # type: ignore[list-item, arg-type]
     assert fields == {"memory": ("calls", 30), "windows": ("calls", 10)}
+
+
+def test_ratio_names_an_unknown_arm_or_metric() -> None:
+    arm, ref = _pair(1.0, drift=False)
+    result = ab.CompareResult("cmp", "a", 0, 30, {}, calls={"a": ref, "b": arm})
+    with pytest.raises(SettingsError, match="no arm named 'c'; the arms are 'a', 'b'"):
+        result.ratio("p50", "c")
+    with pytest.raises(SettingsError, match="metric='p99': not a compared metric; one of p50"):
+        result.ratio("p99", "b")
+    assert result.ratio("p50", "a", reference="b").estimate is not None

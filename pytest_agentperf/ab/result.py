@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ..errors import SettingsError
 from ..results import ArmSummary, BudgetCheck, PerfResult, Ratio
 from .arms import CompareOptions
 from .paired import (
@@ -56,7 +57,10 @@ class CompareResult:
         ref = self.reference if reference is None else reference
         for name in (arm, ref):
             if name not in self.calls:
-                raise KeyError(f"no arm named {name!r}; the arms are {', '.join(self.calls)}")
+                raise SettingsError(
+                    f"no arm named {name!r}; the arms are {', '.join(map(repr, self.calls))}",
+                    key="arm",
+                )
         return self.calls[arm], self.calls[ref], ref
 
     def ratio(self, metric: str, arm: str, reference: str | None = None) -> Ratio:
@@ -65,6 +69,12 @@ class CompareResult:
         ``p50 p95 mean_latency ttft_p95 tokens_per_call cost_per_call``, or ``error_rate``
         (a difference, arm minus reference)."""
         a, r, _ = self._pair(arm, reference)
+        if metric not in (*COMPARED_METRICS, ERROR_RATE):
+            raise SettingsError(
+                f"metric={metric!r}: not a compared metric; one of "
+                f"{', '.join((*COMPARED_METRICS, ERROR_RATE))}",
+                key="metric",
+            )
         if metric == ERROR_RATE:
             return error_rate_difference(a, r)
         return paired_ratio(metric, a, r, seed=self.seed)
