@@ -482,3 +482,24 @@ def test_ratio_names_an_unknown_arm_or_metric() -> None:
     with pytest.raises(SettingsError, match="metric='p99': not a compared metric; one of p50"):
         result.ratio("p99", "b")
     assert result.ratio("p50", "a", reference="b").estimate is not None
+
+
+@given(
+    st.lists(st.floats(1e-4, 1.0), min_size=1, max_size=40),
+    st.lists(st.floats(0.0, 1.0), min_size=40, max_size=40),
+    st.randoms(use_true_random=False),
+)
+@settings(max_examples=40, deadline=None)
+def test_a_mark_between_its_start_and_the_next_start_claims_its_own_row(
+    gaps: list[float], where: list[float], rnd: Any
+) -> None:
+    """Whatever the order the rows were logged in and the marks noted in, each call whose mark
+    falls before the next call's start is matched to its own row."""
+    starts = np.cumsum(np.array(gaps))
+    nxt = np.append(starts[1:], starts[-1] + 1.0)
+    marks_at = starts + (nxt - starts) * np.array(where[: starts.size]) * 0.999
+    ids = list(range(100, 100 + starts.size))
+    rnd.shuffle(ids)
+    marks = [(float(t) + 100.0, i) for t, i in zip(marks_at, ids, strict=True)]
+    rnd.shuffle(marks)
+    assert rows_to_calls(_log(starts.tolist()), marks).tolist() == ids
