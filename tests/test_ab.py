@@ -425,19 +425,28 @@ def _async_usage_agent(tokens: int) -> Any:
 
 
 @pytest.mark.parametrize("make", [_usage_agent, _async_usage_agent])
-def test_every_call_is_split_to_its_own_arm_at_high_concurrency(make: Any) -> None:
-    """Arms that return at once, 16 calls in flight: the case most likely to confuse which
-    logged row was which arm's call. Each arm's tokens say whether any call went astray."""
+@pytest.mark.parametrize(
+    "load",
+    [{"requests": 200, "concurrency": 16}, {"requests": 100, "rate": 3000}],
+    ids=["closed", "open"],
+)
+def test_every_call_is_split_to_its_own_arm_at_high_concurrency(
+    make: Any, load: dict[str, Any]
+) -> None:
+    """Arms that return at once, 16 calls in flight (closed loop) or a fast shared arrival
+    stream (open loop): the cases most likely to confuse which logged row was which arm's
+    call. Each arm's tokens say whether any call went astray."""
     from pytest_agentperf.ab import plan_compare
 
     agents = {"a": make(100), "b": make(10), "c": make(1)}
-    settings = {"requests": 200, "concurrency": 16, "warmup": 0}
+    settings = {**load, "warmup": 0}
+    n = load["requests"]
     plan = plan_compare(agents, ["x", "y"], settings, lambda rest: parse_settings(rest))
     raw = plan.run()
     parts = plan.split(raw, detail=0, prices=None)
     for (name, arm_raw, figures), tokens in zip(parts, (100, 10, 1), strict=True):
-        assert len(arm_raw.log) == 200, name
-        assert arm_raw.usage.usage(200).per_call.total_tokens == tokens, name
+        assert len(arm_raw.log) == n, name
+        assert arm_raw.usage.usage(n).per_call.total_tokens == tokens, name
         assert set(figures.tokens.tolist()) == {float(tokens)}, name
         assert figures.block.min() >= 0
 
