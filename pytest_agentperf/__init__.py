@@ -25,14 +25,17 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .ab import CompareResult
     from .integrations.openai import instrument as instrument_openai
     from .record import Finding, RunRecord, RunStatus
-    from .results import PerfResult
+    from .results import PerfResult, Ratio
     from .usage import record_usage
 
 moved.install(__name__)
 
 _LAZY = {
+    "CompareResult": ("ab", "CompareResult"),
+    "Ratio": ("results", "Ratio"),
     "instrument_openai": ("integrations.openai", "instrument"),
     "Finding": ("record", "Finding"),
     "PerfResult": ("results", "PerfResult"),
@@ -64,9 +67,11 @@ __all__ = [
     "AgentPerfWarning",
     "BaselineError",
     "BudgetExceeded",
+    "CompareResult",
     "Finding",
     "PerfResult",
     "PricingError",
+    "Ratio",
     "RegressionDetected",
     "RunRecord",
     "RunStatus",

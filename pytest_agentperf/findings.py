@@ -51,6 +51,12 @@ SWEEP_MIN_GAIN = 0.1
 (10 %) did not help."""
 CHEAPER_MIN_SAVING = 0.2
 """``cheaper-model``: a what-if model must cost at least this share (20 %) less per call."""
+AB_MIN_SAVING = 0.1
+"""A/B: an arm that costs at least this share less per call than the reference (beyond
+doubt) and is as fast is worth a finding."""
+AB_AS_FAST = 1.10
+"""A/B: "as fast" is no latency verdict "worse" and a p50 ratio whose upper bound is at most
+this (at most 10 % slower, beyond doubt)."""
 CACHE_MIN_INPUT = 1024.0
 """``no-prompt-cache``: mean input tokens per call at or above this (providers cache prefixes
 from 1024 tokens)."""
@@ -305,6 +311,51 @@ def cheaper_model(record: RunRecord) -> Finding | None:
         "cheaper-model",
         f"the same tokens on {model} would cost {_pct(saving)} less{monthly}",
         f"try {model} on this test: if its answers pass your quality checks, switch",
+        **evidence,
+    )
+
+
+@run_rule("cheaper-arm")
+def cheaper_arm(record: RunRecord) -> Finding | None:
+    """An A/B arm (``agentperf.compare``) that costs less per call than the reference arm,
+    beyond doubt, and is as fast: the saving per month at ``agentperf_monthly_calls``."""
+    arm = record.arm
+    if arm is None or arm.is_reference:
+        return None
+    cost, p50, p95 = (arm.ratio(m) for m in ("cost_per_call", "p50", "p95"))
+    now = record.result.cost.per_call
+    if cost is None or cost.estimate is None or cost.high is None or not now:
+        return None
+    if cost.estimate <= 0 or cost.high >= 1.0 - AB_MIN_SAVING:
+        return None
+    if p50 is None or p50.high is None or p50.high > AB_AS_FAST:
+        return None
+    if any(r is None or r.verdict == "worse" for r in (p50, p95)):
+        return None
+    assert p95 is not None
+    saving = 1.0 - cost.estimate
+    reference_per_call = now / cost.estimate
+    evidence: dict[str, Any] = {
+        "arm": arm.arm,
+        "reference": arm.reference,
+        "p50_ratio": p50.estimate,
+        "p95_ratio": p95.estimate,
+        "cost_ratio": cost.estimate,
+        "cost_ratio_high": cost.high,
+        "saving": saving,
+    }
+    monthly = ""
+    projection = record.cost_projection
+    if projection is not None and projection.monthly_calls:
+        saved = (reference_per_call - now) * projection.monthly_calls
+        evidence["monthly_calls"] = projection.monthly_calls
+        evidence["monthly_saving"] = saved
+        monthly = f", ${saved:,.2f} a month at {projection.monthly_calls:,} calls"
+    return _finding(
+        "cheaper-arm",
+        f"arm {arm.arm!r} is as fast as {arm.reference!r} (p50 {p50.short}, p95 {p95.short}) "
+        f"and costs {_pct(saving)} less per call{monthly}",
+        f"if the answers of {arm.arm!r} pass your quality checks, switch to it",
         **evidence,
     )
 

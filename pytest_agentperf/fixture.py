@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
+from . import ab
 from .assemble import build_result
 from .baseline.comparison import with_first_run
 from .budgets import raise_if_broken, small_sample_warnings
@@ -33,7 +34,7 @@ from .pipeline import RunPipeline
 from .pricing import cost_projection
 from .progress import ProgressLine
 from .record import DEFAULT_RUN_NAME, RunRecord, run_label
-from .results import Allocation, PerfResult
+from .results import Allocation, ArmSummary, PerfResult
 from .settings import Settings, parse_settings
 
 
@@ -296,6 +297,79 @@ class AgentPerf:
         self._finish(setup, found.result, check)
         return found
 
+    def compare(
+        self,
+        arms: Mapping[str, Any],
+        inputs: Any = None,
+        *,
+        name: str | None = None,
+        check: bool = True,
+        **settings: Any,
+    ) -> ab.CompareResult:
+        """Compare agents under one interleaved load from a sync test (``arms``: name ->
+        agent, the first is the reference); see ``pytest_agentperf.ab``."""
+        __tracebackhide__ = True
+        plan, setup = self._compare_setup(arms, inputs, name, settings)
+        with langchain_hook():
+            raw = plan.run(**self._engine_options(setup))
+        return self._compare_result(plan, setup, raw, check)
+
+    async def acompare(
+        self,
+        arms: Mapping[str, Any],
+        inputs: Any = None,
+        *,
+        name: str | None = None,
+        check: bool = True,
+        **settings: Any,
+    ) -> ab.CompareResult:
+        """As ``compare``, from an async test."""
+        __tracebackhide__ = True
+        plan, setup = self._compare_setup(arms, inputs, name, settings)
+        with langchain_hook():
+            raw = await plan.arun(**self._engine_options(setup))
+        return self._compare_result(plan, setup, raw, check)
+
+    def _compare_setup(
+        self, arms: Any, inputs: Any, name: str | None, settings: dict[str, Any]
+    ) -> tuple[ab.ComparePlan, _RunSetup]:
+        plan = ab.plan_compare(arms, inputs, settings, lambda rest: self.settings(**rest))
+        run_name = self._name(ab.DEFAULT_NAME if name is None else name)
+        observers = self._observers(plan.engine_settings)
+        sink = self._progress(run_name)
+        _with_live_window(sink, observers)
+        return plan, _RunSetup(run_name, plan.engine_settings, observers, sink)
+
+    def _compare_result(
+        self, plan: ab.ComparePlan, setup: _RunSetup, raw: RawRun, check: bool
+    ) -> ab.CompareResult:
+        """Each arm's result and record (named ``name/arm``), then the comparison's."""
+        __tracebackhide__ = True
+        arm_setups = {
+            arm: replace(setup, name=self._name(f"{setup.name}/{arm}"), settings=plan.settings)
+            for arm in plan.names
+        }
+
+        def record(arm: str, result: PerfResult, summary: ArmSummary) -> None:
+            self._finish(arm_setups[arm], result, check=False)
+            made = replace(self.records[-1], arm=summary, checked=check)
+            self.records[-1] = replace(made, findings=run_findings(made))
+
+        result = ab.assemble(
+            plan,
+            raw,
+            setup.name,
+            detail=self._pipeline.detail,
+            prices=self._pipeline.prices,
+            result_of=lambda arm, arm_raw: self._result(
+                arm_setups[arm], arm_raw, extra=ab.arm_fields(setup.observers, arm_raw, raw)
+            ),
+            record=record,
+        )
+        if check:
+            ab.raise_if_broken(result)
+        return result
+
     def _engine_options(self, setup: _RunSetup) -> dict[str, Any]:
         """The keywords ``run_load`` and ``arun_load`` take beside the agent and settings."""
         return {
@@ -329,11 +403,18 @@ class AgentPerf:
         return replace(setup, observers=observers, progress=sink)
 
     def _result(
-        self, setup: _RunSetup, raw: RawRun, allocations: tuple[Allocation, ...] = ()
+        self,
+        setup: _RunSetup,
+        raw: RawRun,
+        allocations: tuple[Allocation, ...] = (),
+        *,
+        extra: Sequence[Mapping[str, Any]] | None = None,
     ) -> PerfResult:
-        """The result of ``raw``, compared with the baseline (the after-run hooks)."""
+        """The result of ``raw``, compared with the baseline (the after-run hooks);
+        ``extra``: the observers' fields, when not those of ``raw`` (an A/B arm)."""
         name, settings, observers = setup.name, setup.settings, setup.observers
-        extra = [obs.result_fields(raw.log, raw.duration) for obs in observers]
+        if extra is None:
+            extra = [obs.result_fields(raw.log, raw.duration) for obs in observers]
         result = build_result(name, settings, raw, prices=self._pipeline.prices, extra_fields=extra)
         if allocations:
             memory = replace(result.memory, top_allocations=allocations)

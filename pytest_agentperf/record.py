@@ -18,7 +18,7 @@ from .baseline.change import Status
 from .budgets import all_failed
 from .codec import from_jsonable, to_jsonable
 from .pricing import CostProjection
-from .results import PerfResult
+from .results import ArmSummary, PerfResult
 
 if TYPE_CHECKING:
     from .baseline.comparison import Comparison
@@ -94,6 +94,9 @@ class RunRecord:
     cost_projection: CostProjection | None = None
     checked: bool = True
     """False for a run made with ``check=False``: a broken budget was not raised."""
+    arm: ArmSummary | None = None
+    """The run is an arm of an A/B comparison (``agentperf.compare``): which, and how it
+    compared with the reference arm; None for a plain run."""
 
     @classmethod
     def of(

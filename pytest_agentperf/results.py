@@ -567,3 +567,76 @@ class PerfResult:
         Raises ``codec.DecodeError`` (a ``ValueError``) naming the field that does not fit.
         """
         return from_jsonable(cls, data, "result")
+
+
+# ------------------------------------------------------------------------------ A/B comparison
+
+VERDICTS = ("better", "worse", "same", "inconclusive")
+"""What an A/B ratio says about an arm against the reference (``Ratio.verdict``)."""
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """One metric of an arm over the same metric of the reference arm of an A/B comparison
+    (``agentperf.compare``), with a paired bootstrap interval over the randomized blocks.
+
+    For ``error_rate`` the figures are a difference (arm minus reference), not a ratio. Lower
+    is better for every metric; ``verdict`` is one of ``VERDICTS``; ``estimate`` is None when
+    the metric is unknown for either arm (no usage, no prices, no streamed calls).
+    """
+
+    metric: str
+    estimate: float | None = None
+    low: float | None = None
+    high: float | None = None
+    verdict: str = "inconclusive"
+    blocks: int = 0
+    """Blocks both arms had data in (the units the bootstrap resamples)."""
+
+    def _fmt(self, value: float | None) -> str:
+        if value is None:
+            return "-"
+        if self.metric == "error_rate":
+            return f"{value * 100:+.1f} pp"
+        return f"{value:.3g}x"
+
+    @property
+    def short(self) -> str:
+        """``1.24x worse`` (``+1.5 pp worse`` for the error rate); ``-`` when unknown."""
+        if self.estimate is None:
+            return "-"
+        return f"{self._fmt(self.estimate)} {self.verdict}"
+
+    @property
+    def text(self) -> str:
+        """``1.24x [1.11x, 1.49x] worse``: the estimate, its interval and the verdict."""
+        if self.estimate is None:
+            return "- (unknown)"
+        return f"{self._fmt(self.estimate)} [{self._fmt(self.low)}, {self._fmt(self.high)}] " + (
+            self.verdict
+        )
+
+
+@dataclass(frozen=True)
+class ArmSummary:
+    """A run's place in an A/B comparison: which comparison, which arm, and how the arm
+    compared with the reference arm (empty ``ratios`` for the reference itself)."""
+
+    comparison: str
+    """The comparison's run name (``name=`` of ``agentperf.compare``)."""
+    arm: str
+    reference: str
+    seed: int
+    blocks: int
+    ratios: tuple[Ratio, ...] = ()
+    """Every compared metric, in ``COMPARED_METRICS`` order, then the error-rate difference."""
+    confidence: float = 0.99
+    """The two-sided confidence of the intervals of ``ratios``."""
+
+    @property
+    def is_reference(self) -> bool:
+        return self.arm == self.reference
+
+    def ratio(self, metric: str) -> Ratio | None:
+        """The ratio of ``metric`` (None for the reference arm, or a metric not compared)."""
+        return next((r for r in self.ratios if r.metric == metric), None)

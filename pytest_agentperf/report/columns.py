@@ -34,6 +34,8 @@ TABLE_COLUMNS: Mapping[str, str] = MappingProxyType(
         "dtokens": "change of tokens per call against the baseline",
         "dcost": "change of cost per call against the baseline",
         "dcpu": "change of CPU time per call against the baseline",
+        "ab": "A/B arm: p95 against the reference arm, with the verdict",
+        "abcost": "A/B arm: cost per call against the reference arm, with the verdict",
     }
 )
 """Every optional column by its name; the test and status columns are always shown."""

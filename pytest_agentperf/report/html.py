@@ -316,6 +316,37 @@ def _bar(row: Mapping[str, Any]) -> dict[str, float] | None:
     }
 
 
+def _arm_view(record: RunRecord) -> dict[str, Any] | None:
+    """An A/B arm's ratios against the reference arm, each with its bar (a paired plot: the
+    arm's interval on a ratio axis around the reference at 1x)."""
+    arm = record.arm
+    if arm is None:
+        return None
+    rows = []
+    for ratio in arm.ratios:
+        row: dict[str, Any] = {
+            "name": ratio.metric,
+            "text": ratio.text,
+            "verdict": ratio.verdict,
+            "ratio": ratio.estimate if ratio.metric != "error_rate" else None,
+            "low": ratio.low,
+            "high": ratio.high,
+            "limit": None,
+        }
+        row["bar"] = _bar(row)
+        rows.append(row)
+    return {
+        "comparison": arm.comparison,
+        "arm": arm.arm,
+        "reference": arm.reference,
+        "is_reference": arm.is_reference,
+        "confidence": f"{arm.confidence:.0%}",
+        "seed": arm.seed,
+        "blocks": arm.blocks,
+        "rows": rows,
+    }
+
+
 def _fmt_stats(stats: Stats) -> dict[str, str]:
     return {
         k: format_seconds(getattr(stats, k)) for k in ("p50", "p90", "p95", "p99", "max", "mean")
@@ -396,6 +427,7 @@ def run_view(index: int, record: RunRecord, label: str, cells: Sequence[str]) ->
             "delta": format_value(r.memory.rss_delta_mb, Unit.MEGABYTES),
         },
         "comparison": rows,
+        "arm": _arm_view(record),
         "comparison_status": comp.status.value if comp is not None else None,
         "comparison_flags": [f.text for f in comp.flags] if comp is not None else [],
         "findings": [

@@ -213,6 +213,7 @@ def summary(records: Sequence[RunRecord], context: ReportContext) -> Summary:
         *_stages(records),
         *_bullets("Budgets, errors and notes", [safe(line) for line in broken]),
         *changes,
+        *arm_lines(records),
         *_bullets("Baseline", gate),
         *_bullets("Findings", findings),
         *_bullets("Warnings", [safe(f"{r.label}: {w}") for r in records for w in r.warnings]),
@@ -248,6 +249,43 @@ def _changes(records: Sequence[RunRecord]) -> tuple[list[str], set[str]]:
         _row([":--", ":--", "--:", "--:", "--:", ":--"]),
     ]
     return ["### Against the baseline", "", *head, *rows, ""], shown
+
+
+def arm_lines(records: Sequence[RunRecord]) -> list[str]:
+    """The A/B comparisons (``agentperf.compare``): each arm against its reference arm, every
+    compared metric with its interval and verdict."""
+    rows = []
+    metrics: list[str] = []
+    confidence = {r.arm.confidence for r in records if r.arm is not None}
+    for r in records:
+        arm = r.arm
+        if arm is None or arm.is_reference:
+            continue
+        for known in arm.ratios:
+            if known.metric not in metrics:
+                metrics.append(known.metric)
+    for r in records:
+        arm = r.arm
+        if arm is None:
+            continue
+        cells = [
+            r.nodeid,
+            arm.comparison,
+            arm.arm,
+            "reference" if arm.is_reference else arm.reference,
+        ]
+        for metric in metrics:
+            ratio = arm.ratio(metric)
+            cells.append("-" if ratio is None else ratio.text)
+        rows.append(_row([safe(c) for c in cells]))
+    if not rows:
+        return []
+    head = [
+        _row(["test", "comparison", "arm", "against", *metrics]),
+        _row([":--", ":--", ":--", ":--", *("--:" for _ in metrics)]),
+    ]
+    ci = f"{max(confidence):.0%} CI, " if len(confidence) == 1 else ""
+    return [f"### A/B comparisons ({ci}arm over reference)", "", *head, *rows, ""]
 
 
 def _size(lines: Sequence[str]) -> int:

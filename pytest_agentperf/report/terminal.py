@@ -302,8 +302,47 @@ def _columns(records: Sequence[RunRecord]) -> list[Column]:
                     else None,
                 )
             )
+    cols += _arm_columns(records)
     budgeted = {b.name for r in records for b in r.result.budgets}
     return [_promoted(c, budgeted) for c in cols]
+
+
+def _arm_cell(metric: str, *, interval: bool) -> Cell:
+    """An A/B arm's ratio of ``metric`` against the reference arm ("ref" for the reference
+    itself, "-" for a run that is no arm)."""
+
+    def cell(record: RunRecord) -> str:
+        summary = record.arm
+        if summary is None:
+            return "-"
+        if summary.is_reference:
+            return "ref"
+        ratio = summary.ratio(metric)
+        if ratio is None:
+            return "-"
+        return ratio.text if interval else ratio.short
+
+    return cell
+
+
+def _arm_columns(records: Sequence[RunRecord]) -> list[Column]:
+    """The A/B columns, when some run is an arm of ``agentperf.compare``: p95 and cost per
+    call against the reference arm."""
+    arms = [r.arm for r in records if r.arm is not None]
+    if not arms:
+        return []
+    cols = [
+        Column(
+            "ab",
+            "p95 vs ref",
+            _arm_cell("p95", interval=False),
+            1,
+        )
+    ]
+    costs = (a.ratio("cost_per_call") for a in arms)
+    if any(c is not None and c.estimate is not None for c in costs):
+        cols.append(Column("abcost", "$ vs ref", _arm_cell("cost_per_call", interval=False), 7))
+    return cols
 
 
 _BUDGETS_OF = {
