@@ -1,7 +1,7 @@
 """End-to-end: saving a baseline and the regression gate, through pytester (also under xdist).
 
 The agent (``make`` in conftest.py's AGENTS) sleeps for a delay read from an environment variable
-at each call, so a test can make one agent 5x slower between two sessions: far beyond any timing
+at each call, so a test can make one agent 10x slower between two sessions: far beyond any timing
 noise, so nothing here is flaky.
 """
 
@@ -31,7 +31,8 @@ def test_two(agentperf):
 
 BASELINE = Path(".agentperf") / "baseline.json"
 # Comparisons that must come out unchanged use a 100 % tolerance (a 2x limit), so that a loaded
-# machine cannot turn sleep jitter into a regression; the 5x slowdowns are far beyond it.
+# machine cannot turn sleep jitter into a regression; the 10x slowdowns are far beyond it, even
+# when a loaded machine stretches the 10 ms baseline sleeps more than the slow ones.
 LOOSE = "--agentperf-tolerance=100%"
 # The machine is reported quiet to these sessions: this suite runs under ``-n 2``, so the other
 # worker's load would otherwise make a session "busy" next to its baseline, and the gate would
@@ -101,13 +102,13 @@ def test_a_regression_fails_only_the_test_that_regressed(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project.runpytest("--agentperf-baseline").assert_outcomes(passed=2)
-    monkeypatch.setenv("DELAY_ONE", "0.05")  # 5x slower
+    monkeypatch.setenv("DELAY_ONE", "0.1")  # 10x slower
     result = project.runpytest(LOOSE)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*RegressionDetected: run 'main' regressed against the baseline*",
-            "*p50 latency 10.* ms -> 5?.* ms: x* (95% CI x* to x*) REGRESSED, tolerance +-100%*",
+            "*p50 latency * ms -> * ms: x* (95% CI x* to x*) REGRESSED, tolerance +-100%*",
             "*test_one*REGRESSED*",
             "*test_two*PASS*",
             "test_perf.py::test_one [[]main[]]: p50 latency*REGRESSED*",
@@ -122,7 +123,7 @@ def test_warn_mode_reports_but_passes(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project.runpytest("--agentperf-baseline").assert_outcomes(passed=2)
-    monkeypatch.setenv("DELAY_TWO", "0.05")
+    monkeypatch.setenv("DELAY_TWO", "0.1")
     result = project.runpytest("--agentperf-regression=warn", LOOSE)
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
@@ -155,7 +156,7 @@ def test_no_compare_turns_the_gate_off(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project.runpytest("--agentperf-baseline").assert_outcomes(passed=2)
-    monkeypatch.setenv("DELAY_ONE", "0.05")
+    monkeypatch.setenv("DELAY_ONE", "0.1")
     result = project.runpytest("--agentperf-no-compare")
     result.assert_outcomes(passed=2)
     assert "Δp95" not in result.stdout.str()
@@ -165,7 +166,7 @@ def test_changed_load_shape_is_not_comparable(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project.runpytest("--agentperf-baseline").assert_outcomes(passed=2)
-    monkeypatch.setenv("DELAY_ONE", "0.05")
+    monkeypatch.setenv("DELAY_ONE", "0.1")
     project.makepyfile(test_perf=TESTS.replace("requests=30", "requests=15"))
     result = project.runpytest()
     result.assert_outcomes(passed=2)
@@ -248,7 +249,7 @@ def test_a_saving_run_is_not_gated(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project.runpytest("--agentperf-baseline").assert_outcomes(passed=2)
-    monkeypatch.setenv("DELAY_ONE", "0.05")
+    monkeypatch.setenv("DELAY_ONE", "0.1")
     project.runpytest("--agentperf-baseline").assert_outcomes(passed=2)
     monkeypatch.delenv("DELAY_ONE")
     result = project.runpytest(LOOSE)
@@ -289,7 +290,7 @@ def test_xdist_gate_fails_the_right_test_and_the_baseline_is_written_once(
     assert len(_runs(path)) == 4
     assert [p.name for p in path.parent.iterdir()] == ["baseline.json"]
 
-    monkeypatch.setenv("DELAY_THREE", "0.05")
+    monkeypatch.setenv("DELAY_THREE", "0.1")
     result = project.runpytest_subprocess("-n", "2", LOOSE)
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(
