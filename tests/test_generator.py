@@ -63,7 +63,8 @@ def test_a_cpu_spinning_async_agent_saturates_the_generator() -> None:
     assert gen.event_loop
     # the loop is busy 20 ms at a time, whatever share of a core the machine gives it
     assert gen.loop_lag_p99 is not None and gen.loop_lag_p99 >= findings.GENERATOR_LAG
-    assert gen.cpu_one_core is not None and gen.cpu_one_core > 0.2
+    # a spinning loop uses what CPU it gets: at load 10 on 2 cores that can be a fifth of a core
+    assert gen.cpu_one_core is not None and gen.cpu_one_core > 0.05
     assert gen.threads is not None and gen.threads >= 1
     assert gen.windows and [(w.start, w.end) for w in gen.windows] == [
         (w.start, w.end) for w in result.windows
