@@ -223,7 +223,8 @@ def run_from_result(test: str, result: PerfResult, env: Environment) -> Baseline
 # --------------------------------------------------------------------------- writing
 
 
-def _shape_dict(s: LoadShape) -> dict[str, Any]:
+def shape_dict(s: LoadShape) -> dict[str, Any]:
+    """A load shape as the baseline and the history files keep it (JSON-ready)."""
     return {
         "requests": s.requests,
         "concurrency": s.concurrency,
@@ -235,7 +236,8 @@ def _shape_dict(s: LoadShape) -> dict[str, Any]:
     }
 
 
-def _machine_dict(m: Machine) -> dict[str, Any]:
+def machine_dict(m: Machine) -> dict[str, Any]:
+    """A machine as the baseline and the history files keep it (JSON-ready)."""
     return {
         "cpu": m.cpu,
         "cores": m.cores,
@@ -256,8 +258,8 @@ def _run_dict(r: BaselineRun) -> dict[str, Any]:
         "created": r.created,
         "commit": r.commit,
         "plugin_version": r.plugin_version,
-        "machine": _machine_dict(r.machine),
-        "shape": _shape_dict(r.shape),
+        "machine": machine_dict(r.machine),
+        "shape": shape_dict(r.shape),
         "requests": r.requests,
         "errors": r.errors,
         "timeouts": r.timeouts,

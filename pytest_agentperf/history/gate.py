@@ -41,12 +41,13 @@ from ..baseline.comparison import (
     Comparison,
     not_compared,
 )
+from ..baseline.store import shape_dict
 from ..record import RunRecord
 from ..results import FloatArray, PerfResult
 from ..settings import Settings
 from ..stats import proportion_diff_ci
 from ..units import Unit
-from .store import History, HistoryRun, HistorySession, load_history, shape_dict
+from .store import History, HistoryRun, HistorySession, load_history
 from .tdist import t_quantile
 
 DEFAULT_SESSIONS = 20

@@ -35,8 +35,9 @@ import numpy as np
 
 from ..atomic import FileKind, check_target, json_kind, write_atomic
 from ..baseline.environment import Machine, git_commit
+from ..baseline.store import machine_dict, shape_dict
 from ..locking import locked
-from ..results import LoadShape, PerfResult, Stats
+from ..results import PerfResult, Stats
 
 FORMAT = "pytest-agentperf-history"
 SCHEMA_VERSION = 1
@@ -193,19 +194,6 @@ def quantiles(stats: Stats | None) -> tuple[float, ...]:
     return tuple(round(float(v), 6) for v in values)
 
 
-def shape_dict(shape: LoadShape) -> dict[str, Any]:
-    """A load shape as a history file keeps it (runs of different shapes are not compared)."""
-    return {
-        "requests": shape.requests,
-        "concurrency": shape.concurrency,
-        "rate": _finite(shape.rate),
-        "arrival": shape.arrival,
-        "duration": _finite(shape.duration),
-        "warmup": shape.warmup,
-        "timeout": _finite(shape.timeout),
-    }
-
-
 def run_from_result(test: str, result: PerfResult, status: str) -> HistoryRun:
     """What a history file keeps of ``result`` (run ``result.name`` of test ``test``)."""
     lat, ttft = result.latency, result.ttft
@@ -235,19 +223,6 @@ def run_from_result(test: str, result: PerfResult, status: str) -> HistoryRun:
     )
 
 
-def _machine_dict(m: Machine) -> dict[str, Any]:
-    return {
-        "cpu": m.cpu,
-        "cores": m.cores,
-        "os": m.os,
-        "arch": m.arch,
-        "python": m.python,
-        "implementation": m.implementation,
-        "platform": m.platform,
-        "workers": m.workers,
-    }
-
-
 def dumps(session: HistorySession, commit_source: str | None = None) -> str:
     """The JSON text of a session file (the format marker first, so it is recognised)."""
     doc = {
@@ -258,7 +233,7 @@ def dumps(session: HistorySession, commit_source: str | None = None) -> str:
         "commit": session.commit,
         "commit_source": commit_source,
         "plugin_version": session.plugin_version,
-        "machine": _machine_dict(session.machine),
+        "machine": machine_dict(session.machine),
         "runs": [
             {
                 "test": r.test,
