@@ -110,6 +110,19 @@ def format_change(m: MetricChange | None, *, interval: bool = False) -> str:
     return text
 
 
+def difference_status(diff: float, low: float, high: float, limit: float) -> Status:
+    """The verdict of a difference (an error rate's) against ``limit``: REGRESSED when the
+    whole interval lies above it, INCONCLUSIVE when only the estimate does, IMPROVED when the
+    whole interval lies below ``-limit``, else UNCHANGED."""
+    if low > limit:
+        return Status.REGRESSED
+    if diff > limit:
+        return Status.INCONCLUSIVE
+    if high < -limit:
+        return Status.IMPROVED
+    return Status.UNCHANGED
+
+
 def ratio_status(estimate: float, low: float | None, high: float | None, limit: float) -> Status:
     """The verdict of a ratio against ``1 + limit``: REGRESSED when the whole interval lies
     above it, INCONCLUSIVE when only the estimate does, IMPROVED when the whole interval lies

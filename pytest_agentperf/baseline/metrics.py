@@ -24,7 +24,7 @@ import numpy as np
 from ..results import FloatArray, PerfResult
 from ..stats import proportion_diff_ci, ratio_ci
 from ..units import Unit
-from .change import ChangeKind, MetricChange, Status, ratio_status
+from .change import ChangeKind, MetricChange, Status, difference_status, ratio_status
 
 if TYPE_CHECKING:
     from .store import BaselineRun
@@ -135,14 +135,7 @@ def error_rate(s: Sides, metric: GatedMetric) -> MetricChange | None:
     diff, low, high = proportion_diff_ci(
         result.errors, result.requests, base.errors, base.requests, s.confidence
     )
-    if low > limit:
-        status = Status.REGRESSED
-    elif diff > limit:
-        status = Status.INCONCLUSIVE
-    elif high < -limit:
-        status = Status.IMPROVED
-    else:
-        status = Status.UNCHANGED
+    status = difference_status(diff, low, high, limit)
     return MetricChange(
         key=metric.key,
         name="error rate",

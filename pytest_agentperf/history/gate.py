@@ -34,7 +34,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from ..baseline.change import ChangeKind, MetricChange, Status, ratio_status
+from ..baseline.change import ChangeKind, MetricChange, Status, difference_status, ratio_status
 from ..baseline.comparison import (
     DEFAULT_TOLERANCE,
     ERROR_RATE_TOLERANCE,
@@ -185,14 +185,7 @@ def judge_error_rate(
     diff, low, high = proportion_diff_ci(
         errors, requests, pooled_errors, pooled_requests, CONFIDENCE
     )
-    if low > limit:
-        status = Status.REGRESSED
-    elif diff > limit:
-        status = Status.INCONCLUSIVE
-    elif high < -limit:
-        status = Status.IMPROVED
-    else:
-        status = Status.UNCHANGED
+    status = difference_status(diff, low, high, limit)
     return MetricChange(
         key=figure.key,
         name=figure.name,
