@@ -5,6 +5,7 @@ No pytest here: plugin.py builds one ``RunPipeline`` per process and an ``AgentP
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +26,8 @@ from .progress import ProgressLine
 from .record import DEFAULT_RUN_NAME, RunRecord, run_label
 from .results import Allocation, PerfResult
 from .settings import Settings, parse_settings
+from .workers.controller import WorkerRun
+from .workers.spec import local_specs
 
 
 def _profile_calls(settings: Settings, raw: RawRun) -> int:
@@ -124,7 +127,19 @@ class AgentPerf:
         return unique
 
     def _observers(self, settings: Settings) -> list[RunObserver]:
+        specs = self._worker_specs(settings)
+        if specs:  # split over workers: the controller is the run's only observer
+            return [WorkerRun(specs, warn=self._warn)]
         return [obs for make in self._pipeline.observer_factories for obs in make(settings)]
+
+    def _worker_specs(self, settings: Settings) -> tuple[str, ...]:
+        """The gateways a run is split over: ``--agentperf-workers``, else ``workers=N``
+        local processes; empty: this process runs it."""
+        if self._pipeline.workers:
+            return self._pipeline.workers
+        if settings.workers is not None:
+            return local_specs(settings.workers)
+        return ()
 
     def _label(self, name: str) -> str:
         return run_label(self._test_id, name)
@@ -161,7 +176,7 @@ class AgentPerf:
         __tracebackhide__ = True
         setup = self._prepare(name, settings)
         raw = self._load(fn, inputs, setup)
-        calls = _profile_calls(setup.settings, raw)
+        calls = _profile_calls(setup.settings, raw) if _worker_run(setup) is None else 0
         allocations = profile_agent(fn, inputs, calls) if calls else ()
         result = self._result(setup, raw, allocations)
         if self._confirming(result, inputs):  # a regression: measured once more before failing
@@ -182,7 +197,7 @@ class AgentPerf:
         __tracebackhide__ = True
         setup = self._prepare(name, settings)
         raw = await self._aload(fn, inputs, setup)
-        calls = _profile_calls(setup.settings, raw)
+        calls = _profile_calls(setup.settings, raw) if _worker_run(setup) is None else 0
         timeout = setup.settings.timeout
         allocations = await aprofile_agent(fn, inputs, calls, timeout=timeout) if calls else ()
         result = self._result(setup, raw, allocations)
@@ -200,11 +215,22 @@ class AgentPerf:
             "detail": self._pipeline.detail,
         }
 
+    def _split_options(self, setup: _RunSetup) -> dict[str, Any]:
+        """The keywords ``WorkerRun.run`` takes beside the agent and settings."""
+        return {"progress": setup.progress, "detail": self._pipeline.detail}
+
     def _load(self, fn: Any, inputs: Any, setup: _RunSetup) -> RawRun:
+        split = _worker_run(setup)
+        if split is not None:
+            return split.run(fn, inputs, setup.settings, **self._split_options(setup))
         with langchain_hook():
             return run_load(fn, inputs, setup.settings, **self._engine_options(setup))
 
     async def _aload(self, fn: Any, inputs: Any, setup: _RunSetup) -> RawRun:
+        split = _worker_run(setup)
+        if split is not None:  # the controller blocks on its workers: off the event loop
+            options = self._split_options(setup)
+            return await asyncio.to_thread(split.run, fn, inputs, setup.settings, **options)
         with langchain_hook():
             return await arun_load(fn, inputs, setup.settings, **self._engine_options(setup))
 
@@ -275,6 +301,12 @@ class AgentPerf:
         for gate in self._pipeline.gates:
             gate(self._test_id, result)
         return result
+
+
+def _worker_run(setup: _RunSetup) -> WorkerRun | None:
+    """The controller of a run split over workers (then its one observer), or None."""
+    first = setup.observers[0] if setup.observers else None
+    return first if isinstance(first, WorkerRun) else None
 
 
 def confirmed(first: PerfResult, second: PerfResult) -> PerfResult:

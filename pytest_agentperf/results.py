@@ -425,6 +425,31 @@ class CallTable:
 
 
 @dataclass(frozen=True)
+class WorkerShard:
+    """How one worker process of a run split over workers (``workers=N``) did."""
+
+    name: str
+    """``gw0``, ``gw1``, ...: the worker's place in the run."""
+    spec: str
+    """The execnet gateway spec it ran on (``popen``, ``ssh=host//python=python3``, ...)."""
+    host: str
+    pid: int
+    calls: int
+    """Measured calls it made, failed ones included."""
+    errors: int
+    throughput: float
+    """Its successful calls per second, over its own measured duration."""
+    duration: float
+    cpu_seconds: float
+    """CPU time of the worker process (every thread) during its measured calls."""
+    cpu_use: float
+    """``cpu_seconds`` over ``duration``: cores kept busy (1.0 is one core saturated)."""
+    start_skew: float
+    """Seconds its first call started after the common start time (negative: before; across
+    hosts this includes the difference of their clocks)."""
+
+
+@dataclass(frozen=True)
 class PerfResult:
     """Everything measured in one run of an agent under load (read-only)."""
 
@@ -467,6 +492,8 @@ class PerfResult:
     calls: CallTable | None = None
     """Every measured call, row by row; None unless an output that reads each call was asked
     for (``--agentperf-log``, ``--agentperf-otel``, ``--agentperf-openmetrics``, ...)."""
+    workers: tuple[WorkerShard, ...] = ()
+    """Each worker's share of a run split over workers (``workers=N``); empty otherwise."""
 
     @property
     def passed(self) -> bool:

@@ -37,6 +37,7 @@ _LOAD_KEYS = (
     "arrival",
     "stages",
     "seed",
+    "workers",
 )
 _CONTEXT_KEYS = ("model", "tolerance", "window", "abort_on", "memory_profile", "allow_empty")
 VALID_KEYS: tuple[str, ...] = _LOAD_KEYS + _CONTEXT_KEYS + tuple(BUDGETS)
@@ -60,6 +61,8 @@ class Settings:
     abort_on: tuple[str, ...] = ()
     memory_profile: bool = False
     allow_empty: bool = False
+    workers: int | None = None
+    """Worker processes to split the run over (``workers=N``); None: this process runs it."""
     budgets: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
@@ -176,6 +179,8 @@ def parse_settings(*layers: Mapping[str, Any]) -> Settings:
         kw["requests"] = _int(merged["requests"], "requests", 1)
     if "concurrency" in merged and merged["concurrency"] is not None:
         kw["concurrency"] = _int(merged["concurrency"], "concurrency", 1)
+    if merged.get("workers") is not None:
+        kw["workers"] = _int(merged["workers"], "workers", 1)
     if "warmup" in merged:
         kw["warmup"] = _int(merged["warmup"], "warmup", 0)
     if "seed" in merged:
