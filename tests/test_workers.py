@@ -337,6 +337,7 @@ def test_module_level(agentperf):
     assert len({w.pid for w in r.workers} | {os.getpid()}) == 3
     for w in r.workers:
         assert abs(w.start_skew) < 1.0 and w.cpu_seconds > 0 and w.throughput > 0
+    assert sum(w.calls for w in r.windows) == 120  # time windows of the merged calls
 
 def test_closure_async_open_loop(agentperf):
     suffix = "!"
@@ -354,11 +355,19 @@ def test_command_line_specs_win(agentperf):
 """
     )
     result = project.runpytest(
-        "-p", "no:randomly", "--agentperf-workers=2*popen", "--agentperf-json=out.json"
+        "-p",
+        "no:randomly",
+        "--agentperf-workers=2*popen",
+        "--agentperf-json=out.json",
+        "--agentperf-log=calls.jsonl",
     )
     result.assert_outcomes(passed=3)
-    runs = json.loads((project.path / "out.json").read_text())
-    assert "workers" in json.dumps(runs)
+    runs = json.loads((project.path / "out.json").read_text())["runs"]
+    assert [len(r["result"]["workers"]) for r in runs] == [2, 2, 2]
+    # the per-call log has every call of every worker, with the usage each call recorded
+    calls = [json.loads(line) for line in (project.path / "calls.jsonl").read_text().splitlines()]
+    assert len(calls) == 120 + 40 + 10
+    assert sum(1 for c in calls if c.get("input_tokens") == 10) == 130
 
 
 def test_a_worker_that_dies_fails_the_run_and_the_others_are_stopped(

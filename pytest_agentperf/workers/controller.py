@@ -30,6 +30,7 @@ from ..engine import Progress, ProgressSink, RawRun
 from ..engine.log import MergedLog
 from ..engine.target import LazyInputs, make_target
 from ..errors import SettingsError, WorkerError
+from ..observers.windows import compute_windows
 from ..results import WorkerShard
 from ..settings import Settings
 from .merge import ShardReport, merge_shards
@@ -48,6 +49,7 @@ START_MARGIN_REMOTE = 0.5
 TERMINATE_WAIT = 1.0
 """Seconds a stopped worker is given to exit before its process is killed."""
 _END = object()
+MEMORY_BUDGETS = ("memory", "memory_per_1k_calls")
 
 
 def _execnet() -> Any:
@@ -141,6 +143,8 @@ class WorkerRun:
     specs: tuple[str, ...]
     warn: Any = None
     shards: tuple[WorkerShard, ...] = field(default=())
+    window: float | None = None
+    """The run's ``window`` setting, for the time windows of the merged calls."""
 
     # -- RunObserver: the workers' figures go into the result ----------------------------
     def on_start(self, t0: float) -> None:
@@ -153,7 +157,12 @@ class WorkerRun:
         pass
 
     def result_fields(self, log: MergedLog, duration: float) -> dict[str, Any]:
-        return {"workers": self.shards}
+        """``workers``, and the time windows of the merged calls (no RSS: each worker's
+        memory is its own)."""
+        windows = compute_windows(
+            log.start, log.end, log.status, duration=duration, window=self.window
+        )
+        return {"workers": self.shards, "windows": windows}
 
     # -- the run -----------------------------------------------------------------------
     def run(
@@ -178,6 +187,8 @@ class WorkerRun:
         listed = None if items is None else list(items)
         if listed is not None:
             encode_inputs(listed)  # refused here, before any process starts
+        self.window = settings.window
+        self._say_unmeasured(settings)
         n = shard_count(settings, len(self.specs))
         if n < len(self.specs) and self.warn is not None:
             self.warn(
@@ -238,6 +249,19 @@ class WorkerRun:
                     POOL.give_back(worker.gateway)
             else:  # stop the others at once: nothing of this run is reported
                 end_gateways([w.gateway for w in workers])
+
+    def _say_unmeasured(self, settings: Settings) -> None:
+        """Warn about what a run split over workers does not measure."""
+        unmeasured = [key for key in MEMORY_BUDGETS if key in settings.budgets]
+        if settings.memory_profile:
+            unmeasured.append("memory_profile")
+        if settings.abort_on:
+            unmeasured.append("abort_on (judged at the end instead)")
+        if unmeasured and self.warn is not None:
+            self.warn(
+                "workers: not measured when a run is split over workers (each process's "
+                f"memory is its own, and no process sees every call live): {', '.join(unmeasured)}"
+            )
 
     def _wait(
         self,
