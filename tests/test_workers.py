@@ -150,6 +150,17 @@ class Greeter:
 GREETER = Greeter("hi")
 
 
+class Chain:
+    """Stands for a library object (a LangChain chain) built at module level of a test."""
+
+    def __call__(self, x: str) -> str:
+        return x.upper()
+
+
+Chain.__module__ = "some_library"  # its class lives elsewhere: found among the modules
+CHAIN = Chain()
+
+
 def test_a_closure_is_rebuilt_from_its_code_and_captured_values() -> None:
     prefix, counts = "p", {"n": 3}
 
@@ -165,6 +176,7 @@ def test_a_closure_is_rebuilt_from_its_code_and_captured_values() -> None:
 def test_module_level_objects_travel_by_name() -> None:
     assert decode(encode_agent(module_level_agent)) is module_level_agent
     assert decode(encode_agent(GREETER.greet))("you") == "hi you"
+    assert decode(encode_agent(CHAIN)) is CHAIN
     part = decode(encode_agent(functools.partial(module_level_agent)))
     assert part("x") == ">x"
     assert decode(encode_inputs([{"q": (1, 2.5, None)}, b"x", {3, 4}])) == [
@@ -181,9 +193,9 @@ def test_an_object_that_cannot_be_sent_is_named_with_its_variable() -> None:
         with lock:
             return x
 
-    with pytest.raises(SettingsError, match=r"variable 'lock' is a _thread\.lock object"):
+    with pytest.raises(SettingsError, match=r"variable 'lock' is an object of type _thread\.lock"):
         encode_agent(agent)
-    with pytest.raises(SettingsError, match=r"inputs\[1\] is a _thread\.lock object"):
+    with pytest.raises(SettingsError, match=r"inputs\[1\] is an object of type _thread\.lock"):
         encode_inputs(["a", lock])
 
 
@@ -470,7 +482,7 @@ def test_unsendable(agentperf):
     def agent():
         with lock:
             pass
-    with pytest.raises(SettingsError, match="variable 'lock' is a _thread.lock object"):
+    with pytest.raises(SettingsError, match="variable 'lock' is an object of type _thread.lock"):
         agentperf.run(agent, workers=2, concurrency=2)
 
 def test_no_execnet(agentperf, monkeypatch):

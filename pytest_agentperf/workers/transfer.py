@@ -107,6 +107,15 @@ def _lookup(obj: Any, qualname: str) -> Any:
     return obj
 
 
+def _global_name(module: types.ModuleType, value: Any) -> str | None:
+    """The global name ``value`` has in ``module``, or None."""
+    try:
+        items = list(vars(module).items())
+    except TypeError:  # an odd object in sys.modules
+        return None
+    return next((name for name, obj in items if obj is value), None)
+
+
 class _Encoder:
     def __init__(self, home: types.ModuleType | None) -> None:
         self.homes = [home] if home is not None else []
@@ -168,7 +177,7 @@ class _Encoder:
             }
         if isinstance(value, types.FunctionType) and _LOCALS in value.__qualname__:
             return self._closure(value, where, depth)
-        what = f"a {type(value).__module__}.{type(value).__qualname__} object"
+        what = f"an object of type {type(value).__module__}.{type(value).__qualname__}"
         if isinstance(value, types.FunctionType):
             what = f"the function {value.__qualname__}, which cannot be found by name"
         raise CannotSend(where, what)
@@ -197,9 +206,16 @@ class _Encoder:
         if owner is not None:
             homes.append(owner)
         for module in homes:
-            for name, obj in vars(module).items():
-                if obj is value:
-                    return {TAG: "name", "name": name, **_module_ref(module, where)}
+            name = _global_name(module, value)
+            if name is not None:
+                return {TAG: "name", "name": name, **_module_ref(module, where)}
+        # e.g. a chain built at module level of the test: its class's module is the library's
+        for module in list(sys.modules.values()):
+            if module is None or module in homes or module.__name__ == "__main__":
+                continue
+            name = _global_name(module, value)
+            if name is not None:
+                return {TAG: "name", "name": name, **_module_ref(module, where)}
         return None
 
     def _closure(self, fn: types.FunctionType, where: str, depth: int) -> dict[str, Any]:
