@@ -8,9 +8,11 @@ Run: .venv/bin/python benchmarks/workers.py [--quick] [--repeats N]
    (pytest_agentperf.testing.OpenAIServer, run in a process of its own so that it
    serves both sides alike) at concurrency 32: workers=2 / one process           [>= 1.5x]
 
-Each figure is the median of several alternating repeats; the load average is printed, since
-on a shared machine other processes take cores from both sides. The worker processes are
-started once (as in a pytest session) and their start is not counted: only the measured run.
+Each figure is the median of several alternating repeats. The load average, and the CPU cores
+each side's processes got during the run, are printed beside them: on a shared machine other
+processes take cores from both sides, and the ratio can only be as high as the cores allow.
+The worker processes are started once (as in a pytest session) and their start is not
+counted: only the measured run.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -40,28 +43,37 @@ with OpenAIServer(output_tokens=16) as server:
 """
 
 
-def _throughput(fn: Any, inputs: Any, settings: Settings, workers: int) -> float:
+def _throughput(fn: Any, inputs: Any, settings: Settings, workers: int) -> tuple[float, float]:
+    """Calls per second of one run, and the CPU cores its processes got (CPU time over the
+    run's duration): on a shared machine the second says how much of it the run had."""
     if workers == 1:
+        cpu = time.process_time()
         raw = run_load(fn, inputs, settings)
+        cores = (time.process_time() - cpu) / raw.duration
     else:
-        raw = WorkerRun(("popen",) * workers).run(fn, inputs, settings)
+        run = WorkerRun(("popen",) * workers)
+        raw = run.run(fn, inputs, settings)
+        cores = sum(w.cpu_use for w in run.shards)
     result = build_result("bench", settings, raw)
     if result.errors:
         raise SystemExit(f"{result.errors} calls failed: {result.error_messages}")
-    return result.throughput
+    return result.throughput, cores
 
 
-def _case(label: str, run: Callable[[int], float], repeats: int, target: float) -> None:
-    one: list[float] = []
-    two: list[float] = []
+def _case(
+    label: str, run: Callable[[int], tuple[float, float]], repeats: int, target: float
+) -> None:
+    one: list[tuple[float, float]] = []
+    two: list[tuple[float, float]] = []
     run(2)  # starts the worker processes once, and warms both sides
     for _ in range(repeats):
         one.append(run(1))
         two.append(run(2))
-    a, b = statistics.median(one), statistics.median(two)
+    a, b = (statistics.median(x[0] for x in side) for side in (one, two))
+    ca, cb = (statistics.median(x[1] for x in side) for side in (one, two))
     print(
-        f"{label:44} {a:9.0f}/s {b:9.0f}/s {b / a:6.2f}x  [target >= {target}x]  "
-        f"load {os.getloadavg()[0]:.1f}"
+        f"{label:44} {a:7.0f}/s ({ca:.2f}) {b:7.0f}/s ({cb:.2f}) {b / a:6.2f}x  "
+        f"[target >= {target}x]  load {os.getloadavg()[0]:.1f}"
     )
 
 
@@ -73,7 +85,8 @@ def main() -> None:
     repeats = args.repeats or (3 if args.quick else 5)
     scale = 0.25 if args.quick else 1.0
     print(f"cores: {os.cpu_count()}, load average before: {os.getloadavg()}")
-    print(f"{'case':44} {'1 process':>11} {'workers=2':>11} {'ratio':>7}")
+    print("throughput (CPU cores the run's processes got) per side")
+    print(f"{'case':44} {'1 process':>16} {'workers=2':>16} {'ratio':>7}")
 
     busy = parse_settings({"requests": int(1600 * scale), "concurrency": 8, "warmup": 8})
     _case(

@@ -25,7 +25,7 @@ from pytest_agentperf.engine.log import ERROR, OK, CallLog, merge
 from pytest_agentperf.engine.plan import Plan
 from pytest_agentperf.engine.run import RawRun
 from pytest_agentperf.engine.target import make_target
-from pytest_agentperf.errors import SettingsError
+from pytest_agentperf.errors import SettingsError, WorkerError
 from pytest_agentperf.results import PerfResult
 from pytest_agentperf.settings import parse_settings
 from pytest_agentperf.stats import summarize
@@ -283,6 +283,19 @@ def test_the_merged_percentiles_are_those_of_the_pooled_samples_exactly() -> Non
     assert shards[0].cpu_use == pytest.approx(0.5 / shards[0].duration)
 
 
+def test_start_skew_is_measured_from_each_workers_planned_start() -> None:
+    rng = np.random.default_rng(2)
+    start = 2_000.0
+    reports = [  # constant arrivals: the second worker is meant to start 0.25 s later
+        ShardReport("gw0", "popen", "h", 1, _worker_payload(rng, 10, 0.01, start + 0.0078125)),
+        ShardReport("gw1", "popen", "h", 2, _worker_payload(rng, 10, 0.01, start + 0.25), 0.25),
+    ]
+    raw, shards = merge_shards(reports, start)
+    assert [s.start_skew for s in shards] == [0.0078125, 0.0]
+    # on the merged time line each worker's calls sit where they really happened
+    assert raw.log.start.min() == 0.0078125 + np.frombuffer(reports[0].payload["start"]).min()
+
+
 def test_the_workers_field_survives_the_json_round_trip() -> None:
     rng = np.random.default_rng(1)
     reports = [ShardReport("gw0", "popen", "h", 7, _worker_payload(rng, 20, 0.01, 5.0))]
@@ -471,7 +484,7 @@ def test_settings_errors_name_what_to_change(project: pytest.Pytester) -> None:
         test_errors="""
 import sys, threading
 import pytest
-from pytest_agentperf.errors import SettingsError
+from pytest_agentperf.errors import SettingsError, WorkerError
 
 def test_zero(agentperf):
     with pytest.raises(SettingsError, match="workers=0: must be at least 1"):
@@ -525,3 +538,15 @@ def test_other():
     text = json.dumps(runs)
     assert '"workers"' in text and '"gw1"' in text and '"comparison"' in text
     assert "**1 run: 1 " in (project.path / "out.md").read_text()
+
+
+def test_a_gateway_that_cannot_start_fails_the_run_naming_it() -> None:
+    run = controller.WorkerRun(("popen", "popen//python=/nonexistent/python3"))
+    settings_ = parse_settings({"requests": 4, "concurrency": 2, "warmup": 0})
+    with pytest.raises(
+        WorkerError,
+        match=r"worker gw1 \(popen//python=/nonexistent/python3\) "
+        r"could not be started: .*not reported",
+    ) as info:
+        run.run(module_level_agent, ["a"], settings_)
+    assert info.value.worker == "gw1"

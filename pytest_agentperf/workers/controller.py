@@ -200,10 +200,11 @@ class WorkerRun:
         workers: list[_Worker] = []
         inbox: queue.Queue[tuple[int, Any]] = queue.Queue()
         succeeded = False
+        begun = time.monotonic()
         try:
             for shard in shards:
                 spec = self.specs[shard.index]
-                gateway = POOL.take(spec)
+                gateway = _start(spec, f"gw{shard.index}")
                 channel = gateway.gateway.remote_exec(REMOTE_SOURCE)
                 workers.append(
                     _Worker(f"gw{shard.index}", spec, gateway, channel, shard.start_offset, 0.0)
@@ -244,6 +245,10 @@ class WorkerRun:
             succeeded = True
             return raw
         finally:
+            if progress is not None:  # ends the progress line
+                done = sum(len(w.payload["status"]) if w.payload else w.done for w in workers)
+                total, elapsed = settings.requests, time.monotonic() - begun
+                progress(Progress(done, total, elapsed, settings.duration, 0, finished=True))
             if succeeded:
                 for worker in workers:
                     POOL.give_back(worker.gateway)
@@ -324,6 +329,20 @@ class WorkerRun:
 
 def _state(worker: _Worker, phase: str) -> Any:
     return worker.ready if phase == "ready" else worker.payload
+
+
+def _start(spec: str, name: str) -> Gateway:
+    """A gateway of ``spec`` from the pool; WorkerError when it cannot be opened."""
+    try:
+        return POOL.take(spec)
+    except SettingsError:
+        raise
+    except Exception as exc:  # execnet raises several kinds: a host not found, a failed ssh
+        raise WorkerError(
+            f"worker {name} ({spec}) could not be started: {type(exc).__name__}: {exc}; the "
+            "other workers were stopped and this run is not reported",
+            worker=name,
+        ) from exc
 
 
 def _failure(worker: _Worker, reason: str) -> WorkerError:
