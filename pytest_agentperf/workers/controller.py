@@ -38,9 +38,24 @@ from .remote import settings_to_plain
 from .split import shard_count, split
 from .transfer import encode_agent, encode_inputs
 
-REMOTE_SOURCE = "from pytest_agentperf.workers.remote import serve\nserve(channel)\n"
 BEAT_EVERY = 0.5
 """Seconds between a worker's heartbeats."""
+REMOTE_SOURCE = f"""
+import threading
+importing = threading.Event()
+
+def beat():  # beats while the package (numpy, the engine, the agent's module) is imported
+    while not importing.wait({BEAT_EVERY}):
+        channel.send(("beat", 0, 0))
+
+threading.Thread(target=beat, daemon=True).start()
+try:
+    from pytest_agentperf.workers.remote import serve
+finally:
+    importing.set()
+serve(channel)
+"""
+"""What a worker runs (execnet sends the source; ``channel`` is its end of the channel)."""
 HANG_AFTER = 30.0
 """Seconds without a word from a worker after which it counts as hung."""
 START_MARGIN_LOCAL = 0.05
