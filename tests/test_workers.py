@@ -467,6 +467,32 @@ def test_hang(agentperf, tmp_path):
     _assert_gone(_pids(result))
 
 
+def test_a_worker_that_is_not_ready_in_time_fails_the_run(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(controller, "ready_within", lambda settings: 1.0)
+    project.makepyfile(
+        test_slow_import="""
+import os, time
+import pytest
+from pytest_agentperf.errors import WorkerError
+
+SLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slow")
+if os.path.exists(SLOW):  # on the workers only: the file is made after collection
+    time.sleep(60)
+
+def agent():
+    return 1
+
+def test_slow(agentperf):
+    open(SLOW, "w").close()
+    with pytest.raises(WorkerError, match=r"gw\\d .* was not ready after 1 s"):
+        agentperf.run(agent, requests=4, concurrency=2, workers=2, warmup=0)
+"""
+    )
+    project.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
+
+
 def _pids(result: pytest.RunResult) -> list[int]:
     line = next(x for x in result.outlines if "PIDS" in x)
     pids = [int(p) for p in line.split("[", 1)[1].strip("]").replace("'", "").split(",") if p]

@@ -310,6 +310,13 @@ class WorkerRun:
                     raise _failure(
                         workers[i], f"sent nothing for {HANG_AFTER:g} s (hung or unreachable)"
                     )
+            if phase == "ready" and now - started > (limit := ready_within(settings)):
+                late = workers[min(waiting)]
+                raise _failure(
+                    late,
+                    f"was not ready after {limit:g} s (importing the agent's module and the "
+                    "warmup calls took longer: does the module do something slow on import?)",
+                )
             if progress is not None and phase == "done" and now - shown >= BEAT_EVERY:
                 shown = now
                 progress(
@@ -344,6 +351,12 @@ class WorkerRun:
 
 def _state(worker: _Worker, phase: str) -> Any:
     return worker.ready if phase == "ready" else worker.payload
+
+
+def ready_within(settings: Settings) -> float:
+    """Seconds a worker has to get ready: import the agent's module (``HANG_AFTER``) and make
+    its warmup calls, each within its timeout."""
+    return HANG_AFTER + settings.warmup * settings.timeout
 
 
 def _start(spec: str, name: str) -> Gateway:
