@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psutil
 from workers_agents import busy_agent, openai_agent
 
 from pytest_agentperf.assemble import build_result
@@ -43,9 +44,20 @@ with OpenAIServer(output_tokens=16) as server:
 """
 
 
-def _throughput(fn: Any, inputs: Any, settings: Settings, workers: int) -> tuple[float, float]:
-    """Calls per second of one run, and the CPU cores its processes got (CPU time over the
-    run's duration): on a shared machine the second says how much of it the run had."""
+def _cpu(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _throughput(
+    fn: Any, inputs: Any, settings: Settings, workers: int, server: psutil.Process | None = None
+) -> tuple[float, float, float]:
+    """Calls per second of one run, the CPU cores its processes got (CPU time over the run's
+    duration: on a shared machine it says how much of it the run had), and the cores the
+    test server got (0 when there is none)."""
+    served = _cpu(server)
     if workers == 1:
         cpu = time.process_time()
         raw = run_load(fn, inputs, settings)
@@ -54,26 +66,29 @@ def _throughput(fn: Any, inputs: Any, settings: Settings, workers: int) -> tuple
         run = WorkerRun(("popen",) * workers)
         raw = run.run(fn, inputs, settings)
         cores = sum(w.cpu_use for w in run.shards)
+    server_cores = (_cpu(server) - served) / raw.duration
     result = build_result("bench", settings, raw)
     if result.errors:
         raise SystemExit(f"{result.errors} calls failed: {result.error_messages}")
-    return result.throughput, cores
+    return result.throughput, cores, server_cores
 
 
 def _case(
-    label: str, run: Callable[[int], tuple[float, float]], repeats: int, target: float
+    label: str, run: Callable[[int], tuple[float, float, float]], repeats: int, target: float
 ) -> None:
-    one: list[tuple[float, float]] = []
-    two: list[tuple[float, float]] = []
+    one: list[tuple[float, float, float]] = []
+    two: list[tuple[float, float, float]] = []
     run(2)  # starts the worker processes once, and warms both sides
     for _ in range(repeats):
         one.append(run(1))
         two.append(run(2))
     a, b = (statistics.median(x[0] for x in side) for side in (one, two))
     ca, cb = (statistics.median(x[1] for x in side) for side in (one, two))
+    sa, sb = (statistics.median(x[2] for x in side) for side in (one, two))
+    served = f"  server cores {sa:.2f} / {sb:.2f}" if sa or sb else ""
     print(
         f"{label:44} {a:7.0f}/s ({ca:.2f}) {b:7.0f}/s ({cb:.2f}) {b / a:6.2f}x  "
-        f"[target >= {target}x]  load {os.getloadavg()[0]:.1f}"
+        f"[target >= {target}x]  load {os.getloadavg()[0]:.1f}{served}"
     )
 
 
@@ -103,10 +118,11 @@ def main() -> None:
         assert server.stdout is not None
         base_url = server.stdout.readline().strip()
         agent = functools.partial(openai_agent, base_url=base_url)
+        serving = psutil.Process(server.pid)
         calls = parse_settings({"requests": int(4000 * scale), "concurrency": 32, "warmup": 32})
         _case(
             "openai client (async) vs test server, c=32",
-            lambda n: _throughput(agent, ["hi"], calls, n),
+            lambda n: _throughput(agent, ["hi"], calls, n, serving),
             repeats,
             1.5,
         )
