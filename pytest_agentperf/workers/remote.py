@@ -121,10 +121,8 @@ def _run(channel: Any, job: dict[str, Any], beat: _Heartbeat) -> tuple[str, Any]
                 first = raw.error_messages[0] if raw.error_messages else "(no message)"
                 warn(f"{sum(raw.error_types.values())} warmup calls failed; first: {first}")
         channel.send(("ready", {"pid": os.getpid(), "host": socket.gethostname()}))
-        go = channel.receive()
-        if go[0] != "go":
-            return ("stopped", None)
-        _wait_until(float(go[1]))
+        _, start = channel.receive()  # ("go", the common start): a stopped run ends the process
+        _wait_until(float(start))
         cpu = time.process_time()
         raw = run_load(
             fn, inputs, replace(settings, warmup=0), progress=beat.progress, detail=job["detail"]
