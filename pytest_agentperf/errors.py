@@ -98,3 +98,12 @@ class OutputPathError(AgentPerfError):
         super().__init__(message)
         self.path = path
         self.problem = problem
+
+
+class WorkerError(AgentPerfError):
+    """A worker of a run split over workers (``workers=N``) failed, died or stopped answering;
+    the run is not reported, and the message names the worker and the reason."""
+
+    def __init__(self, message: str, *, worker: str | None = None) -> None:
+        super().__init__(message)
+        self.worker = worker

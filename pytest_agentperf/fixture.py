@@ -5,6 +5,7 @@ No pytest here: plugin.py builds one ``RunPipeline`` per process and an ``AgentP
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -36,6 +37,8 @@ from .progress import ProgressLine
 from .record import DEFAULT_RUN_NAME, RunRecord, run_label
 from .results import Allocation, ArmSummary, PerfResult
 from .settings import Settings, parse_settings
+from .workers.controller import WorkerRun
+from .workers.spec import local_specs
 
 
 def _profile_calls(settings: Settings, raw: RawRun) -> int:
@@ -143,8 +146,20 @@ class AgentPerf:
         self._names.add(unique)
         return unique
 
-    def _observers(self, settings: Settings) -> list[RunObserver]:
+    def _observers(self, settings: Settings, split: bool = True) -> list[RunObserver]:
+        specs = self._worker_specs(settings) if split else ()
+        if specs:  # split over workers: the controller is the run's only observer
+            return [WorkerRun(specs, warn=self._warn)]
         return [obs for make in self._pipeline.observer_factories for obs in make(settings)]
+
+    def _worker_specs(self, settings: Settings) -> tuple[str, ...]:
+        """The gateways a run is split over: ``--agentperf-workers``, else ``workers=N``
+        local processes; empty: this process runs it."""
+        if self._pipeline.workers:
+            return self._pipeline.workers
+        if settings.workers is not None:
+            return local_specs(settings.workers)
+        return ()
 
     def _label(self, name: str) -> str:
         return run_label(self._test_id, name)
@@ -182,7 +197,7 @@ class AgentPerf:
         setup = self._prepare(name, settings)
         inputs = readable_again(inputs)  # the profile pass and a confirming run read it again
         raw = self._load(fn, inputs, setup)
-        calls = _profile_calls(setup.settings, raw)
+        calls = _profile_calls(setup.settings, raw) if _worker_run(setup) is None else 0
         allocations = profile_agent(fn, inputs, calls) if calls else ()
         result = self._result(setup, raw, allocations)
         if self._confirming(result):  # a regression: measured once more before failing
@@ -204,7 +219,7 @@ class AgentPerf:
         setup = self._prepare(name, settings)
         inputs = readable_again(inputs)  # the profile pass and a confirming run read it again
         raw = await self._aload(fn, inputs, setup)
-        calls = _profile_calls(setup.settings, raw)
+        calls = _profile_calls(setup.settings, raw) if _worker_run(setup) is None else 0
         timeout = setup.settings.timeout
         allocations = await aprofile_agent(fn, inputs, calls, timeout=timeout) if calls else ()
         result = self._result(setup, raw, allocations)
@@ -335,7 +350,13 @@ class AgentPerf:
     ) -> tuple[ab.ComparePlan, _RunSetup]:
         plan = ab.plan_compare(arms, inputs, settings, lambda rest: self.settings(**rest))
         run_name = self._name(ab.DEFAULT_NAME if name is None else name)
-        observers = self._observers(plan.engine_settings)
+        if plan.engine_settings.workers is not None:
+            raise SettingsError(
+                "workers= does not apply to agentperf.compare: its arms are interleaved in one "
+                "process; leave workers= out (--agentperf-workers does not split it either)",
+                key="workers",
+            )
+        observers = self._observers(plan.engine_settings, split=False)
         sink = self._progress(run_name)
         _with_live_window(sink, observers)
         return plan, _RunSetup(run_name, plan.engine_settings, observers, sink)
@@ -380,11 +401,22 @@ class AgentPerf:
             "prices": self._pipeline.prices,
         }
 
+    def _split_options(self, setup: _RunSetup) -> dict[str, Any]:
+        """The keywords ``WorkerRun.run`` takes beside the agent and settings."""
+        return {"progress": setup.progress, "detail": self._pipeline.detail}
+
     def _load(self, fn: Any, inputs: Any, setup: _RunSetup) -> RawRun:
+        split = _worker_run(setup)
+        if split is not None:
+            return split.run(fn, inputs, setup.settings, **self._split_options(setup))
         with langchain_hook():
             return run_load(fn, inputs, setup.settings, **self._engine_options(setup))
 
     async def _aload(self, fn: Any, inputs: Any, setup: _RunSetup) -> RawRun:
+        split = _worker_run(setup)
+        if split is not None:  # the controller blocks on its workers: off the event loop
+            options = self._split_options(setup)
+            return await asyncio.to_thread(split.run, fn, inputs, setup.settings, **options)
         with langchain_hook():
             return await arun_load(fn, inputs, setup.settings, **self._engine_options(setup))
 
@@ -453,6 +485,12 @@ class AgentPerf:
         for gate in self._pipeline.gates:
             gate(self._test_id, result)
         return result
+
+
+def _worker_run(setup: _RunSetup) -> WorkerRun | None:
+    """The controller of a run split over workers (then its one observer), or None."""
+    first = setup.observers[0] if setup.observers else None
+    return first if isinstance(first, WorkerRun) else None
 
 
 def confirmed(first: PerfResult, second: PerfResult) -> PerfResult:

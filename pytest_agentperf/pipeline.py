@@ -75,5 +75,8 @@ class RunPipeline:
     """What each run keeps of each call for the outputs that read them (``CallLog.detail``):
     0 nothing (``PerfResult.calls`` is None), 1 the call table, 2 also its input and output
     text."""
+    workers: tuple[str, ...] = ()
+    """``--agentperf-workers``: the execnet gateway specs every run is split over (empty:
+    each run's own ``workers=``, else this process)."""
     after_run: list[AfterRun] = field(default_factory=list)
     gates: list[Gate] = field(default_factory=list)

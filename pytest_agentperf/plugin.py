@@ -125,6 +125,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also show what each run would cost with the same tokens on these models",
     )
     group.addoption(
+        "--agentperf-workers",
+        metavar="SPEC",
+        default=None,
+        help="split every perf run over these execnet gateways, e.g. 2*popen or "
+        "ssh=host//python=python3 (comma-separated; needs pytest-agentperf[workers])",
+    )
+    group.addoption(
         "--agentperf-findings",
         choices=("on", "off"),
         default="on",
@@ -221,6 +228,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _tolerance(config)
     _table_columns(config)
     _history_settings(config)  # bad history options stop the session at once
+    _worker_specs(config)
     if config.getoption("agentperf_log_content", False) and not config.getoption(
         "agentperf_log", None
     ):
@@ -266,6 +274,7 @@ def pipeline_of(config: pytest.Config) -> RunPipeline:
         )
         prices, whatif, monthly = config.stash.get(cost_key, None) or _cost_options(config)
         pipeline.prices, pipeline.whatif_models, pipeline.monthly_calls = prices, whatif, monthly
+        pipeline.workers = _worker_specs(config)
         if _is_controller_terminal(config):
             pipeline.progress = _progress_factory(config)
         gate = gate_of(config)
@@ -274,6 +283,19 @@ def pipeline_of(config: pytest.Config) -> RunPipeline:
         pipeline.gates.append(gate.check)
         config.stash[pipeline_key] = pipeline
     return pipeline
+
+
+def _worker_specs(config: pytest.Config) -> tuple[str, ...]:
+    """``--agentperf-workers``: the gateway specs every run is split over (empty: none)."""
+    text = config.getoption("agentperf_workers", None)
+    if not text:
+        return ()
+    from .workers.spec import parse_specs
+
+    try:
+        return parse_specs(text)
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _detail(config: pytest.Config) -> int:

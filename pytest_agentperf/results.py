@@ -494,6 +494,31 @@ class Capacity:
 
 
 @dataclass(frozen=True)
+class WorkerShard:
+    """How one worker process of a run split over workers (``workers=N``) did."""
+
+    name: str
+    """``gw0``, ``gw1``, ...: the worker's place in the run."""
+    spec: str
+    """The execnet gateway spec it ran on (``popen``, ``ssh=host//python=python3``, ...)."""
+    host: str
+    pid: int
+    calls: int
+    """Measured calls it made, failed ones included."""
+    errors: int
+    throughput: float
+    """Its successful calls per second, over its own measured duration."""
+    duration: float
+    cpu_seconds: float
+    """CPU time of the worker process (every thread) during its measured calls."""
+    cpu_use: float
+    """``cpu_seconds`` over ``duration``: cores kept busy (1.0 is one core saturated)."""
+    start_skew: float
+    """Seconds its first call started after the common start time (negative: before; across
+    hosts this includes the difference of their clocks)."""
+
+
+@dataclass(frozen=True)
 class PerfResult:
     """Everything measured in one run of an agent under load (read-only)."""
 
@@ -541,6 +566,8 @@ class PerfResult:
     capacity: Capacity | None = None
     """The capacity search this result stands for (``agentperf.capacity``): the step at the
     found capacity, with the whole search attached; None for an ordinary run."""
+    workers: tuple[WorkerShard, ...] = ()
+    """Each worker's share of a run split over workers (``workers=N``); empty otherwise."""
 
     @property
     def passed(self) -> bool:

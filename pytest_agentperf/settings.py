@@ -38,6 +38,7 @@ _LOAD_KEYS = (
     "arrival",
     "stages",
     "seed",
+    "workers",
 )
 _CONTEXT_KEYS = (
     "model",
@@ -81,6 +82,8 @@ class Settings:
     abort_on: tuple[str, ...] = ()
     memory_profile: bool = False
     allow_empty: bool = False
+    workers: int | None = None
+    """Worker processes to split the run over (``workers=N``); None: this process runs it."""
     budgets: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     stages: tuple[tuple[float, float], ...] = ()
     """(duration in seconds, target) of each stage: a rate (open loop) or a number of workers."""
@@ -211,6 +214,8 @@ def parse_settings(*layers: Mapping[str, Any]) -> Settings:
         kw["requests"] = _int(merged["requests"], "requests", 1)
     if "concurrency" in merged and merged["concurrency"] is not None:
         kw["concurrency"] = _int(merged["concurrency"], "concurrency", 1)
+    if merged.get("workers") is not None:
+        kw["workers"] = _int(merged["workers"], "workers", 1)
     if "warmup" in merged:
         kw["warmup"] = _int(merged["warmup"], "warmup", 0)
     if "seed" in merged:

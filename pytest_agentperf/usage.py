@@ -534,6 +534,27 @@ class UsageAccumulator:
             for i, tv in enumerate(trow):
                 tmine[i] += tv
 
+    def to_plain(self) -> dict[str, Any]:
+        """These totals as plain data (dicts, lists, numbers), to send to another process."""
+        return {
+            "by_model": {k: list(v) for k, v in self._by_model.items()},
+            "calls_with_usage": self.calls_with_usage,
+            "tools": {k: list(v) for k, v in self.tools.items()},
+            "llm_seconds": self.llm_seconds,
+            "timed_llm_calls": self.timed_llm_calls,
+        }
+
+    @classmethod
+    def from_plain(cls, data: Mapping[str, Any]) -> UsageAccumulator:
+        """The totals ``to_plain`` wrote."""
+        acc = cls()
+        acc._by_model = {str(k): [int(x) for x in v] for k, v in data["by_model"].items()}
+        acc.calls_with_usage = int(data["calls_with_usage"])
+        acc.tools = {str(k): [float(x) for x in v] for k, v in data["tools"].items()}
+        acc.llm_seconds = float(data["llm_seconds"])
+        acc.timed_llm_calls = int(data["timed_llm_calls"])
+        return acc
+
     def usage(self, requests: int) -> Usage:
         """The run's ``Usage``; per-call means divide by ``requests`` (failed calls included)."""
         if self.calls_with_usage == 0:

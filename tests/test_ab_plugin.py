@@ -123,6 +123,7 @@ BAD = [
     ("[big, small]", "arms=list: compare() takes a mapping of arm names to agents"),
     ('{"big": big, "small": small}, max_slowdown="fast"', "max_slowdown='fast': malformed"),
     ('{"big": big, "small": small}, reqests=3', "unknown setting 'reqests'"),
+    ('{"big": big, "small": small}, workers=2', "workers= does not apply to agentperf.compare"),
 ]
 
 
