@@ -63,18 +63,8 @@ def call_table(
             output_tokens[row] = sum(r.output_tokens for r in records)
             total: float | None = 0.0
             for r in records:
-                name = r.model or model or UNNAMED_MODEL
-                price = table.lookup(name)
-                if price is None or total is None:
-                    total = None
-                else:
-                    total += price.cost(
-                        r.input_tokens,
-                        r.output_tokens,
-                        r.cached_input_tokens,
-                        r.cache_creation_input_tokens,
-                        r.reasoning_tokens,
-                    )
+                one = table.record_cost(r, model or UNNAMED_MODEL)
+                total = None if one is None or total is None else total + one
             cost[row] = _NAN if total is None else total
             models[row] = names(records[0].model or model)
         spans.add(row, detail, names, model, t0)

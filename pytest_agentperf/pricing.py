@@ -26,6 +26,7 @@ from .errors import AgentPerfWarning, PricingError
 
 if TYPE_CHECKING:  # results loads numpy: the plugin loads this module at start-up without it
     from .results import Cost, ModelUsage, Usage
+    from .usage import UsageRecord
 
 INPUT = "input_cost_per_token"
 OUTPUT = "output_cost_per_token"
@@ -107,6 +108,20 @@ class PriceTable:
 
     def __contains__(self, model: object) -> bool:
         return isinstance(model, str) and self.lookup(model) is not None
+
+    def record_cost(self, record: UsageRecord, model: str) -> float | None:
+        """The cost of one recorded LLM call (its own model, else ``model``, the call's or the
+        run's); None when that model has no price."""
+        price = self.lookup(record.model or model)
+        if price is None:
+            return None
+        return price.cost(
+            record.input_tokens,
+            record.output_tokens,
+            record.cached_input_tokens,
+            record.cache_creation_input_tokens,
+            record.reasoning_tokens,
+        )
 
     def lookup(self, model: str) -> ModelPrice | None:
         """The price row of ``model``, or None when it has no price.

@@ -63,17 +63,11 @@ class SpendMeter:
         for r in records:
             tokens += r.input_tokens + r.output_tokens
             if self._prices is not None:
-                price = self._prices.lookup(r.model or model or UNNAMED_MODEL)
-                if price is None:
+                one = self._prices.record_cost(r, model or UNNAMED_MODEL)
+                if one is None:
                     priced = False
                 else:
-                    cost += price.cost(
-                        r.input_tokens,
-                        r.output_tokens,
-                        r.cached_input_tokens,
-                        r.cache_creation_input_tokens,
-                        r.reasoning_tokens,
-                    )
+                    cost += one
         with self._lock:
             self.tokens += tokens
             self.cost += cost
