@@ -438,7 +438,7 @@ def generator_saturated(record: RunRecord) -> Finding | None:
         "the test process itself was the bottleneck: " + " and ".join(seen) + ", so the "
         "latencies include the test's own queueing",
         "lower concurrency=, use a lighter client (one shared client, no per-call setup), or "
-        "split the load over processes (workers=, planned)",
+        "split the load over processes (workers=N)",
         Severity.WARNING,
         cpu_one_core=gen.cpu_one_core,
         cpu_all_cores=gen.cpu_all_cores,
