@@ -242,19 +242,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(collector, "agentperf-collector")
         for entry in reports.WRITERS:
             if entry.enabled(config.getoption):
-                _check_extra(entry)
+                problem = entry.missing_extra()  # stop before any load test runs
+                if problem:
+                    raise pytest.UsageError(problem)
                 writer = _WriterHook(entry, collector)
                 config.pluginmanager.register(writer, f"agentperf-writer-{entry.name}")
-
-
-def _check_extra(entry: reports.WriterEntry) -> None:
-    """Stop the session before any load test runs when an output asked for lacks its extra."""
-    missing = entry.missing()
-    if missing:
-        raise pytest.UsageError(
-            f"{entry.option} needs the [{entry.extra}] extra ({', '.join(missing)} is not "
-            f"installed): pip install 'pytest-agentperf[{entry.extra}]'"
-        )
 
 
 def pipeline_of(config: pytest.Config) -> RunPipeline:

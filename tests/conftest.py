@@ -83,6 +83,17 @@ def make_result(samples: Iterable[float] = (), **fields: Any) -> PerfResult:
 # ----------------------------------------------------------------------------- pytester projects
 
 # The agents the end-to-end tests import in their pytester projects (``from agents import ...``).
+# A conftest for pytester projects: the machine is reported quiet, so the other xdist worker's
+# load cannot make a session "busy" next to its baseline (contention is tested on its own).
+QUIET_MACHINE = """
+import pytest
+import pytest_agentperf.observers.contention as contention
+
+@pytest.fixture(autouse=True)
+def quiet_machine(monkeypatch):
+    monkeypatch.setattr(contention, "read_cpu_times", lambda: (None, "unavailable"))
+"""
+
 AGENTS = """
 import asyncio, os, time
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import QUIET_MACHINE
 
 from pytest_agentperf.settings import DEFAULT_REQUESTS, parse_settings
 
@@ -301,13 +302,7 @@ def test_agent(agentperf):
 def test_confirm_measures_a_regressed_run_again_before_failing_it(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project.makeconftest(
-        "import pytest\n"
-        "import pytest_agentperf.observers.contention as contention\n\n"
-        "@pytest.fixture(autouse=True)\n"
-        "def quiet_machine(monkeypatch):\n"
-        "    monkeypatch.setattr(contention, 'read_cpu_times', lambda: (None, 'unavailable'))\n"
-    )
+    project.makeconftest(QUIET_MACHINE)
     project.makepyfile(test_perf=CONFIRM_TEST)
     project.runpytest("--agentperf-baseline").assert_outcomes(passed=1)
     # a 2x tolerance: load on a shared machine cannot turn the 2 ms re-run into a regression,
@@ -333,13 +328,7 @@ def test_confirm_measures_a_regressed_run_again_before_failing_it(
 def test_confirm_measures_generator_inputs_again_on_the_same_items(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project.makeconftest(
-        "import pytest\n"
-        "import pytest_agentperf.observers.contention as contention\n\n"
-        "@pytest.fixture(autouse=True)\n"
-        "def quiet_machine(monkeypatch):\n"
-        "    monkeypatch.setattr(contention, 'read_cpu_times', lambda: (None, 'unavailable'))\n"
-    )
+    project.makeconftest(QUIET_MACHINE)
     project.makepyfile(
         test_perf=CONFIRM_TEST.replace(
             "def agent(x=None):\n",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import INI
+from conftest import INI, QUIET_MACHINE
 
 pytest_plugins = ["pytester"]
 
@@ -38,14 +38,6 @@ LOOSE = "--agentperf-tolerance=100%"
 # worker's load would otherwise make a session "busy" next to its baseline, and the gate would
 # rightly call some regressions INCONCLUSIVE. How contention is judged is tested on its own in
 # test_contention_plugin.py; here it is the gate. A conftest reaches xdist workers too.
-QUIET_MACHINE = """
-import pytest
-import pytest_agentperf.observers.contention as contention
-
-@pytest.fixture(autouse=True)
-def quiet_machine(monkeypatch):
-    monkeypatch.setattr(contention, "read_cpu_times", lambda: (None, "unavailable"))
-"""
 
 
 @pytest.fixture

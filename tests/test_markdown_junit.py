@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import INI, make_result
+from conftest import INI, QUIET_MACHINE, make_result
 
 pytest_plugins = ["pytester"]
 
@@ -206,14 +206,6 @@ from agents import make
 @pytest.mark.agent_perf(requests=30)
 def test_one(agentperf):
     agentperf.run(make("one"), name="main")
-"""
-QUIET_MACHINE = """
-import pytest
-import pytest_agentperf.observers.contention as contention
-
-@pytest.fixture(autouse=True)
-def quiet_machine(monkeypatch):
-    monkeypatch.setattr(contention, "read_cpu_times", lambda: (None, "unavailable"))
 """
 
 

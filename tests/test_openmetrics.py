@@ -28,7 +28,7 @@ import numpy as np
 import prometheus_client.openmetrics.parser as om_parser
 import prometheus_client.parser as text_parser
 import pytest
-from conftest import make_result
+from conftest import QUIET_MACHINE, make_result
 
 pytest_plugins = ["pytester"]
 
@@ -373,14 +373,6 @@ def test_two(agentperf):
 
 # As in test_gate_plugin.py: the machine is reported quiet, so the other xdist worker's load
 # cannot turn the 25x slowdown below into INCONCLUSIVE instead of REGRESSED.
-QUIET_MACHINE = """
-import pytest
-import pytest_agentperf.observers.contention as contention
-
-@pytest.fixture(autouse=True)
-def quiet_machine(monkeypatch):
-    monkeypatch.setattr(contention, "read_cpu_times", lambda: (None, "unavailable"))
-"""
 
 
 @pytest.fixture

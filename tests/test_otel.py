@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy
 import pytest
-from conftest import make_result
+from conftest import QUIET_MACHINE, make_result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -873,14 +873,6 @@ def test_budget(agentperf):
 """
 # The machine is reported quiet (see test_gate_plugin.py): the other xdist worker's load must
 # not turn the regression INCONCLUSIVE.
-QUIET_MACHINE = """
-import pytest
-import pytest_agentperf.observers.contention as contention
-
-@pytest.fixture(autouse=True)
-def quiet_machine(monkeypatch):
-    monkeypatch.setattr(contention, "read_cpu_times", lambda: (None, "unavailable"))
-"""
 
 
 def test_end_to_end_a_broken_budget_and_a_regression_mark_their_run_spans(

@@ -15,15 +15,15 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..engine.log import MAX_ERROR_MESSAGES
-from ..engine.target import LazyInputs, make_target
-from ..errors import SettingsError, UsageError, describe
+from ..engine.target import LazyInputs, as_inputs, make_target
+from ..errors import SettingsError, describe
 from .arms import DEFAULT_BLOCKS
 
 _NO_INPUT: Any = object()
@@ -54,21 +54,8 @@ def block_size(per_arm: int | None, blocks: int | None) -> int:
 
 
 def normalize_inputs(inputs: Any) -> Sequence[Any] | LazyInputs | None:
-    """``inputs`` as the engine reads them: a list or tuple is cycled, a single string, mapping
-    or scalar is one input, another iterable is read as far as needed (``LazyInputs``)."""
-    if inputs is None:
-        return None
-    if isinstance(inputs, (list, tuple, range)):
-        items: Sequence[Any] = inputs
-    elif isinstance(inputs, (str, bytes, Mapping)) or not hasattr(inputs, "__iter__"):
-        items = [inputs]
-    elif isinstance(inputs, Sized) and isinstance(inputs, Iterable):
-        items = list(inputs)
-    else:
-        return LazyInputs(iter(inputs))
-    if len(items) == 0:
-        raise UsageError("inputs= is empty; pass at least one input, or None to call fn()")
-    return items
+    """``inputs`` as the engine reads them (``engine.target.as_inputs``); None: no input."""
+    return None if inputs is None else as_inputs(inputs)
 
 
 class Schedule:

@@ -103,7 +103,7 @@ def _is_runnable(fn: Any) -> bool:
     return callable(getattr(fn, "ainvoke", None)) and callable(getattr(fn, "invoke", None))
 
 
-def _as_inputs(inputs: Any) -> Sequence[Any] | LazyInputs:
+def as_inputs(inputs: Any) -> Sequence[Any] | LazyInputs:
     """A list or tuple is cycled through; a single string, mapping or scalar is one input.
 
     Another iterable with a length (a set, an array) is copied into a list; one without (a
@@ -142,13 +142,13 @@ def readable_again(inputs: Any) -> Any:
         return inputs
     if not isinstance(inputs, Iterable):
         return inputs
-    return _as_inputs(inputs)
+    return as_inputs(inputs)
 
 
 def make_target(fn: Any, inputs: Any) -> Target:
     """Adapt ``fn`` for the engine; raise UsageError when it cannot be called as an agent."""
     if inputs is not None:
-        inputs = _as_inputs(inputs)
+        inputs = as_inputs(inputs)
     label = getattr(fn, "__qualname__", None) or type(fn).__name__
     if _is_runnable(fn):
         if inputs is None:

@@ -98,6 +98,17 @@ class WriterEntry:
                 absent.append(name)
         return absent
 
+    def missing_extra(self) -> str | None:
+        """What to tell a user who asked for this output without its extra installed (None:
+        nothing is missing)."""
+        missing = self.missing()
+        if not missing:
+            return None
+        return (
+            f"{self.option} needs the [{self.extra}] extra ({', '.join(missing)} is not "
+            f"installed): pip install 'pytest-agentperf[{self.extra}]'"
+        )
+
     def factory(self) -> WriterFactory:
         """The module's ``create`` (imports the module)."""
         module = importlib.import_module(self.module)
