@@ -4,6 +4,7 @@ statistics, the comparison's budgets and settings, and the arms in every report.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import make_result
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pytest_agentperf import ab
@@ -19,7 +20,7 @@ from pytest_agentperf.ab.arms import CompareOptions, check_arms, split_options
 from pytest_agentperf.ab.paired import error_rate_difference, paired_ratio, verdict
 from pytest_agentperf.ab.result import budget_checks, summaries
 from pytest_agentperf.ab.schedule import Dispatch, Schedule, block_size, normalize_inputs
-from pytest_agentperf.ab.split import ArmCalls, rows_to_calls
+from pytest_agentperf.ab.split import MATCH_SLACK, ArmCalls, rows_to_calls
 from pytest_agentperf.engine.log import MergedLog
 from pytest_agentperf.errors import SettingsError
 from pytest_agentperf.findings import RUN_RULES, run_findings
@@ -498,15 +499,18 @@ def test_ratio_names_an_unknown_arm_or_metric() -> None:
     st.lists(st.floats(0.0, 1.0), min_size=40, max_size=40),
     st.randoms(use_true_random=False),
 )
+@example(gaps=[1.0, 0.0001], where=[1.0] + [0.0] * 39, rnd=random.Random(0))
 @settings(max_examples=40, deadline=None)
 def test_a_mark_between_its_start_and_the_next_start_claims_its_own_row(
     gaps: list[float], where: list[float], rnd: Any
 ) -> None:
     """Whatever the order the rows were logged in and the marks noted in, each call whose mark
-    falls before the next call's start is matched to its own row."""
+    falls before the next call's start (by more than the rounding slack) is matched to its own
+    row."""
     starts = np.cumsum(np.array(gaps))
     nxt = np.append(starts[1:], starts[-1] + 1.0)
-    marks_at = starts + (nxt - starts) * np.array(where[: starts.size]) * 0.999
+    room = nxt - starts - 2 * MATCH_SLACK  # a mark within the slack of the next start is that one's
+    marks_at = starts + room * np.array(where[: starts.size])
     ids = list(range(100, 100 + starts.size))
     rnd.shuffle(ids)
     marks = [(float(t) + 100.0, i) for t, i in zip(marks_at, ids, strict=True)]

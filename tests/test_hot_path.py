@@ -135,41 +135,213 @@ def _pool_with_one_worker(timeout: float) -> tuple[Any, Any]:
 
 
 def test_the_monitor_abandons_an_expired_call_and_its_worker_sees_it() -> None:
-    """The worker hands a call back with one dict.pop; when the monitor took the call first,
-    the worker learns under the lock that it was abandoned (recorded once, as a timeout)."""
+    """The worker hands a call back by clearing ``start`` and reading ``claim``; when the
+    monitor claimed the call first, the worker learns under the lock that it was abandoned
+    (recorded once, as a timeout)."""
     pool, worker = _pool_with_one_worker(timeout=1.0)
-    worker.flight[0] = 10.0  # a call started at t=10
+    worker.start = 10.0  # a call started at t=10
     pool.check_timeouts(10.5)  # not expired: left alone
-    assert worker.flight == {0: 10.0} and not worker.abandoned
-    pool.check_timeouts(11.5)  # expired: taken and abandoned
-    assert worker.flight == {} and worker.abandoned
+    assert worker.start == 10.0 and worker.claim is None and not worker.abandoned
+    pool.check_timeouts(11.5)  # expired: claimed and abandoned
+    assert worker.claim == 10.0 and worker.abandoned
     assert len(pool.state.extra) == 1 and list(pool.state.extra.failed_status) == [2]  # TIMEOUT
-    assert worker.flight.pop(0, None) is None and not pool._reclaim(worker)
+    assert not pool._hand_back(worker)  # the worker finds its call claimed and abandoned
     pool.check_timeouts(20.0)  # an abandoned worker is not counted twice
     assert len(pool.state.extra) == 1
 
 
 def test_a_call_ended_before_the_monitor_looked_is_the_workers() -> None:
     pool, worker = _pool_with_one_worker(timeout=1.0)
-    worker.flight[0] = 10.0
-    assert worker.flight.pop(0, None) == 10.0  # the worker took its call back
+    worker.start = 10.0
+    assert pool._hand_back(worker)  # the worker took its call back
     pool.check_timeouts(11.5)
-    assert not worker.abandoned and len(pool.state.extra) == 0
+    assert not worker.abandoned and worker.claim is None and len(pool.state.extra) == 0
 
 
-def test_a_new_call_taken_by_the_monitor_by_mistake_is_given_back() -> None:
-    """The monitor saw an expired start, but by the time it took the call out a new call had
-    started: that one is not expired, so it goes back and nothing is abandoned."""
-
-    class Racy(dict[int, float]):
-        def get(self, key: int, default: Any = None) -> Any:
-            return 0.0  # what the monitor read a moment ago: the previous, expired call
-
+def test_an_abandoned_workers_earlier_rows_are_handed_over_by_the_monitor() -> None:
+    """A worker keeps the rows of plain calls in lists for a few ms; when its call hangs, the
+    monitor moves them to the log, as the worker may never return to do it."""
     pool, worker = _pool_with_one_worker(timeout=1.0)
-    worker.flight = Racy({0: 11.4})
+    worker.starts.extend([1.0, 2.0])
+    worker.ends.extend([1.5, 2.5])
+    worker.start = 10.0
     pool.check_timeouts(11.5)
-    assert dict(worker.flight) == {0: 11.4} and not worker.abandoned
-    assert len(pool.state.extra) == 0
+    assert worker.abandoned and worker.starts == [] and worker.ends == []
+    assert list(worker.log.start) == [1.0, 2.0] and list(worker.log.end) == [1.5, 2.5]
+
+
+def _racy_worker(pool: Any, after_first_read: float | None) -> Any:
+    """A worker whose ``start`` reads as an expired call (t=0) the first time, as if the
+    monitor looked just before the call ended, and as ``after_first_read`` after that."""
+    from pytest_agentperf.engine.log import CallLog
+    from pytest_agentperf.engine.thread_exec import _Worker
+
+    class Racy(_Worker):
+        __slots__ = ("reads",)
+
+        @property  # type: ignore[override]
+        def start(self) -> float | None:
+            self.reads += 1
+            return 0.0 if self.reads == 1 else after_first_read
+
+        @start.setter
+        def start(self, value: float | None) -> None:
+            self.reads = 0
+
+    worker = Racy(CallLog())
+    pool.workers[:] = [worker]
+    return worker
+
+
+@pytest.mark.parametrize("now_in_flight", [None, 11.4])
+def test_a_call_that_ended_while_the_monitor_claimed_it_is_given_back(
+    now_in_flight: float | None,
+) -> None:
+    """The monitor saw an expired start, but by the time it claimed the call the call had
+    ended (and maybe a new one, not expired, started): the claim is withdrawn, nothing is
+    abandoned, and the worker, seeing no claim, records its call itself."""
+    pool, _ = _pool_with_one_worker(timeout=1.0)
+    worker = _racy_worker(pool, now_in_flight)
+    pool.check_timeouts(11.5)
+    assert worker.claim is None and not worker.abandoned
+    assert len(pool.state.extra) == 0 and pool._hand_back(worker)
+
+
+@pytest.mark.parametrize("locked", [False, True], ids=["gil", "free-threaded"])
+def test_a_racing_monitor_and_worker_never_both_own_a_call(
+    locked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stress the hand-off: the monitor judges every call expired at once and races the
+    worker's hand-back, with thread switches forced every microsecond. Each call is the
+    worker's or abandoned (recorded by the monitor), never both: the abandoned call is the
+    worker's last, and not among those it kept. ``locked``: the free-threaded variant."""
+    import sys
+
+    from pytest_agentperf.engine import thread_exec
+
+    monkeypatch.setattr(thread_exec, "LOCKED_HAND_OFF", locked)
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    abandoned_rounds = 0
+    try:
+        for _ in range(30):
+            pool, worker = _pool_with_one_worker(timeout=1e-9)
+            kept: list[float] = []
+
+            def work(w: Any = worker, p: Any = pool, kept: list[float] = kept) -> None:
+                for _ in range(2000):
+                    w.start = start = time.perf_counter()
+                    sum(range(20))  # the call: long enough for the monitor to look at it
+                    if not p._hand_back(w):
+                        return  # abandoned: the monitor records this call
+                    kept.append(start)
+
+            thread = threading.Thread(target=work)
+            thread.start()
+            while thread.is_alive():
+                pool.check_timeouts(time.perf_counter())
+            thread.join()
+            extra = pool.state.extra
+            assert len(extra) == worker.abandoned  # at most one call abandoned, once
+            if worker.abandoned:
+                abandoned_rounds += 1
+                assert extra.start[0] not in kept and len(kept) < 2000
+                assert all(s < extra.start[0] for s in kept)
+            else:
+                assert len(kept) == 2000
+    finally:
+        sys.setswitchinterval(old)
+    assert abandoned_rounds > 0  # the race was exercised
+
+
+def test_sync_timeouts_are_recorded_once_while_calls_straddle_the_timeout() -> None:
+    """Calls that end around the timeout, on two threads: every call is in the log exactly
+    once, either as a success or as a timeout, and the run made exactly ``requests`` calls."""
+    rng = iter(np.random.default_rng(3).uniform(0.0, 0.04, 1000).tolist())
+    lock = threading.Lock()
+
+    def agent() -> None:
+        with lock:
+            pause = next(rng)
+        time.sleep(pause)
+
+    raw = _run(agent, requests=60, concurrency=2, timeout=0.02)
+    assert raw.issued == 60 and len(raw.log) == 60
+    assert 0 < raw.timeouts < 60
+
+
+@pytest.mark.parametrize("inputs", [None, [1, 2, 3]])
+def test_sync_requests_n_makes_exactly_n_calls(inputs: Any) -> None:
+    """Rows kept in lists and handed over in batches: the log still has each call once, in
+    the order of its index."""
+    seen: list[Any] = []
+
+    def agent(*x: Any) -> None:
+        seen.append(x)
+
+    for requests, concurrency in [(1, 1), (7, 1), (20_001, 1), (5_003, 3)]:
+        seen.clear()
+        raw = _run(agent, inputs, requests=requests, concurrency=concurrency)
+        assert len(seen) == requests == len(raw.log) == raw.issued
+        if inputs is not None and concurrency == 1:
+            assert [x for (x,) in seen] == [inputs[i % 3] for i in range(requests)]
+
+
+def test_rows_before_a_failed_call_keep_their_places() -> None:
+    """A failed call goes through ``CallLog.record``, which numbers its status by the log's
+    length: the plain rows kept in the lists are handed over first, so the error sits on the
+    row of the call that failed."""
+    calls = 0
+
+    def agent() -> None:
+        nonlocal calls
+        calls += 1
+        if calls % 10 == 0:
+            raise ValueError("every tenth")
+
+    raw = _run(agent, requests=100)
+    failed = np.flatnonzero(raw.log.status == 1)
+    assert failed.tolist() == list(range(9, 100, 10))
+
+
+def test_observers_see_the_rows_of_a_fast_sync_run_while_it_runs() -> None:
+    """The rows are handed to the log every few ms: a run of a no-op agent shows its calls
+    to an observer before it ends."""
+    from pytest_agentperf.engine.observer import LiveView, RunObserver
+
+    counts: list[int] = []
+
+    class Reader(RunObserver):
+        def on_tick(self, view: LiveView) -> str | None:
+            counts.append(view.done)
+            return None
+
+    run_load(
+        lambda: None, None, parse_settings({"warmup": 0, "duration": 0.5}), observers=[Reader()]
+    )
+    assert counts and counts[0] > 0  # the first tick, 0.1 s in, saw calls
+
+
+def test_an_aborted_sync_run_keeps_the_rows_of_the_calls_it_made() -> None:
+    """On an abort the workers between two calls hand their rows over before the merge: the
+    log holds every call that ended before the abort (none lost in the lists)."""
+    from pytest_agentperf.engine.observer import LiveView, RunObserver
+
+    class AbortAtOnce(RunObserver):
+        def on_tick(self, view: LiveView) -> str | None:
+            return "stop" if view.done > 0 else None
+
+    ended: list[float] = []
+
+    def agent() -> None:
+        ended.append(time.perf_counter())
+
+    raw = run_load(
+        agent, None, parse_settings({"warmup": 0, "duration": 5.0}), observers=[AbortAtOnce()]
+    )
+    assert raw.aborted is not None and len(ended) > 1000
+    # the call in flight at the abort, if any, is left behind: at most one is missing
+    assert len(ended) - 1 <= len(raw.log) <= len(ended)
 
 
 # -- CPU time per worker thread ------------------------------------------------------------

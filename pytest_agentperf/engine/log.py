@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -125,6 +126,21 @@ class CallLog:
 
     def __len__(self) -> int:
         return len(self.end)
+
+    def extend(self, starts: list[float], ends: list[float]) -> None:
+        """Append the rows of plain calls kept in two lists (as the hot path's appends would,
+        ``end`` last) and empty the lists.
+
+        A sync closed-loop worker gathers rows in lists and hands them over every few ms: a
+        list append costs a third of an ``array("d")`` append, which parses its argument, and
+        ``struct.pack`` converts a batch at a few ns a float.
+        """
+        n = len(ends)
+        if n:
+            self.start.frombytes(struct.pack(f"{n}d", *starts))
+            self.end.frombytes(struct.pack(f"{n}d", *ends))
+            starts.clear()
+            ends.clear()
 
     def add_cpu(self, seconds: float, calls: int) -> None:
         """Count ``seconds`` of this worker thread's CPU time over ``calls`` calls."""

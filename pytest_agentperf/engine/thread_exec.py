@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import math
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -24,28 +26,79 @@ from .plan import Plan, RunState
 from .streams import StreamTimes, consume_sync
 from .target import PLAIN, SYNC_STREAM, KindCache, returned_awaitable
 
+LOCKED_HAND_OFF = not getattr(sys, "_is_gil_enabled", lambda: True)()
+"""A free-threaded build without the GIL: the worker's side of the timeout hand-off takes the
+lock (see ``_Worker``)."""
 MAX_OPEN_LOOP_THREADS = 1024
 """Threads an uncapped sync open-loop run may grow to; give concurrency= to cap it lower."""
 MAX_THREADS = 100_000
 """Most threads a sync run may ask for; beyond this no machine runs them (an async agent can)."""
+SETTLE_TIMEOUT = 0.1
+"""Seconds a stopped run waits for the workers between two calls to hand their rows over (one
+reading a slow generator of inputs may take longer: then its rows of the last ms are lost)."""
+FLUSH_EVERY = 0.005
+"""Seconds a closed-loop worker keeps the rows of plain calls in its lists before it hands
+them to its log (``CallLog.extend``): how far the observers and the progress line may lag."""
 
 
 class _Worker:
-    """One daemon thread and the call it is making, watched by the monitor for timeouts."""
+    """One daemon thread and the call it is making, watched by the monitor for timeouts.
 
-    __slots__ = ("abandoned", "call_t_int", "flight", "index", "kinds", "lock", "log")
+    The timeout hand-off, by which a call is recorded either by its worker or by the monitor
+    as a timeout, never both, costs the worker two attribute stores and a load per call:
+
+    - worker: ``start = s`` before the call; after it ``start = None`` (W), then it reads
+      ``claim`` (R): None, the call is its own; else it waits on ``lock`` for the verdict
+      (``abandoned``).
+    - monitor (``check_timeouts``), holding ``lock`` throughout: having seen ``start is s``
+      expired, it sets ``claim = s`` (W'), then reads ``start`` (R'): still ``s``, it abandons
+      the call; else it clears ``claim`` and leaves the call to the worker.
+
+    Under the GIL one thread runs bytecode at a time and each hand-over of the GIL is a full
+    memory barrier, so the stores and loads above happen in one order: of W-then-R and
+    W'-then-R', at least one load sees the other's store (Dekker's argument). Either the
+    monitor sees the call ended, or the worker sees the claim and waits for the verdict. ``s``
+    is compared by identity: the monitor holds it, so a later call's start is another object.
+    A free-threaded build does not order plain stores and loads of two attributes, so there
+    the worker makes W under ``lock`` (``LOCKED_HAND_OFF``), which orders it with W'-R'.
+    """
+
+    __slots__ = (
+        "abandoned",
+        "call_t_int",
+        "claim",
+        "ends",
+        "index",
+        "kinds",
+        "lock",
+        "log",
+        "start",
+        "starts",
+    )
 
     def __init__(self, log: CallLog, index: int = 0) -> None:
         self.index = index
         """Its place among the workers: closed-loop stages activate workers in this order."""
         self.lock = threading.Lock()
-        self.flight: dict[int, float] = {}
-        """``{0: start}`` while a call is in flight (perf_counter); empty between calls."""
+        self.start: float | None = None
+        """The start (perf_counter) of the call in flight; None between calls."""
+        self.claim: float | None = None
+        """The start of the call the monitor is judging or has abandoned (set under
+        ``lock``); ``-inf`` once the run is stopped."""
         self.call_t_int: float | None = None
         """The intended start (open loop), or None: the call started when it did."""
         self.abandoned = False
         self.log = log
         self.kinds = KindCache()  # one per thread: a shared cache would be updated in a race
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        """Rows of plain calls not yet handed to ``log`` (closed loop, see ``_loop``). Only
+        the thread that owns the call in flight touches them: the worker, or the monitor once
+        it has taken the worker's call (``check_timeouts``, ``abandon_all``)."""
+
+    def flush(self) -> None:
+        """Hand the rows kept in ``starts`` and ``ends`` to the log."""
+        self.log.extend(self.starts, self.ends)
 
 
 class _Pool:
@@ -61,6 +114,8 @@ class _Pool:
         self.active = 0
         self.idle = 0
         self.done = threading.Event()
+        self.settled = threading.Event()
+        """Set when no worker is active: each one has handed its rows to its log."""
         self.queue: queue.Queue[tuple[int, float] | None] | None = None
         self.dispatching = False
         self.spawned = 0
@@ -103,8 +158,10 @@ class _Pool:
             if worker.abandoned:
                 return
             self.active -= 1
-            if self.active == 0 and not self.dispatching:
-                self.done.set()
+            if self.active == 0:
+                self.settled.set()
+                if not self.dispatching:
+                    self.done.set()
 
     def _closed_loop(self, worker: _Worker) -> None:
         state = self.state
@@ -172,6 +229,7 @@ class _Pool:
             done = self._loop(worker, one, scope)
             return done
         finally:
+            worker.flush()  # abandoned: a no-op, the monitor handed the rows over
             # an abandoned call is counted too (it was recorded as a timeout), so the calls
             # this thread made are its rows plus the one left behind
             if self.measured and self.state.fatal is None:
@@ -181,9 +239,9 @@ class _Pool:
     def _loop(self, worker: _Worker, one: tuple[int, float] | None, scope: CallScope) -> bool:
         """``_calls`` without its set-up: the hot path.
 
-        The call in flight is ``worker.flight[0]`` (its start): the worker takes it back with
-        one atomic ``dict.pop`` when the call returns, so the common case needs no lock (see
-        ``check_timeouts`` for the monitor's side).
+        The call in flight is ``worker.start``: the worker clears it when the call returns and
+        needs the lock only when the monitor has claimed the call meanwhile (the hand-off is
+        described on ``_Worker``).
         """
         state = self.state
         target = self.plan.target
@@ -193,33 +251,43 @@ class _Pool:
         measured = self.measured
         model = self.plan.settings.model
         kinds = worker.kinds
-        flight = worker.flight
-        take = flight.pop
+        locked = LOCKED_HAND_OFF
+        lock = worker.lock
         log = worker.log
-        add_start = log.start.append
         add_actual = log.actual.append
-        add_end = log.end.append
-        content = log.detail == KEEP_CONTENT  # every call through ``record``: it keeps text
+        # the rows of plain calls are appended here; with KEEP_CONTENT every call goes
+        # through ``record``, which keeps its text
+        plain = measured and log.detail != KEEP_CONTENT
         perf = time.perf_counter
         # rows hold perf_counter readings: the run's start is subtracted once, at the merge
         t_int: float | None = None  # the intended start (open loop), a perf_counter reading
+        starts, ends = worker.starts, worker.ends
+        hand_over = worker.flush
         if one is None:
             indices: Iterable[int] = state.claims(worker.index)  # this thread's own
+            # closed loop: plain rows go to two lists, handed to the log every FLUSH_EVERY
+            # (a list append is a third of an array append); before any row that goes
+            # through ``record``, which numbers its sparse pairs by the log's length
+            add_start, add_end = starts.append, ends.append
+            flush_at = perf() + FLUSH_EVERY
         else:
             indices = (one[0],)
             worker.call_t_int = one[1]  # before the start: the monitor reads it first
             t_int = state.t0 + one[1]
+            add_start, add_end = log.start.append, log.end.append
+            flush_at = float("inf")
+        stream: StreamTimes | None = None  # set by a call that streamed, reset once recorded
+        x: Any = None  # the call's input
         for i in indices:
-            stream: StreamTimes | None = None
-            x: Any = None
             try:
                 if bare is not None:
-                    flight[0] = start = perf()
+                    worker.start = start = perf()
                     value = bare()
                 else:
                     start = 0.0  # reading the input may fail: then the call never started
+                    x = None
                     x = input_for(i)
-                    flight[0] = start = perf()
+                    worker.start = start = perf()
                     value = call(x)
                 end = perf()
                 if value is not None:  # None is plain: no check of the return type
@@ -235,11 +303,12 @@ class _Pool:
                         return False
             except Exception as exc:
                 end = perf()
-                if start and take(0, None) is None and not self._reclaim(worker):
+                if start and not self._hand_back(worker):
                     return False  # abandoned: the monitor recorded this call as a timeout
                 taken = scope.take() if scope.records or scope.tools else None
                 state.note_error(describe(exc))  # warmup errors too: the run says so at once
                 if measured:
+                    hand_over()
                     t_call = (start or end) if t_int is None else t_int  # no start: no input
                     error = type(exc).__name__
                     actual = None if t_int is None else (start or end)
@@ -248,67 +317,84 @@ class _Pool:
             except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop the run, propagate
                 state.fail(exc)
                 return False
-            if take(0, None) is None and not self._reclaim(worker):
+            # ``_hand_back``, inlined: this runs once per call
+            if locked:
+                with lock:
+                    worker.start = None
+            else:
+                worker.start = None  # W, then R: see _Worker
+            if worker.claim is not None and not self._reclaim(worker):
                 return False  # abandoned: the monitor recorded this call as a timeout
-            if measured:
-                if value is None and not (scope.records or scope.tools or content):
-                    # the hot path: a plain call that recorded nothing
-                    if t_int is None:
-                        add_start(start)
-                    else:  # open loop: the intended start, then the actual one
-                        add_start(t_int)
-                        add_actual(start)
-                    add_end(end)
-                else:
-                    t_call = start if t_int is None else t_int
-                    actual = None if t_int is None else start
-                    taken = scope.take() if scope.records or scope.tools else None
-                    try:
-                        log.record(t_call, end, OK, None, stream, taken, value, model, actual, x)
-                    except Exception as exc:  # reading the result failed (usage): its error
-                        record_failure(log, state, exc, t_call, end, taken, model, actual)
+            if value is None and plain and not (scope.records or scope.tools):
+                # the hot path: a plain call that recorded nothing
+                if t_int is None:
+                    add_start(start)
+                else:  # open loop: the intended start, then the actual one
+                    add_start(t_int)
+                    add_actual(start)
+                add_end(end)
+                if end >= flush_at:
+                    hand_over()
+                    flush_at = end + FLUSH_EVERY
+            elif measured:
+                hand_over()
+                t_call = start if t_int is None else t_int
+                actual = None if t_int is None else start
+                taken = scope.take() if scope.records or scope.tools else None
+                try:
+                    log.record(t_call, end, OK, None, stream, taken, value, model, actual, x)
+                except Exception as exc:  # reading the result failed (usage): its error
+                    record_failure(log, state, exc, t_call, end, taken, model, actual)
+                stream = None
             elif scope.records or scope.tools:
                 scope.take()  # warmup: what the call recorded is dropped
         return True
 
+    def _hand_back(self, worker: _Worker) -> bool:
+        """The worker's side of the hand-off when its call returned (see ``_Worker``): whether
+        the call is still the worker's to record, rather than abandoned by the monitor."""
+        if LOCKED_HAND_OFF:
+            with worker.lock:
+                worker.start = None
+        else:
+            worker.start = None  # W, then R
+        return worker.claim is None or self._reclaim(worker)
+
     def _reclaim(self, worker: _Worker) -> bool:
-        """The call's start was not in ``flight``: the monitor took it. Whether it gave it
-        back (the call had not timed out) rather than abandoning the call."""
-        with worker.lock:  # the monitor holds it while it has the start: wait for its verdict
-            if worker.abandoned:
-                return False
-            worker.flight.pop(0, None)
-            return True
+        """The monitor claimed the worker's call: wait for its verdict (it holds the lock until
+        the verdict is written). Whether the call is still the worker's."""
+        with worker.lock:
+            return not worker.abandoned
 
     def check_timeouts(self, now: float) -> None:
         """Abandon calls that outlived the timeout; count them and replace their threads.
 
-        The worker clears its call with one ``flight.pop`` and takes the lock only when the
-        start was gone; the monitor takes the start out under the lock, so the two never both
-        think they own a call: a call is either recorded by its worker or abandoned here.
+        The hand-off with the worker is described on ``_Worker``: a call is either recorded by
+        its worker or abandoned here, never both.
         """
         timeout = self.plan.settings.timeout
         t0 = self.state.t0
         for worker in list(self.workers):
-            started = worker.flight.get(0)
+            started = worker.start
             if started is None or now - started < timeout:
                 continue
             with worker.lock:
                 if worker.abandoned:
                     continue
-                t_int = worker.call_t_int
-                taken = worker.flight.pop(0, None)
-                if taken is None:  # the call ended meanwhile
-                    continue
-                if now - taken < timeout:  # a new call started meanwhile: give it back
-                    worker.flight[0] = taken
+                worker.claim = started  # W', then R'
+                if worker.start is not started:  # the call ended meanwhile: the worker's
+                    worker.claim = None
                     continue
                 worker.abandoned = True
+                t_int = worker.call_t_int  # the worker is still in this call
+                worker.flush()  # its earlier rows: it may never return to hand them over
             # closed loop: the call was meant to start when it did
-            start = taken if t_int is None else t0 + t_int
+            start = started if t_int is None else t0 + t_int
             with self.lock:
                 self.active -= 1
                 self.workers.remove(worker)
+                if self.active == 0:
+                    self.settled.set()
             if self.measured:  # the abandoned thread's own scope is out of reach: no usage
                 self.state.extra.record(start, now, TIMEOUT, None, None, None, None, None)
             if not self.state.stopping:
@@ -317,12 +403,31 @@ class _Pool:
                 self.done.set()
 
     def abandon_all(self) -> None:
-        """On abort: leave in-flight calls behind without recording them."""
+        """On abort: leave in-flight calls behind without recording them.
+
+        A worker between two calls is left to stop by itself (the run is stopping: it claims
+        no more) and hands its rows over as it retires; ``settle`` waits for that.
+        """
         for worker in list(self.workers):
             with worker.lock:
-                worker.abandoned = True
-                worker.flight.pop(0, None)  # the worker finds its call taken: not recorded
+                if worker.abandoned:
+                    continue
+                worker.claim = -math.inf  # W', then R' (see _Worker)
+                if worker.start is None:  # between calls: it records the call it may start
+                    worker.claim = None
+                    continue
+                worker.abandoned = True  # the worker finds its call claimed: not recorded
+                worker.flush()
+            with self.lock:
+                self.active -= 1
+                if self.active == 0:
+                    self.settled.set()
         self.done.set()
+
+    def settle(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the workers still active to retire, so that the
+        rows they made before a stop are handed over before the logs are merged."""
+        self.settled.wait(timeout)
 
 
 def _dispatch(pool: _Pool) -> None:
@@ -411,6 +516,8 @@ def execute_threads(
                 break
             pool.check_timeouts(time.perf_counter())
             monitor.tick()
+        if state.stopping and state.fatal is None:  # stopped early: let the workers between
+            pool.settle(SETTLE_TIMEOUT)  # two calls hand their rows over before the merge
     except BaseException:
         state.stopping = True
         raise
