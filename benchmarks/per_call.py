@@ -207,7 +207,8 @@ def main() -> None:
     tt_ns = statistics.median(_thread_time_pair() for _ in range(repeats)) * 1e9
     print(
         f"1. per-call cost, sync no-op c=1, {n:,} calls: engine {e_ns:,.0f} ns, bare loop "
-        f"{b_ns:,.0f} ns{pb_text}; engine/bare {e_ns / b_ns:.1f}x (target <= 600 ns); "
+        f"{b_ns:,.0f} ns{pb_text}; engine/bare {e_ns / b_ns:.1f}x (target <= 600 ns, set "
+        "against a 157 ns bare loop: 3.8x); "
         f"two thread_time() reads (per worker thread, not per call) {tt_ns:,.0f} ns"
     )
 

@@ -403,7 +403,8 @@ class AgentPerf:
 
     def _split_options(self, setup: _RunSetup) -> dict[str, Any]:
         """The keywords ``WorkerRun.run`` takes beside the agent and settings."""
-        return {"progress": setup.progress, "detail": self._pipeline.detail}
+        pipeline = self._pipeline
+        return {"progress": setup.progress, "detail": pipeline.detail, "prices": pipeline.prices}
 
     def _load(self, fn: Any, inputs: Any, setup: _RunSetup) -> RawRun:
         split = _worker_run(setup)

@@ -106,6 +106,15 @@ class PriceTable:
         self._tails = tails
         self._cache: dict[str, ModelPrice | None] = {}
 
+    def to_plain(self) -> dict[str, Any]:
+        """The table as plain data (the JSON it was read from), to send to a worker process."""
+        return {"rows": self.rows, "aliases": self.aliases, "meta": self.meta}
+
+    @classmethod
+    def from_plain(cls, data: Mapping[str, Any]) -> PriceTable:
+        """The table ``to_plain`` gave."""
+        return cls(dict(data["rows"]), aliases=dict(data["aliases"]), meta=dict(data["meta"]))
+
     def __contains__(self, model: object) -> bool:
         return isinstance(model, str) and self.lookup(model) is not None
 

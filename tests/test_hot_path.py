@@ -667,3 +667,22 @@ def test_claim_iterators_grant_each_index_once_and_count_only_what_they_granted(
     assert list(a) == [] and list(b) == []
     stopped.finish()
     assert first == [0, 1, 2] and stopped.issued == 3
+
+
+def test_the_loop_profile_script_still_matches_the_engines_loop() -> None:
+    """benchmarks/sync_loop_profile.py edits the engine's loop source to leave out one part at
+    a time: it must still find each part, and each variant must still record every call."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "benchmarks" / "sync_loop_profile.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--repeats", "1", "--calls", "2000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    names = ["engine loop", "without the claims", "without the timeout hand-off", "bare loop"]
+    assert all(name in out.stdout for name in names), out.stdout

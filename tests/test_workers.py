@@ -452,6 +452,42 @@ def test_stages(agentperf):
     project.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
 
 
+def test_a_split_runs_dollar_guard_prices_with_the_sessions_price_file(
+    project: pytest.Pytester,
+) -> None:
+    """A model priced only in the user's price file: each worker gets the session's table, so
+    its share of ``total_cost`` stops it (before, a worker knew only the bundled prices, the
+    cost stayed unknown and the run spent on)."""
+    project.makeini(
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\nagentperf_prices = prices.json\n"
+    )
+    project.path.joinpath("prices.json").write_text(
+        json.dumps(
+            {"in-house-model": {"input_cost_per_token": 0.001, "output_cost_per_token": 0.001}}
+        )
+    )
+    project.makepyfile(
+        test_priced="""
+import time
+import pytest
+from pytest_agentperf import record_usage
+
+def agent(x):
+    time.sleep(0.001)
+    record_usage(input_tokens=10, output_tokens=2, model="in-house-model")  # $0.012 a call
+
+@pytest.mark.agent_perf(requests=2000, concurrency=2, workers=2, warmup=0, total_cost=0.6)
+def test_priced(agentperf):
+    r = agentperf.run(agent, ["a"], check=False)
+    assert r.aborted and "spend guard" in r.aborted, r.aborted
+    # $0.30 a worker, 25 calls; each stops within its calls in flight of its share
+    assert 0.6 <= r.cost.total <= 0.6 + 2 * 2 * 0.012 + 1e-9, r.cost.total
+    assert r.requests < 100
+"""
+    )
+    project.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
+
+
 def test_a_worker_that_dies_fails_the_run_and_the_others_are_stopped(
     project: pytest.Pytester,
 ) -> None:

@@ -31,6 +31,7 @@ from ..engine.log import MergedLog
 from ..engine.target import LazyInputs, make_target
 from ..errors import SettingsError, WorkerError
 from ..observers.windows import compute_windows
+from ..pricing import PriceTable
 from ..results import WorkerShard
 from ..settings import Settings
 from .merge import ShardReport, merge_shards
@@ -188,8 +189,11 @@ class WorkerRun:
         *,
         progress: ProgressSink | None = None,
         detail: int = 0,
+        prices: PriceTable | None = None,
     ) -> RawRun:
-        """Split the run over the workers, run it, and merge what they measured."""
+        """Split the run over the workers, run it, and merge what they measured; ``prices``:
+        the session's price table, sent to each worker for its share of a ``total_cost``
+        budget (None: the bundled prices)."""
         target = make_target(fn, inputs)  # the agent and inputs are checked here first
         items = target.inputs
         if isinstance(items, LazyInputs):
@@ -230,6 +234,7 @@ class WorkerRun:
                         "inputs": None if shard.inputs is None else encode_inputs(shard.inputs),
                         "settings": settings_to_plain(shard.settings),
                         "detail": detail,
+                        "prices": None if prices is None else prices.to_plain(),
                         "beat_every": BEAT_EVERY,
                         "sys_path": [p for p in sys.path if isinstance(p, str)],
                         "cwd": os.getcwd() if spec.startswith("popen") else None,

@@ -24,6 +24,7 @@ from typing import Any
 from ..engine import Progress, run_load
 from ..engine.spend import SPEND_BUDGETS
 from ..integrations.langchain import activate as langchain_hook
+from ..pricing import PriceTable
 from ..settings import Settings
 from .transfer import decode
 from .wire import pack_run
@@ -114,6 +115,8 @@ def _run(channel: Any, job: dict[str, Any], beat: _Heartbeat) -> tuple[str, Any]
             f"could not rebuild the agent on the worker: {type(exc).__name__}: {exc}"
         ) from exc
     settings = settings_from_plain(job["settings"])
+    plain_prices = job.get("prices")
+    prices = None if plain_prices is None else PriceTable.from_plain(plain_prices)
 
     def warn(message: str) -> None:
         channel.send(("warn", message))
@@ -135,7 +138,12 @@ def _run(channel: Any, job: dict[str, Any], beat: _Heartbeat) -> tuple[str, Any]
         _wait_until(float(start))
         cpu = time.process_time()
         raw = run_load(
-            fn, inputs, replace(settings, warmup=0), progress=beat.progress, detail=job["detail"]
+            fn,
+            inputs,
+            replace(settings, warmup=0),
+            progress=beat.progress,
+            detail=job["detail"],
+            prices=prices,
         )
         cpu = time.process_time() - cpu
     return ("done", pack_run(raw, cpu))
