@@ -67,6 +67,8 @@ class LoadShape:
     duration: float | None
     warmup: int
     timeout: float
+    stages: tuple[tuple[float, float], ...] = ()
+    """(duration in seconds, target) of each stage (``stages=``); empty: one steady level."""
 
 
 @dataclass(frozen=True)

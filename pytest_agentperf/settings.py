@@ -122,6 +122,7 @@ class Settings:
             duration=self.duration,
             warmup=self.warmup,
             timeout=self.timeout,
+            stages=self.stages,
         )
 
     def scaled(self, factor: float) -> Settings:

@@ -40,6 +40,7 @@ shapes = st.builds(
     duration=st.none() | positive,
     warmup=st.integers(min_value=0, max_value=10**40),
     timeout=positive,  # any finite timeout, 1e-300 s to 1e308 s
+    stages=st.lists(st.tuples(positive, finite), max_size=4).map(tuple),
 )
 
 

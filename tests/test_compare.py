@@ -243,6 +243,7 @@ def test_new_without_baseline() -> None:
         ({"concurrency": 4}, "concurrency"),
         ({"rate": 5.0, "arrival": "poisson"}, "rate"),
         ({"duration": 10.0}, "duration"),
+        ({"stages": ((10.0, 50.0),)}, "stages"),
     ],
 )
 def test_changed_load_shape_is_not_comparable(change: dict[str, Any], field: str) -> None:
@@ -253,6 +254,16 @@ def test_changed_load_shape_is_not_comparable(change: dict[str, Any], field: str
     assert not c.regressed
     assert field in c.messages[0]
     assert c.get("p95") is None
+
+
+def test_a_changed_stage_list_is_named_with_both_lists() -> None:
+    before = replace(SHAPE, stages=((10.0, 50.0), (30.0, 100.0)))
+    after = replace(SHAPE, stages=((10.0, 50.0), (30.0, 200.0)))
+    assert shape_differences(before, after) == (
+        "stages [10s to 50, 30s to 100] -> [10s to 50, 30s to 200]",
+    )
+    assert shape_differences(before, SHAPE) == ("stages [10s to 50, 30s to 100] -> none",)
+    assert shape_differences(before, replace(before)) == ()
 
 
 def test_warmup_and_timeout_do_not_change_the_shape() -> None:

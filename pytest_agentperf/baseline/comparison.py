@@ -48,7 +48,7 @@ BUSY_ALLOWANCE = 0.50
 CPU_BOUND_SHARE = 0.7
 """Calls whose CPU time per call is at least this share of the p50 latency are CPU-bound."""
 
-SHAPE_FIELDS = ("requests", "concurrency", "rate", "arrival", "duration")
+SHAPE_FIELDS = ("requests", "concurrency", "rate", "arrival", "duration", "stages")
 
 
 class FlagKind(str, Enum):
@@ -144,10 +144,14 @@ class Comparison:
 
 
 def shape_differences(baseline: LoadShape, current: LoadShape) -> tuple[str, ...]:
-    """Load-shape fields that differ (requests, concurrency, rate, arrival, duration)."""
+    """Load-shape fields that differ (requests, concurrency, rate, arrival, duration, stages)."""
     out = []
     for name in SHAPE_FIELDS:
         a, b = getattr(baseline, name), getattr(current, name)
+        if name == "stages":
+            if a != b:
+                out.append(f"stages {_stages_text(a)} -> {_stages_text(b)}")
+            continue
         same = (
             math.isclose(a, b, rel_tol=1e-9)
             if isinstance(a, float) and isinstance(b, float)
@@ -156,6 +160,13 @@ def shape_differences(baseline: LoadShape, current: LoadShape) -> tuple[str, ...
         if not same:
             out.append(f"{name} {a} -> {b}")
     return tuple(out)
+
+
+def _stages_text(stages: tuple[tuple[float, float], ...]) -> str:
+    """``[10s to 50, 30s to 100]``, or ``none``."""
+    if not stages:
+        return "none"
+    return "[" + ", ".join(f"{d:g}s to {t:g}" for d, t in stages) + "]"
 
 
 def busy_reason(current: Contention, baseline: Contention | None) -> str | None:

@@ -42,6 +42,7 @@ MAX_SAMPLES = 2000
 _MAX_FILE_BYTES = 64 * 1024 * 1024
 _MAX_RUNS = 20_000
 _MAX_READ_SAMPLES = 20_000
+_MAX_STAGES = 10_000
 _MAX_TEXT = 4096
 """Longest machine/commit/version text read; test ids and run names may be of any length."""
 _MAX_SHOWN = 120
@@ -224,8 +225,9 @@ def run_from_result(test: str, result: PerfResult, env: Environment) -> Baseline
 
 
 def shape_dict(s: LoadShape) -> dict[str, Any]:
-    """A load shape as the baseline and the history files keep it (JSON-ready)."""
-    return {
+    """A load shape as the baseline and the history files keep it (JSON-ready); the stages
+    only when there are some, so a file written before they were kept reads the same."""
+    out: dict[str, Any] = {
         "requests": s.requests,
         "concurrency": s.concurrency,
         "rate": _finite(s.rate),
@@ -234,6 +236,9 @@ def shape_dict(s: LoadShape) -> dict[str, Any]:
         "warmup": s.warmup,
         "timeout": _finite(s.timeout),
     }
+    if s.stages:
+        out["stages"] = [[_finite(d), _finite(t)] for d, t in s.stages]
+    return out
 
 
 def machine_dict(m: Machine) -> dict[str, Any]:
@@ -534,7 +539,27 @@ def _parse_shape(value: Any, where: str) -> LoadShape:
         duration=_num(d, "duration", where, optional=True),
         warmup=warmup,
         timeout=_num(d, "timeout", where, optional=True) or 0.0,
+        stages=_parse_stages(d.get("stages"), f"{where}.stages"),
     )
+
+
+def _parse_stages(value: Any, where: str) -> tuple[tuple[float, float], ...]:
+    """The stages of a load shape: absent (none), or an array of [duration, target] pairs."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _fail(where, f"expected an array of stages, got {_kind(value)}")
+    if len(value) > _MAX_STAGES:
+        raise _fail(where, f"{len(value)} stages, more than the {_MAX_STAGES} allowed")
+    stages = []
+    for k, pair in enumerate(value):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise _fail(f"{where}[{k}]", f"expected [duration, target], got {_kind(pair)}")
+        duration = _num({"duration": pair[0]}, "duration", f"{where}[{k}]")
+        target = _num({"target": pair[1]}, "target", f"{where}[{k}]")
+        assert duration is not None and target is not None
+        stages.append((duration, target))
+    return tuple(stages)
 
 
 def _parse_samples(value: Any, where: str) -> FloatArray:
