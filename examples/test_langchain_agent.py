@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -38,6 +39,19 @@ def usage(inp: int, out: int) -> dict[str, int]:
     return {"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out}
 
 
+class FakeModel(GenericFakeChatModel):
+    """LangChain's fake chat model, answering after ``latency`` seconds as a hosted model
+    would. The fake alone answers in microseconds: a closed loop of it would keep the test
+    process's CPU busy with LangChain's own work (about 2 ms a call), and the plugin would
+    rightly warn that the test process, not the model, was the bottleneck."""
+
+    latency: float = 0.05
+
+    async def _agenerate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
+        await asyncio.sleep(self.latency)
+        return self._generate(messages, stop=stop, **kw)
+
+
 def replies() -> Iterator[AIMessage]:
     """The fake model's answers, forever, each with the usage a real provider would report."""
     for i in itertools.count():
@@ -46,9 +60,9 @@ def replies() -> Iterator[AIMessage]:
 
 @pytest.mark.asyncio
 # warmup=10: LangChain does first-use work (imports, caches) on its first calls at each level
-# of concurrency; one warmup call per worker keeps that out of the measured calls. The fake
-# model answers in microseconds: the p95 budgets here show the mechanism and are loose enough
-# for a shared CI runner, where a stall of a few hundred ms now and then is normal.
+# of concurrency; one warmup call per worker keeps that out of the measured calls. The model
+# answers in 50 ms: the p95 budgets here show the mechanism and are loose enough for a shared
+# CI runner, where a stall of a few hundred ms now and then is normal.
 @pytest.mark.agent_perf(
     requests=100,
     concurrency=10,
@@ -62,7 +76,7 @@ async def test_chain(agentperf):
     prompt = ChatPromptTemplate.from_messages(
         [("system", "You are a weather assistant."), ("user", "{question}")]
     )
-    chain = prompt | GenericFakeChatModel(messages=replies()) | StrOutputParser()
+    chain = prompt | FakeModel(messages=replies()) | StrOutputParser()
     result = await agentperf.arun(chain, [{"question": q} for q in QUESTIONS])
     # the chain returns a string; the tokens were counted by the injected callback
     assert result.usage.per_call.total_tokens == 60
@@ -107,7 +121,7 @@ def script(city: str) -> Iterator[AIMessage]:
 async def weather_agent(question: str) -> str:
     """A minimal tool-calling loop: call the model, run the tools it asks for, repeat."""
     city = question.split(" in ")[-1].rstrip("?")
-    model = GenericFakeChatModel(messages=script(city))
+    model = FakeModel(messages=script(city))
     messages: list[BaseMessage] = [SystemMessage("Use the tools."), HumanMessage(question)]
     for _ in range(4):
         reply = await model.ainvoke(messages)

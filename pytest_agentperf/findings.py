@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .observers.looplag import LATE_TICK
 from .record import Finding, RunRecord, Severity
 from .results import PerfResult
 
@@ -69,11 +70,19 @@ LEAK_MB_PER_1K = 1.0
 """``memory-growth``: RSS slope at or above this many MB per 1,000 calls."""
 LEAK_MIN_CALLS = 100
 """``memory-growth``: calls needed for a slope worth judging."""
+LEAK_MIN_MB = 2.0
+"""``memory-growth``: the growth the slope implies over the run (MB per call times the calls)
+must reach this: below it, the slope of a short run is allocator and page noise (a client's
+first connections, arenas), not memory kept per call."""
 GENERATOR_CPU = 0.9
 """``generator-saturated``: the test process used at least this share of one core during an
 async run (its event loop is one thread: one core is its ceiling)."""
-GENERATOR_LAG = 0.010
-"""``generator-saturated``: event-loop lag p99 at or above this many seconds."""
+GENERATOR_LAG = LATE_TICK
+"""``generator-saturated``: a lag tick this many seconds late (10 ms) counts as late."""
+GENERATOR_LATE_TICKS = 3
+GENERATOR_LATE_SHARE = 0.01
+"""``generator-saturated``: late ticks needed, at least this many and this share of the ticks:
+one stall (a garbage collection of a large heap) is not a loop kept busy."""
 LATE_SHARE = 0.5
 """``late-starts``: more than this share of an open-loop run's calls started late."""
 
@@ -408,6 +417,8 @@ def memory_growth(record: RunRecord) -> Finding | None:
     slope = result.memory.per_1k_calls
     if slope is None or result.requests < LEAK_MIN_CALLS or slope < LEAK_MB_PER_1K:
         return None
+    if slope * result.requests / 1000.0 < LEAK_MIN_MB:
+        return None
     return _finding(
         "memory-growth",
         f"memory grows with the calls: {slope:.3g} MB per 1,000 calls",
@@ -425,14 +436,18 @@ def memory_growth(record: RunRecord) -> Finding | None:
 def generator_saturated(record: RunRecord) -> Finding | None:
     gen = record.result.generator
     busy = gen.event_loop and gen.cpu_one_core is not None and gen.cpu_one_core >= GENERATOR_CPU
-    lagging = gen.loop_lag_p99 is not None and gen.loop_lag_p99 >= GENERATOR_LAG
+    lagging = _loop_kept_late(gen.loop_lag_p99, gen.loop_lag_late, gen.loop_lag_ticks)
     if not busy and not lagging:
         return None
     seen = []
     if busy and gen.cpu_one_core is not None:
         seen.append(f"it used {_pct(gen.cpu_one_core)} of one core")
     if lagging and gen.loop_lag_p99 is not None:
-        seen.append(f"its event loop ran scheduled work {_ms(gen.loop_lag_p99)} late (p99)")
+        late = ""
+        if gen.loop_lag_late is not None and gen.loop_lag_ticks:
+            times = f"{gen.loop_lag_late} times in {gen.loop_lag_ticks}"
+            late = f", {_ms(GENERATOR_LAG)} or more late {times}"
+        seen.append(f"its event loop ran scheduled work {_ms(gen.loop_lag_p99)} late (p99{late})")
     return _finding(
         "generator-saturated",
         "the test process itself was the bottleneck: " + " and ".join(seen) + ", so the "
@@ -445,6 +460,16 @@ def generator_saturated(record: RunRecord) -> Finding | None:
         loop_lag_p99=gen.loop_lag_p99,
         threads=gen.threads,
     )
+
+
+def _loop_kept_late(p99: float | None, late: int | None, ticks: int | None) -> bool:
+    """Whether the event loop was kept late: p99 lag at or above ``GENERATOR_LAG`` over enough
+    late ticks (a record written before they were counted: p99 alone)."""
+    if p99 is None or p99 < GENERATOR_LAG:
+        return False
+    if late is None or ticks is None:
+        return True
+    return late >= max(GENERATOR_LATE_TICKS, math.ceil(GENERATOR_LATE_SHARE * ticks))
 
 
 @run_rule("late-starts")

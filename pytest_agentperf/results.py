@@ -272,6 +272,11 @@ class LoadGenerator:
     loop_lag_p99: float | None = None
     """p99 of how late a ``call_at`` tick every ``LAG_PERIOD`` fired, seconds (async runs)."""
     loop_lag_max: float | None = None
+    loop_lag_ticks: int | None = None
+    """Ticks measured (async runs)."""
+    loop_lag_late: int | None = None
+    """Ticks that fired ``observers.looplag.LATE_TICK`` (10 ms) or more late: a single stall
+    (a garbage collection of a large heap) is one; a loop kept busy or blocked, many."""
     threads: int | None = None
     """The most threads this process had during the run."""
     windows: tuple[GeneratorWindow, ...] = ()

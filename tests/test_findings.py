@@ -218,6 +218,19 @@ def test_memory_growing_per_call() -> None:
     assert _ids(_record(flat)) == []
 
 
+def test_a_steep_slope_over_too_few_calls_to_grow_is_not_a_finding() -> None:
+    """1.02 MB per 1,000 calls over 100 calls is 0.1 MB: allocator noise, not a leak (seen in
+    the OpenAI example); the same slope over 4,000 calls, 4 MB, is reported."""
+    short = make_result(
+        [0.1] * 100, memory=Memory(rss_delta_mb=0.75, per_1k_calls=1.02), requests=100
+    )
+    assert "memory-growth" not in _ids(_record(short))
+    long = make_result(
+        [0.1] * 4000, memory=Memory(rss_delta_mb=4.1, per_1k_calls=1.02), requests=4000
+    )
+    assert "memory-growth" in _ids(_record(long))
+
+
 def test_the_load_generator_saturated() -> None:
     busy = LoadGenerator(cpu_one_core=0.97, cpu_all_cores=0.49, event_loop=True, threads=3)
     found = _one(_record(make_result(HEALTHY, generator=busy)), "generator-saturated")
@@ -233,6 +246,32 @@ def test_the_load_generator_saturated() -> None:
     quiet = LoadGenerator(cpu_one_core=0.2, loop_lag_p99=0.001, event_loop=True)
     for gen in (sync_busy, quiet):
         assert _ids(_record(make_result(HEALTHY, generator=gen))) == []
+
+
+@pytest.mark.parametrize(
+    ("late", "ticks", "found"),
+    [
+        (1, 40, False),  # one stall in a 2 s run: a garbage collection, not a busy loop
+        (2, 40, False),
+        (3, 40, True),  # the fewest late ticks that count
+        (3, 1000, False),  # 0.3 % of a 50 s run's ticks
+        (10, 1000, True),  # 1 %
+        (35, 40, True),  # a loop kept late (a blocking call in an async agent)
+    ],
+)
+def test_loop_lag_counts_when_enough_ticks_were_late(late: int, ticks: int, found: bool) -> None:
+    gen = LoadGenerator(
+        cpu_one_core=0.3,
+        loop_lag_p99=0.05,
+        event_loop=True,
+        loop_lag_late=late,
+        loop_lag_ticks=ticks,
+    )
+    ids = _ids(_record(make_result(HEALTHY, generator=gen)))
+    assert ("generator-saturated" in ids) is found
+    if found:
+        message = _one(_record(make_result(HEALTHY, generator=gen)), "generator-saturated").message
+        assert f"10 ms or more late {late} times in {ticks}" in message
 
 
 def test_most_calls_of_an_open_loop_run_started_late() -> None:

@@ -214,6 +214,60 @@ def test_stop_while_a_stream_is_in_flight_does_not_hang() -> None:
     c.close()
 
 
+def test_a_server_in_its_own_process_answers_counts_and_stops() -> None:
+    """``process=True``: the same server, served by a child process (no thread of ours), with
+    the seeded errors of the in-thread one and its counters read from the child."""
+
+    def outcomes(process: bool) -> tuple[list[str], int, int]:
+        out = []
+        before = set(threading.enumerate())
+        with (
+            OpenAIServer(output_tokens=5, error_rate=0.3, seed=3, process=process) as srv,
+            client(srv) as c,
+        ):
+            started = set(threading.enumerate()) - before
+            assert any(t.name == "agentperf-openai-server" for t in started) is not process
+            for _ in range(20):
+                try:
+                    resp = c.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+                    assert resp.usage is not None and resp.usage.completion_tokens == 5
+                    out.append("ok")
+                except openai.APIStatusError as exc:
+                    out.append(str(exc.status_code))
+            try:
+                stream = c.chat.completions.create(
+                    model="m",
+                    messages=MESSAGES,  # type: ignore[arg-type]
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+                out.append(f"stream {len(list(stream))}")
+            except openai.APIStatusError as exc:
+                out.append(str(exc.status_code))
+            requests, errors = srv.requests, srv.errors
+            url = srv.base_url
+        with pytest.raises(UsageError, match="not started"):
+            _ = srv.base_url
+        with (
+            openai.OpenAI(base_url=url, api_key="t", max_retries=0, timeout=2) as c,
+            pytest.raises(openai.APIConnectionError),
+        ):
+            c.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+        srv.stop()  # idempotent
+        return out, requests, errors
+
+    in_thread, in_process = outcomes(False), outcomes(True)
+    assert in_process == in_thread
+    out, requests, errors = in_process
+    assert requests == 21 and errors == sum(1 for o in out if o.isdigit()) > 0
+
+
+def test_a_server_process_that_does_not_start_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.executable", "false")  # exits at once, printing no port
+    with pytest.raises(UsageError, match="the server process did not start"):
+        OpenAIServer(process=True).start()
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"error_rate": 2.0}, {"error_statuses": (404,)}, {"output_tokens": 0}, {"token_rate": 0}],

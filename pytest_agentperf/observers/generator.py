@@ -27,7 +27,7 @@ from ..engine.log import MergedLog
 from ..engine.observer import LiveView
 from ..results import GeneratorWindow, LoadGenerator
 from ..settings import Settings
-from .looplag import LoopLag
+from .looplag import LATE_TICK, LoopLag
 from .windows import window_edges
 
 SAMPLE_EVERY = 0.1
@@ -144,6 +144,8 @@ class GeneratorWatch:
             event_loop=self._lag.on_loop,
             loop_lag_p99=float(np.quantile(lags, 0.99)) if lags.size else None,
             loop_lag_max=float(lags.max()) if lags.size else None,
+            loop_lag_ticks=int(lags.size) if self._lag.on_loop else None,
+            loop_lag_late=int(np.count_nonzero(lags >= LATE_TICK)) if self._lag.on_loop else None,
             threads=self._most_threads or None,
             windows=self._windows(calls, duration),
         )

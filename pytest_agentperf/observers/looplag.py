@@ -15,6 +15,8 @@ import numpy.typing as npt
 
 LAG_PERIOD = 0.05
 """Seconds between two ticks."""
+LATE_TICK = 0.010
+"""A tick at least this many seconds late counts as late (``LoadGenerator.loop_lag_late``)."""
 MAX_LAG_SAMPLES = 20_000
 """Ticks kept at most (about 17 minutes at the default period)."""
 

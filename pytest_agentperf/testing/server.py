@@ -8,6 +8,10 @@ event loop, so the official ``openai`` client, sync or async, works against it u
     with OpenAIServer(ttft=0.05, token_rate=200) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
 
+With ``process=True`` it serves from a child process instead, as a real model server would:
+its CPU time and its share of the GIL are then not the test process's, so they neither slow the
+load generator nor count as its load.
+
 Token counts are realistic (about four characters a token for the prompt; one word a token
 for the reply), latency is configurable, and errors (HTTP 429 / 500) can be injected at a
 seeded rate. Nothing is left running after ``stop()`` or the ``with`` block.
@@ -20,8 +24,11 @@ import itertools
 import json
 import math
 import random
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Sequence
 from types import TracebackType
@@ -84,8 +91,10 @@ class OpenAIServer:
         error_statuses: statuses to pick from for injected errors (429, 500 or 503).
         seed: seed of the error injection, so a run is reproducible.
         models: ids listed by ``GET /v1/models`` (default: ``[model]``).
+        process: serve from a child process rather than a thread of this one.
 
-    ``requests`` and ``errors`` count what the server has handled. The official client retries
+    ``requests`` and ``errors`` count what the server has handled (with ``process=True``,
+    read from the child when asked). The official client retries
     429 / 5xx by default; pass ``max_retries=0`` to see the injected errors.
     """
 
@@ -101,6 +110,7 @@ class OpenAIServer:
         error_statuses: Sequence[int] = (429, 500),
         seed: int = 0,
         models: Sequence[str] | None = None,
+        process: bool = False,
     ) -> None:
         if not 0.0 <= error_rate <= 1.0:
             raise ValueError(f"error_rate must be between 0 and 1, got {error_rate!r}")
@@ -121,8 +131,11 @@ class OpenAIServer:
         self.error_rate = error_rate
         self.error_statuses = tuple(error_statuses)
         self.models = list(models) if models is not None else [model]
-        self.requests = 0
-        self.errors = 0
+        self.process = process
+        self._seed = seed
+        self._requests = 0
+        self._errors = 0
+        self._child: subprocess.Popen[str] | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -131,6 +144,57 @@ class OpenAIServer:
         self._port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> int:
+        """Requests handled so far."""
+        return self._requests if self._child is None else self._stats()["requests"]
+
+    @property
+    def errors(self) -> int:
+        """Requests answered with an injected error so far."""
+        return self._errors if self._child is None else self._stats()["errors"]
+
+    def _stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{_STATS_PATH}", timeout=10) as r:
+            data: dict[str, int] = json.load(r)
+        return data
+
+    def _config(self) -> dict[str, Any]:
+        """The arguments that rebuild this server in a child process."""
+        return {
+            "model": self.model,
+            "output_tokens": self.output_tokens,
+            "ttft": self.ttft,
+            "token_rate": self.token_rate,
+            "latency": self.latency,
+            "error_rate": self.error_rate,
+            "error_statuses": list(self.error_statuses),
+            "seed": self._seed,
+            "models": self.models,
+        }
+
+    def _start_child(self) -> OpenAIServer:
+        """Serve from a child process; it stops when told to or when its stdin closes (this
+        process ended), so none is left behind."""
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, json.dumps(self._config())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        line = child.stdout.readline().strip()  # the port, once bound; nothing if it failed
+        if not line.isdigit():
+            child.kill()
+            child.wait()
+            raise UsageError(
+                "OpenAIServer(process=True): the server process did not start "
+                f"(exit status {child.returncode}); its error is above"
+            )
+        self._child = child
+        self._port = int(line)
+        return self
 
     @property
     def port(self) -> int:
@@ -146,8 +210,9 @@ class OpenAIServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> OpenAIServer:
-        """Start serving in a background thread; returns once the port is bound."""
-        if self._thread is not None:
+        """Start serving in a background thread (or child process); returns once the port is
+        bound."""
+        if self._thread is not None or self._child is not None:
             return self
         try:
             from aiohttp import web
@@ -155,6 +220,8 @@ class OpenAIServer:
             raise UsageError(
                 "OpenAIServer needs aiohttp: pip install 'pytest-agentperf[server]'"
             ) from None
+        if self.process:
+            return self._start_child()
         ready = threading.Event()
         failure: list[BaseException] = []
         loop = asyncio.new_event_loop()
@@ -164,6 +231,7 @@ class OpenAIServer:
             app.router.add_post("/v1/chat/completions", self._chat)
             app.router.add_post("/v1/responses", self._responses)
             app.router.add_get("/v1/models", self._list_models)
+            app.router.add_get(_STATS_PATH, self._stats_handler)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -197,7 +265,21 @@ class OpenAIServer:
         return self
 
     def stop(self) -> None:
-        """Stop the server and join its thread; idempotent."""
+        """Stop the server and join its thread (or end its process); idempotent."""
+        child = self._child
+        if child is not None:
+            assert child.stdin is not None
+            child.stdin.close()  # the child's signal to stop
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            if child.stdout is not None:
+                child.stdout.close()
+            self._child = None
+            self._port = None
+            return
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
@@ -236,11 +318,16 @@ class OpenAIServer:
 
     def _inject_error(self) -> int | None:
         with self._lock:
-            self.requests += 1
+            self._requests += 1
             if self.error_rate > 0 and self._rng.random() < self.error_rate:
-                self.errors += 1
+                self._errors += 1
                 return self._rng.choice(self.error_statuses)
         return None
+
+    async def _stats_handler(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response({"requests": self._requests, "errors": self._errors})
 
     async def _list_models(self, request: Any) -> Any:
         from aiohttp import web
@@ -500,3 +587,23 @@ async def _json_body(request: Any) -> Any:
         return await request.json()
     except (ValueError, UnicodeDecodeError):
         return _NOT_JSON
+
+
+_STATS_PATH = "/_agentperf/stats"
+"""Where the server reports its ``requests`` and ``errors`` (read by ``process=True``)."""
+
+
+def _serve_until_stdin_closes(config: dict[str, Any]) -> None:
+    """The child of ``OpenAIServer(process=True)``: serve, print the port, stop at EOF."""
+    with OpenAIServer(**config) as server:
+        print(server.port, flush=True)
+        sys.stdin.read()
+
+
+_CHILD = (
+    "import json, sys\n"
+    "from pytest_agentperf.testing.server import _serve_until_stdin_closes\n"
+    "_serve_until_stdin_closes(json.loads(sys.argv[1]))\n"
+)
+"""The child's program: the module's own entry point, run with ``-c`` (``-m`` would import
+this module twice, once as ``__main__``, and warn)."""
