@@ -191,6 +191,11 @@ def test_nothing_left_running_after_stop() -> None:
             c.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
         url = srv.base_url
     assert set(threading.enumerate()) <= before
+    _assert_stopped(srv, url)
+
+
+def _assert_stopped(srv: OpenAIServer, url: str) -> None:
+    """``srv`` no longer serves at ``url``, knows it is not started, and stops again quietly."""
     with pytest.raises(UsageError, match="not started"):
         _ = srv.base_url
     with (
@@ -246,14 +251,7 @@ def test_a_server_in_its_own_process_answers_counts_and_stops() -> None:
                 out.append(str(exc.status_code))
             requests, errors = srv.requests, srv.errors
             url = srv.base_url
-        with pytest.raises(UsageError, match="not started"):
-            _ = srv.base_url
-        with (
-            openai.OpenAI(base_url=url, api_key="t", max_retries=0, timeout=2) as c,
-            pytest.raises(openai.APIConnectionError),
-        ):
-            c.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
-        srv.stop()  # idempotent
+        _assert_stopped(srv, url)
         return out, requests, errors
 
     in_thread, in_process = outcomes(False), outcomes(True)
