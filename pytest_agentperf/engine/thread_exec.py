@@ -84,7 +84,7 @@ class _Worker:
         """The start (perf_counter) of the call in flight; None between calls."""
         self.claim: float | None = None
         """The start of the call the monitor is judging or has abandoned (set under
-        ``lock``); ``-inf`` once the run is stopped."""
+        ``lock``); ``-inf`` for a call a stop left behind (``abandon_all``)."""
         self.call_t_int: float | None = None
         """The intended start (open loop), or None: the call started when it did."""
         self.abandoned = False
