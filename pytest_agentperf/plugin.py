@@ -739,10 +739,13 @@ class _Collector:
         )
         if self.failures and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        if self.failures and self.config.pluginmanager.get_plugin("terminalreporter") is None:
+        if self.config.pluginmanager.get_plugin("terminalreporter") is None:
             import sys
 
-            for line in self.failures:  # no terminal summary will show it
+            # no terminal summary will show them: what was written, a push that failed (a
+            # warning, not a failure) and the outputs that could not be written
+            lines = [*self.written, *(f for f in self.failures if f not in self.written)]
+            for line in lines:
                 sys.stderr.write(f"agentperf: {line}\n")
 
     def write_history(self, interrupted: bool) -> None:

@@ -595,3 +595,18 @@ def test_a_failed_push_is_a_warning_naming_the_url(project: pytest.Pytester) -> 
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert len(json.loads((project.path / "perf.json").read_text())["runs"]) == 2
     _check_two_tests((project.path / "metrics.prom").read_text(), requests=20)
+
+
+def test_a_failed_push_is_reported_without_the_terminal_reporter(
+    project: pytest.Pytester,
+) -> None:
+    """With ``-p no:terminal`` there is no summary to show the warning in: it goes to stderr,
+    as the reports written do."""
+    port = _free_port()
+    result = project.runpytest(
+        "-p", "no:terminal", f"--agentperf-pushgateway=http://127.0.0.1:{port}"
+    )
+    assert result.ret == 0
+    result.stderr.fnmatch_lines(
+        [f"agentperf: WARNING: the Pushgateway push to http://127.0.0.1:{port} failed (*"]
+    )
