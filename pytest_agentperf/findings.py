@@ -21,7 +21,7 @@ import numpy as np
 
 from .observers.looplag import LATE_TICK
 from .record import Finding, RunRecord, Severity
-from .results import PerfResult
+from .results import LoadGenerator, PerfResult
 
 # ------------------------------------------------------------------------------ thresholds
 
@@ -82,7 +82,10 @@ GENERATOR_LAG = LATE_TICK
 GENERATOR_LATE_TICKS = 3
 GENERATOR_LATE_SHARE = 0.01
 """``generator-saturated``: late ticks needed, at least this many and this share of the ticks:
-one stall (a garbage collection of a large heap) is not a loop kept busy."""
+one stall (a garbage collection of a large heap) is not a loop kept busy..."""
+GENERATOR_LATE_TIME = 0.1
+"""... unless the loop was late for this share of the run or more, summed over its late ticks:
+a loop blocked for most of the run fires few ticks, each very late."""
 LATE_SHARE = 0.5
 """``late-starts``: more than this share of an open-loop run's calls started late."""
 
@@ -436,7 +439,7 @@ def memory_growth(record: RunRecord) -> Finding | None:
 def generator_saturated(record: RunRecord) -> Finding | None:
     gen = record.result.generator
     busy = gen.event_loop and gen.cpu_one_core is not None and gen.cpu_one_core >= GENERATOR_CPU
-    lagging = _loop_kept_late(gen.loop_lag_p99, gen.loop_lag_late, gen.loop_lag_ticks)
+    lagging = _loop_kept_late(gen)
     if not busy and not lagging:
         return None
     seen = []
@@ -462,14 +465,21 @@ def generator_saturated(record: RunRecord) -> Finding | None:
     )
 
 
-def _loop_kept_late(p99: float | None, late: int | None, ticks: int | None) -> bool:
+def _loop_kept_late(gen: LoadGenerator) -> bool:
     """Whether the event loop was kept late: p99 lag at or above ``GENERATOR_LAG`` over enough
-    late ticks (a record written before they were counted: p99 alone)."""
-    if p99 is None or p99 < GENERATOR_LAG:
+    late ticks, or late for a good share of the run (a record written before the late ticks
+    were counted: p99 alone)."""
+    if gen.loop_lag_p99 is None or gen.loop_lag_p99 < GENERATOR_LAG:
         return False
+    late, ticks = gen.loop_lag_late, gen.loop_lag_ticks
     if late is None or ticks is None:
         return True
-    return late >= max(GENERATOR_LATE_TICKS, math.ceil(GENERATOR_LATE_SHARE * ticks))
+    if late >= max(GENERATOR_LATE_TICKS, math.ceil(GENERATOR_LATE_SHARE * ticks)):
+        return True
+    late_for, interval = gen.loop_lag_late_seconds, gen.interval
+    if late_for is None or not interval:
+        return False
+    return late_for >= GENERATOR_LATE_TIME * interval
 
 
 @run_rule("late-starts")

@@ -276,7 +276,10 @@ class LoadGenerator:
     """Ticks measured (async runs)."""
     loop_lag_late: int | None = None
     """Ticks that fired ``observers.looplag.LATE_TICK`` (10 ms) or more late: a single stall
-    (a garbage collection of a large heap) is one; a loop kept busy or blocked, many."""
+    (a garbage collection of a large heap) is one; a loop kept busy, many."""
+    loop_lag_late_seconds: float | None = None
+    """How late those ticks were, summed: a loop blocked for the whole run fires one tick,
+    as late as the run is long."""
     threads: int | None = None
     """The most threads this process had during the run."""
     windows: tuple[GeneratorWindow, ...] = ()

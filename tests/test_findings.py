@@ -274,6 +274,23 @@ def test_loop_lag_counts_when_enough_ticks_were_late(late: int, ticks: int, foun
         assert f"10 ms or more late {late} times in {ticks}" in message
 
 
+def test_a_loop_blocked_for_most_of_the_run_counts_though_it_ticked_once() -> None:
+    """An async agent that never awaits holds the loop for the whole run: one tick fires, as
+    late as the run is long; one 100 ms stall in a 2 s run does not count."""
+    blocked = LoadGenerator(
+        interval=1.0,
+        cpu_one_core=0.6,
+        loop_lag_p99=0.99,
+        event_loop=True,
+        loop_lag_late=1,
+        loop_lag_ticks=1,
+        loop_lag_late_seconds=0.99,
+    )
+    assert "generator-saturated" in _ids(_record(make_result(HEALTHY, generator=blocked)))
+    stall = replace(blocked, interval=2.0, loop_lag_ticks=40, loop_lag_late_seconds=0.1)
+    assert "generator-saturated" not in _ids(_record(make_result(HEALTHY, generator=stall)))
+
+
 def test_most_calls_of_an_open_loop_run_started_late() -> None:
     shape = make_shape(rate=100.0, concurrency=4, arrival="poisson")
     late = make_result(HEALTHY, shape=shape, late_starts=200, duration=10.0)

@@ -146,6 +146,9 @@ class GeneratorWatch:
             loop_lag_max=float(lags.max()) if lags.size else None,
             loop_lag_ticks=int(lags.size) if self._lag.on_loop else None,
             loop_lag_late=int(np.count_nonzero(lags >= LATE_TICK)) if self._lag.on_loop else None,
+            loop_lag_late_seconds=float(lags[lags >= LATE_TICK].sum())
+            if self._lag.on_loop
+            else None,
             threads=self._most_threads or None,
             windows=self._windows(calls, duration),
         )
