@@ -296,7 +296,8 @@ class AgentPerf:
     ) -> tuple[CapacitySearch, _CapacityPlan]:
         own = {k: settings.pop(k) for k in SEARCH_KEYS if k in settings}
         options = search_options(slo, start, limit, **own)
-        layers = [*self._layers, settings]
+        # the steps' rates are the search's: with one, open-loop settings (arrival=) are valid
+        layers = [*self._layers, settings, {"rate": options.start}]
         whole = parse_settings(*layers)  # the marker's and the call's settings must be valid
         spend = {k: v for k, v in whole.budgets.items() if k in SPEND_BUDGETS}
         options = replace(options, spend=spend)
