@@ -271,7 +271,7 @@ def test_a_slower_agent_fails_against_its_recorded_capacity(agents: pytest.Pytes
             "*confirmed by a second measurement (--agentperf-confirm)*",
         ]
     )
-    slower.stdout.fnmatch_lines(["*test_cap.py::test_search*REGRESSED*"])  # the table's status
+    slower.stdout.fnmatch_lines(["test_cap.py::test_search  *REGRESSED"])  # the table's status
     record = json.loads((agents.path / "out.json").read_text())["runs"][0]
     assert record["status"] == "REGRESSED"
     change = record["result"]["comparison"]["metrics"]["capacity"]
@@ -305,3 +305,21 @@ def test_a_changed_slo_or_an_old_baseline_is_not_comparable(agents: pytest.Pytes
     old.assert_outcomes(passed=1)
     assert "WARNING" not in old.stdout.str()
     old.stdout.fnmatch_lines(["*the baseline run is not a capacity search*"])
+
+
+def test_the_baseline_gate_compares_a_search_even_when_scaled_and_history_leaves_it(
+    tmp_path: Any,
+) -> None:
+    from pytest_agentperf.baseline import save
+    from pytest_agentperf.baseline.gate import BaselineGate, GateOptions
+    from pytest_agentperf.history.gate import HistoryGate
+    from pytest_agentperf.settings import parse_settings
+
+    path = tmp_path / "baseline.json"
+    save(path, [run_from_result("t.py::test_x", _search(_cap(80.0, None)), ENV)])
+    gate = BaselineGate(GateOptions(path=path, scale=0.5))  # a search is never scaled
+    now = gate.after_run("t.py::test_x", _search(_cap(40.0, 56.6)), parse_settings())
+    assert now.comparison is not None and now.comparison.status is Status.REGRESSED
+    history = HistoryGate(tmp_path / "history", "machine")
+    search = _search(_cap(40.0, 56.6))
+    assert history.after_run("t.py::test_x", search, parse_settings()) is search
