@@ -36,7 +36,7 @@ import numpy as np
 from .budgets import BUDGETS, Early, evaluate, sample_floor
 from .errors import SettingsError
 from .observers.abort import binom_sf, exceedances_needed, wilson_lower
-from .results import Capacity, CapacityPoint, PerfResult
+from .results import Capacity, CapacityPoint, CapacitySearchOptions, PerfResult
 from .settings import MAX_RATE, MIN_RATE
 from .units import Unit, format_value, parse
 
@@ -67,6 +67,18 @@ class SearchOptions:
     spend: Mapping[str, float] = field(default_factory=dict)
     """``total_cost`` / ``total_tokens`` of the marker or the call: caps on the whole search's
     spend, enforced by the spend guard within each step."""
+
+    def searched(self) -> CapacitySearchOptions:
+        """The options that change what the search finds, as the result keeps them."""
+        return CapacitySearchOptions(
+            start=self.start,
+            limit=self.limit,
+            factor=self.factor,
+            resolution=self.resolution,
+            step=self.step,
+            repeats=self.repeats,
+            time_budget=self.budget,
+        )
 
     def calls_at(self, rate: float) -> int:
         """Calls of a step at ``rate``: the SLO's sample-size floor, at least ``step``
@@ -395,6 +407,7 @@ class CapacitySearch:
             first_failing=self.bad,
             points=points,
             stopped=self.stopped,
+            search=self.options.searched(),
         )
 
 

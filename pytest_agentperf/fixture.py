@@ -73,6 +73,10 @@ class _CapacityPlan:
     layers: list[Mapping[str, Any]]
     budgets: Mapping[str, float]
 
+    def settings(self) -> Settings:
+        """The settings the search is recorded (and compared) with."""
+        return replace(parse_settings(*self.layers), budgets=self.budgets)
+
 
 def check_run_name(name: object) -> None:
     """Raise SettingsError unless ``name`` is a usable run name: a non-empty ``str`` that can be
@@ -248,7 +252,15 @@ class AgentPerf:
         while (rate := search.next_rate()) is not None:
             setup = self._capacity_step(plan, search, rate)
             search.add(self._step_result(setup, self._load(fn, inputs, setup)))
-        return self._capacity_done(search, plan, name, check)
+        run_name = self._name("capacity" if name is None else name)
+        found = self._capacity_found(search, plan, run_name)
+        if self._confirming(found.result):  # a regression: the whole search once more
+            again = CapacitySearch(search.options)
+            while (rate := again.next_rate()) is not None:
+                setup = self._capacity_step(plan, again, rate)
+                again.add(self._step_result(setup, self._load(fn, inputs, setup)))
+            found = confirmed_capacity(found, self._capacity_found(again, plan, run_name))
+        return self._capacity_done(found, plan, check)
 
     async def acapacity(
         self,
@@ -269,14 +281,23 @@ class AgentPerf:
         while (rate := search.next_rate()) is not None:
             setup = self._capacity_step(plan, search, rate)
             search.add(self._step_result(setup, await self._aload(fn, inputs, setup)))
-        return self._capacity_done(search, plan, name, check)
+        run_name = self._name("capacity" if name is None else name)
+        found = self._capacity_found(search, plan, run_name)
+        if self._confirming(found.result):  # a regression: the whole search once more
+            again = CapacitySearch(search.options)
+            while (rate := again.next_rate()) is not None:
+                setup = self._capacity_step(plan, again, rate)
+                again.add(self._step_result(setup, await self._aload(fn, inputs, setup)))
+            found = confirmed_capacity(found, self._capacity_found(again, plan, run_name))
+        return self._capacity_done(found, plan, check)
 
     def _capacity_search(
         self, slo: Any, start: Any, limit: Any, settings: dict[str, Any]
     ) -> tuple[CapacitySearch, _CapacityPlan]:
         own = {k: settings.pop(k) for k in SEARCH_KEYS if k in settings}
         options = search_options(slo, start, limit, **own)
-        layers = [*self._layers, settings]
+        # the steps' rates are the search's: with one, open-loop settings (arrival=) are valid
+        layers = [*self._layers, settings, {"rate": options.start}]
         whole = parse_settings(*layers)  # the marker's and the call's settings must be valid
         spend = {k: v for k, v in whole.budgets.items() if k in SPEND_BUDGETS}
         options = replace(options, spend=spend)
@@ -301,14 +322,23 @@ class AgentPerf:
             setup.name, setup.settings, raw, prices=self._pipeline.prices, extra_fields=extra
         )
 
-    def _capacity_done(
-        self, search: CapacitySearch, plan: _CapacityPlan, name: str | None, check: bool
+    def _capacity_found(
+        self, search: CapacitySearch, plan: _CapacityPlan, run_name: str
     ) -> CapacityResult:
-        __tracebackhide__ = True
-        run_name = self._name("capacity" if name is None else name)
+        """What the search found, compared with its baseline search (the after-run hooks)."""
         found = outcome(search, run_name, plan.budgets)
-        settings = replace(parse_settings(*plan.layers), budgets=plan.budgets)
-        setup = _RunSetup(run_name, settings, [], None)
+        result, settings = found.result, plan.settings()
+        for hook in self._pipeline.after_run:
+            result = hook(self._test_id, result, settings)
+        return replace(found, result=result)
+
+    def _capacity_done(
+        self, found: CapacityResult, plan: _CapacityPlan, check: bool
+    ) -> CapacityResult:
+        """Record the search as one run; fail the test on ``min_capacity``, a broken SLO
+        budget or a regressed capacity."""
+        __tracebackhide__ = True
+        setup = _RunSetup(found.result.name, plan.settings(), [], None)
         self._finish(setup, found.result, check)
         return found
 
@@ -492,6 +522,12 @@ def _worker_run(setup: _RunSetup) -> WorkerRun | None:
     """The controller of a run split over workers (then its one observer), or None."""
     first = setup.observers[0] if setup.observers else None
     return first if isinstance(first, WorkerRun) else None
+
+
+def confirmed_capacity(first: CapacityResult, second: CapacityResult) -> CapacityResult:
+    """``second`` (the search made again, ``--agentperf-confirm``) with ``confirmed``'s flag
+    on its result: a capacity regression fails only when both searches show it."""
+    return replace(second, result=confirmed(first.result, second.result))
 
 
 def confirmed(first: PerfResult, second: PerfResult) -> PerfResult:

@@ -481,6 +481,24 @@ class CapacityPoint:
 
 
 @dataclass(frozen=True)
+class CapacitySearchOptions:
+    """The options of a capacity search that change what it finds: a search is compared with
+    its baseline only when these (and its SLO) are the same."""
+
+    start: float
+    """First rate, per second."""
+    limit: float
+    """Highest rate tried, per second."""
+    factor: float
+    resolution: float
+    step: float
+    """Shortest step, in seconds."""
+    repeats: int
+    time_budget: float | None = None
+    """``duration=``: the whole search's time budget, seconds; None without one."""
+
+
+@dataclass(frozen=True)
 class Capacity:
     """What a capacity search found (``agentperf.capacity``): the highest rate at which the
     SLO held, the first rate at which it failed, and the curve of every step."""
@@ -496,6 +514,8 @@ class Capacity:
     """Every step in the order measured."""
     stopped: str = ""
     """Why the search ended: "resolution", "limit", "time budget", "start rate failed"."""
+    search: CapacitySearchOptions | None = None
+    """The options the search ran with (None in records written before they were kept)."""
 
     @property
     def curve(self) -> tuple[CapacityPoint, ...]:

@@ -304,15 +304,28 @@ def test_an_slo_without_budget_keys_fails_the_test_before_any_call(
 def test_capacity_and_stages_survive_the_record_round_trip() -> None:
     """What crosses the xdist boundary (``RunRecord.to_dict`` / ``from_dict``) keeps the search
     and the stages."""
+    from pytest_agentperf.baseline.capacity import capacity_change
+    from pytest_agentperf.baseline.comparison import Comparison
     from pytest_agentperf.record import RunRecord
-    from pytest_agentperf.results import Capacity, CapacityPoint, StageResult
+    from pytest_agentperf.results import (
+        Capacity,
+        CapacityPoint,
+        CapacitySearchOptions,
+        StageResult,
+    )
 
     point = CapacityPoint(10.0, 9.5, 0.1, 0.2, 0.3, 60, 0, True, False, 2, "point estimate")
-    cap = Capacity({"p95": 0.3}, 10.0, 20.0, (point,), "resolution")
+    options = CapacitySearchOptions(5.0, 40.0, 2.0, 0.1, 1.0, 2, 30.0)
+    cap = Capacity({"p95": 0.3}, 10.0, 20.0, (point,), "resolution", options)
+    change = capacity_change(Capacity({"p95": 0.3}, 40.0, None, search=options), cap)
+    comparison = Comparison(change.status, 0.1, {"capacity": change})
     stage = StageResult(0, 0.0, 1.0, 0.0, 5.0, 10, 1, 9.0, 0.1, 0.2, 0.3)
-    record = RunRecord.of("t::x", make_result([0.1] * 5, capacity=cap, stages=(stage,)))
+    result = make_result([0.1] * 5, capacity=cap, stages=(stage,), comparison=comparison)
+    record = RunRecord.of("t::x", result)
     again = RunRecord.from_dict(json.loads(json.dumps(record.to_dict())))
     assert again.result.capacity == cap and again.result.stages == (stage,)
+    assert again.status.value == "REGRESSED" and again.comparison is not None
+    assert again.comparison.get("capacity") == change
     assert again.result.capacity is not None and again.result.capacity.curve == (point,)
 
 

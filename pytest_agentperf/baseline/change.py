@@ -40,6 +40,10 @@ class ChangeKind(str, Enum):
 
     RATIO = "ratio"
     DIFFERENCE = "difference"
+    BRACKET = "bracket"
+    """A capacity search's bracket against the baseline's (``baseline.capacity``): the change
+    is the ratio of the max rates, the verdict whether the brackets overlap, ``note`` says
+    both brackets."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class MetricChange:
     def text(self) -> str:
         """One line for a failure message: baseline vs now, change, interval, verdict."""
         base, cur = format_value(self.baseline, self.unit), format_value(self.current, self.unit)
+        if self.kind is ChangeKind.BRACKET:  # no interval, no tolerance: the brackets decide
+            return f"{self.name} {base} -> {cur} ({self.note}): {self.status.value}"
         text = f"{self.name} {base} -> {cur}: {format_change(self)}"
         if self.low is not None and self.high is not None:
             low, high = _fmt(self.kind, self.low), _fmt(self.kind, self.high)

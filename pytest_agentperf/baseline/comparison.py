@@ -275,6 +275,17 @@ def with_first_run(second: Comparison, first: Comparison) -> Comparison:
     return replace(second, flags=(*second.flags, Flag(FlagKind.CONFIRM, text)))
 
 
+def machine_flags(baseline: BaselineRun, machine: Machine | None) -> tuple[Flag, ...]:
+    """A ``FlagKind.MACHINE`` flag when ``baseline`` was recorded on another machine than
+    ``machine`` (this one; None: not checked)."""
+    if machine is None:
+        return ()
+    diff = baseline.machine.differences(machine)
+    if not diff:
+        return ()
+    return (Flag(FlagKind.MACHINE, "baseline from another machine: " + ", ".join(diff)),)
+
+
 def not_compared(reason: str, tolerance: float = DEFAULT_TOLERANCE) -> Comparison:
     """NOT COMPARABLE for a reason other than the baseline (e.g. a scaled run)."""
     return Comparison(Status.NOT_COMPARABLE, tolerance, messages=(reason,))
@@ -304,12 +315,15 @@ def compare(
         "baseline_commit": baseline.commit,
         "baseline_created": baseline.created or None,
     }
-    flags: list[Flag] = []
-    if machine is not None:
-        diff = baseline.machine.differences(machine)
-        if diff:
-            text = "baseline from another machine: " + ", ".join(diff)
-            flags.append(Flag(FlagKind.MACHINE, text))
+    flags = list(machine_flags(baseline, machine))
+    if baseline.capacity is not None:
+        msg = (
+            "the baseline run is a capacity search (agentperf.capacity), this one is not; "
+            "re-record the baseline to compare"
+        )
+        return Comparison(
+            Status.NOT_COMPARABLE, tolerance, flags=tuple(flags), messages=(msg,), **origin
+        )
     changed = shape_differences(baseline.shape, result.shape)
     if changed:
         msg = "load shape changed (" + ", ".join(changed) + "); re-record the baseline to compare"
@@ -386,6 +400,7 @@ __all__ = [
     "compare",
     "format_change",
     "judge_contention",
+    "machine_flags",
     "not_compared",
     "shape_differences",
     "with_first_run",

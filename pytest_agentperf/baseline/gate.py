@@ -18,6 +18,7 @@ from ..errors import BaselineError, RegressionDetected
 from ..record import RunRecord
 from ..results import PerfResult
 from ..settings import Settings
+from .capacity import compare_capacity
 from .change import Status
 from .comparison import DEFAULT_TOLERANCE, FlagKind, compare, not_compared
 from .environment import Environment, Machine, current_environment, machine_info
@@ -71,13 +72,23 @@ class BaselineGate:
         return self._machine
 
     def after_run(self, test_id: str, result: PerfResult, settings: Settings) -> PerfResult:
-        """Attach the comparison with the baseline run (same test id and run name)."""
+        """Attach the comparison with the baseline run (same test id and run name); a
+        capacity search is compared with the baseline's search (``capacity.compare_capacity``).
+        """
         if self.baseline is None:
             return result
+        tolerance = settings.tolerance if settings.tolerance is not None else self.options.tolerance
+        if result.capacity is not None:  # not scaled: --agentperf-scale leaves searches alone
+            found = compare_capacity(
+                result,
+                self.baseline.get(test_id, result.name),
+                tolerance=tolerance,
+                machine=self.machine,
+            )
+            return replace(result, comparison=found)
         if self.options.scale != 1.0:
             scaled = f"scaled by --agentperf-scale={self.options.scale:g}: not compared"
             return replace(result, comparison=not_compared(scaled))
-        tolerance = settings.tolerance if settings.tolerance is not None else self.options.tolerance
         comparison = compare(
             result,
             self.baseline.get(test_id, result.name),

@@ -17,7 +17,7 @@ import math
 import os
 import uuid
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
@@ -28,7 +28,15 @@ import numpy as np
 from ..atomic import FileKind, check_target, json_kind, write_atomic
 from ..errors import BaselineError, OutputPathError
 from ..locking import DEFAULT_TIMEOUT, locked
-from ..results import Contention, FloatArray, LoadShape, PerfResult, Stats
+from ..results import (
+    Capacity,
+    CapacitySearchOptions,
+    Contention,
+    FloatArray,
+    LoadShape,
+    PerfResult,
+    Stats,
+)
 from .environment import Environment, Machine
 from .metrics import STORED_FIELDS, stored_figures
 
@@ -85,6 +93,10 @@ class BaselineRun:
     cpu_share: float | None = None
     contention: Contention | None = None
     in_order: bool = False
+    capacity: Capacity | None = None
+    """What a capacity search (``agentperf.capacity``) found and how it searched: its SLO,
+    options and bracket (``max_rate``, ``first_failing``), without the curve; None for an
+    ordinary run (and in files written before capacity searches were kept)."""
 
     @property
     def key(self) -> RunKey:
@@ -218,6 +230,7 @@ def run_from_result(test: str, result: PerfResult, env: Environment) -> Baseline
         cpu_share=_finite(result.cpu.share, 4),
         contention=result.contention,
         in_order=True,
+        capacity=None if result.capacity is None else replace(result.capacity, points=()),
     )
 
 
@@ -255,8 +268,32 @@ def machine_dict(m: Machine) -> dict[str, Any]:
     }
 
 
+def _capacity_dict(c: Capacity) -> dict[str, Any]:
+    """A capacity search as the baseline keeps it: SLO, options and bracket (no curve)."""
+    o = c.search
+    search = None
+    if o is not None:
+        search = {
+            "start": _finite(o.start),
+            "limit": _finite(o.limit),
+            "factor": _finite(o.factor),
+            "resolution": _finite(o.resolution),
+            "step": _finite(o.step),
+            "repeats": o.repeats,
+            "time_budget": _finite(o.time_budget),
+        }
+    return {
+        "slo": {name: _finite(limit) for name, limit in c.slo.items()},
+        "search": search,
+        "max_rate": _finite(c.max_rate),
+        "first_failing": _finite(c.first_failing),
+        "stopped": c.stopped,
+    }
+
+
 def _run_dict(r: BaselineRun) -> dict[str, Any]:
     lat = r.latency
+    extra = {} if r.capacity is None else {"capacity": _capacity_dict(r.capacity)}
     return {
         "test": r.test,
         "run": r.run,
@@ -277,6 +314,7 @@ def _run_dict(r: BaselineRun) -> dict[str, Any]:
             "n": lat.n,
             **_stats_dict(lat),
         },
+        **extra,
         "order": "start" if r.in_order else "sorted",
         "samples": None,  # placeholder, replaced by one compact line
     }
@@ -619,6 +657,73 @@ def _parse_run(value: Any, where: str) -> BaselineRun:
         cpu_share=_num(d, "cpu_share", where, optional=True),
         contention=_parse_contention(d.get("contention"), f"{where}.contention"),
         in_order=in_order,
+        capacity=_parse_capacity(d.get("capacity"), f"{where}.capacity"),
+    )
+
+
+_MAX_SLO = 64
+"""Most budgets a capacity search's SLO may hold in the file."""
+
+
+def _positive(d: dict[str, Any], key: str, where: str, *, optional: bool = False) -> float | None:
+    """``_num``, above zero."""
+    value = _num(d, key, where, optional=optional)
+    if value is not None and not value > 0:
+        raise _fail(f"{where}.{key}", f"must be above 0 ({value!r})")
+    return value
+
+
+def _parse_capacity(value: Any, where: str) -> Capacity | None:
+    """A capacity search's SLO, options and bracket; absent for an ordinary run."""
+    if value is None:
+        return None
+    d = _obj(value, where)
+    slo_doc = _obj(d.get("slo"), f"{where}.slo")
+    if not slo_doc or len(slo_doc) > _MAX_SLO:
+        raise _fail(f"{where}.slo", f"expected 1 to {_MAX_SLO} budgets, got {len(slo_doc)}")
+    slo: dict[str, float] = {}
+    for name in slo_doc:
+        if len(name) > _MAX_TEXT:
+            raise _fail(f"{where}.slo", f"budget name too long ({len(name)} characters)")
+        limit = _num(slo_doc, name, f"{where}.slo")
+        assert limit is not None
+        slo[name] = limit
+    search = _parse_search(d.get("search"), f"{where}.search")
+    max_rate = _positive(d, "max_rate", where, optional=True)
+    failing = _positive(d, "first_failing", where, optional=True)
+    if max_rate is not None and failing is not None and not failing > max_rate:
+        raise _fail(where, f"first_failing {failing!r} is not above max_rate {max_rate!r}")
+    return Capacity(
+        slo=MappingProxyType(slo),
+        max_rate=max_rate,
+        first_failing=failing,
+        stopped=_text(d, "stopped", where, optional=True) or "",
+        search=search,
+    )
+
+
+def _parse_search(value: Any, where: str) -> CapacitySearchOptions | None:
+    if value is None:
+        return None
+    d = _obj(value, where)
+    start, limit = _positive(d, "start", where), _positive(d, "limit", where)
+    factor, resolution = _positive(d, "factor", where), _positive(d, "resolution", where)
+    step = _positive(d, "step", where)
+    repeats = _int(d, "repeats", where, limit=10**6)
+    assert start is not None and limit is not None and factor is not None
+    assert resolution is not None and step is not None and repeats is not None
+    if not limit > start:
+        raise _fail(where, f"limit {limit!r} is not above start {start!r}")
+    if not factor > 1:
+        raise _fail(f"{where}.factor", f"must be above 1 ({factor!r})")
+    return CapacitySearchOptions(
+        start=start,
+        limit=limit,
+        factor=factor,
+        resolution=resolution,
+        step=step,
+        repeats=repeats,
+        time_budget=_positive(d, "time_budget", where, optional=True),
     )
 
 

@@ -289,6 +289,8 @@ class HistoryGate:
         return self._history
 
     def after_run(self, test_id: str, result: PerfResult, settings: Settings) -> PerfResult:
+        if result.capacity is not None:  # a search is compared only with the baseline file
+            return result
         if self.scale != 1.0:
             scaled = f"scaled by --agentperf-scale={self.scale:g}: not compared"
             return replace(result, comparison=not_compared(scaled))

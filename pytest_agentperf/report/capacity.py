@@ -39,6 +39,28 @@ def found_line(label: str, cap: Capacity) -> str:
     return f"{label}: {found} for {slo}; stopped: {cap.stopped}"
 
 
+def against_baseline(record: RunRecord) -> str:
+    """What the comparison with the baseline's search said, e.g. ``against the baseline:
+    REGRESSED, capacity 47.6/s -> 30.1/s (baseline bracket 47.6-52.4/s, now 28.7-30.1/s)``;
+    "" when the search was not compared."""
+    comp = record.comparison
+    if comp is None:
+        return ""
+    change = comp.get("capacity")
+    if change is not None:
+        return f"against the baseline: {change.text}"
+    reasons = "; ".join(comp.messages)
+    return f"against the baseline: {comp.status.value}" + (f" ({reasons})" if reasons else "")
+
+
+def found_text(record: RunRecord) -> str:
+    """``found_line`` of the record's search, then what the baseline comparison said."""
+    assert record.result.capacity is not None
+    line = found_line(record.label, record.result.capacity)
+    verdict = against_baseline(record)
+    return f"{line}; {verdict}" if verdict else line
+
+
 def _unit(name: str) -> Unit:
     from ..budgets import BUDGETS
 
@@ -81,7 +103,5 @@ def render(records: Sequence[RunRecord]) -> str:
     if not table:
         return ""
     lines = [tabulate(table, headers=HEADERS, tablefmt="simple", disable_numparse=True)]
-    lines += [
-        found_line(r.label, r.result.capacity) for r in records if r.result.capacity is not None
-    ]
+    lines += [found_text(r) for r in records if r.result.capacity is not None]
     return "\n".join(lines)

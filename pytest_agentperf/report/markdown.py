@@ -144,16 +144,12 @@ def _cut_note(rows: int, total: int, tail: int) -> str:
 
 def _capacity(records: Sequence[RunRecord]) -> list[str]:
     """The capacity searches' table (``agentperf.capacity``), escaped; empty without one."""
-    from .capacity import HEADERS, found_line, rows
+    from .capacity import HEADERS, found_text, rows
 
     table = rows(records)
     if not table:
         return []
-    found = [
-        safe(found_line(r.label, r.result.capacity))
-        for r in records
-        if r.result.capacity is not None
-    ]
+    found = [safe(found_text(r)) for r in records if r.result.capacity is not None]
     return [
         "### Capacity",
         "",
