@@ -1,0 +1,86 @@
+"""A/B comparisons end to end: each arm gets its own gaps between stream chunks, and
+``abort_on`` stops a comparison on every arm's calls together."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+STREAMS = """
+import time
+
+def quick(x=None):
+    for i in range(4):  # 3 gaps of about 2 ms
+        if i:
+            time.sleep(0.002)
+        yield "tok"
+
+def slow(x=None):
+    for i in range(3):  # 2 gaps of at least 10 ms
+        if i:
+            time.sleep(0.010)
+        yield "tok"
+
+def ok(x=None):
+    time.sleep(0.001)
+    return "fine"
+
+def broken(x=None):
+    time.sleep(0.001)
+    raise ValueError("boom")
+"""
+
+
+@pytest.fixture
+def streams(agents: pytest.Pytester) -> pytest.Pytester:
+    agents.makepyfile(streams=STREAMS)
+    return agents
+
+
+def test_each_arm_gets_the_gaps_of_its_own_streams(streams: pytest.Pytester) -> None:
+    streams.makepyfile(
+        """
+        from streams import quick, slow
+
+        def test_gaps(agentperf):
+            r = agentperf.compare({"quick": quick, "slow": slow}, requests=20, concurrency=2,
+                                  warmup=1, check=False)
+            q, s = r.arms["quick"], r.arms["slow"]
+            assert q.errors == s.errors == 0
+            assert q.itl.n == 3 * 20 and s.itl.n == 2 * 20
+            assert min(s.itl.samples) >= 0.0095  # a sleep is never shorter than asked
+            assert q.itl.p50 < s.itl.p50 / 2
+            assert q.ttft.n == s.ttft.n == 20
+        """
+    )
+    result = streams.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+
+
+def test_abort_on_stops_a_comparison_whose_error_rate_blows_up(streams: pytest.Pytester) -> None:
+    streams.makepyfile(
+        """
+        import pytest
+        from pytest_agentperf import BudgetExceeded
+        from streams import broken, ok
+
+        def test_aborted(agentperf):
+            r = agentperf.compare({"ok": ok, "broken": broken}, requests=300, concurrency=2,
+                                  warmup=0, error_rate="5%", abort_on=["error_rate"],
+                                  check=False)
+            a, b = r.arms["ok"], r.arms["broken"]
+            assert a.aborted is not None and a.aborted == b.aborted
+            assert a.aborted.startswith("aborted after") and "error rate" in a.aborted
+            assert a.requests + b.requests < 2 * 300  # stopped well before every call ran
+            assert b.errors == b.requests and a.errors == 0
+            assert not r.passed
+
+        def test_raises(agentperf):
+            with pytest.raises(BudgetExceeded, match="aborted after"):
+                agentperf.compare({"ok": ok, "broken": broken}, requests=300, warmup=0,
+                                  error_rate="5%", abort_on="any", name="again")
+        """
+    )
+    result = streams.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2)
