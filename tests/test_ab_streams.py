@@ -8,7 +8,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 STREAMS = """
-import time
+import asyncio, time
 
 def quick(x=None):
     for i in range(4):  # 3 gaps of about 2 ms
@@ -20,6 +20,18 @@ def slow(x=None):
     for i in range(3):  # 2 gaps of at least 10 ms
         if i:
             time.sleep(0.010)
+        yield "tok"
+
+async def aquick(x=None):
+    for i in range(4):
+        if i:
+            await asyncio.sleep(0.002)
+        yield "tok"
+
+async def aslow(x=None):
+    for i in range(3):
+        if i:
+            await asyncio.sleep(0.010)
         yield "tok"
 
 def ok(x=None):
@@ -41,7 +53,8 @@ def streams(agents: pytest.Pytester) -> pytest.Pytester:
 def test_each_arm_gets_the_gaps_of_its_own_streams(streams: pytest.Pytester) -> None:
     streams.makepyfile(
         """
-        from streams import quick, slow
+        import pytest
+        from streams import aquick, aslow, quick, slow
 
         def test_gaps(agentperf):
             r = agentperf.compare({"quick": quick, "slow": slow}, requests=20, concurrency=2,
@@ -52,10 +65,19 @@ def test_each_arm_gets_the_gaps_of_its_own_streams(streams: pytest.Pytester) -> 
             assert min(s.itl.samples) >= 0.0095  # a sleep is never shorter than asked
             assert q.itl.p50 < s.itl.p50 / 2
             assert q.ttft.n == s.ttft.n == 20
+
+        @pytest.mark.asyncio
+        async def test_async_gaps(agentperf):
+            r = await agentperf.acompare({"quick": aquick, "slow": aslow}, requests=20,
+                                         concurrency=4, warmup=0, check=False, name="async")
+            q, s = r.arms["quick"], r.arms["slow"]
+            assert q.itl.n == 3 * 20 and s.itl.n == 2 * 20
+            assert min(s.itl.samples) >= 0.009
+            assert q.itl.p50 < s.itl.p50 / 2
         """
     )
     result = streams.runpytest("-p", "no:randomly")
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
 
 
 def test_abort_on_stops_a_comparison_whose_error_rate_blows_up(streams: pytest.Pytester) -> None:
