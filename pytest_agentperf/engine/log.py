@@ -432,8 +432,7 @@ def merge(logs: Sequence[CallLog], t0: float = 0.0) -> MergedLog:
         new_row = np.empty_like(order)
         new_row[order] = np.arange(order.size)
         # the sparse rows follow their calls
-        itl = _move_gaps(itl, itl_rows, itl_counts, new_row)
-        itl_rows, (itl_counts,) = _renumber(itl_rows, (itl_counts,), new_row)
+        itl, itl_rows, itl_counts = _move_gaps(itl, itl_rows, itl_counts, new_row)
         llm_rows, (llm_calls, llm_tokens) = _renumber(llm_rows, (llm_calls, llm_tokens), new_row)
         tool_rows, (tool_calls,) = _renumber(tool_rows, (tool_calls,), new_row)
         failed, error_types = _renumber_objects(failed, error_types, new_row)
@@ -481,13 +480,23 @@ def _gaps(log: CallLog, n: int) -> tuple[IntArray, IntArray, FloatArray]:
     return at[some], counts[some], gaps
 
 
-def _move_gaps(itl: FloatArray, rows: IntArray, counts: IntArray, new_row: IntArray) -> FloatArray:
-    """The gaps reordered so that their streams follow their calls' new rows (each stream's
-    gaps stay together and in order)."""
+def _move_gaps(
+    itl: FloatArray, rows: IntArray, counts: IntArray, new_row: IntArray
+) -> tuple[FloatArray, IntArray, IntArray]:
+    """The gaps and their streams' (row, count) pairs moved with their calls by the sort: the
+    streams in their calls' new order, each stream's gaps together and in the order they came.
+
+    One gather, linear in the gaps: gap ``p`` of the new layout, the ``p - new_at``-th gap of
+    its stream, comes from that stream's old place ``old_at`` plus as much.
+    """
     if not rows.size:
-        return itl
-    per_gap = new_row[np.repeat(rows, counts)]  # a stream's gaps share its row: stable sort
-    return itl[np.argsort(per_gap, kind="stable")]
+        return itl, rows, counts
+    moved, order = _moved(rows, new_row)
+    old_at = np.cumsum(counts) - counts  # where each stream's gaps start, before the sort
+    counts = counts[order]
+    new_at = np.cumsum(counts) - counts
+    source = np.repeat(old_at[order] - new_at, counts) + np.arange(itl.size)
+    return itl[source], moved, counts
 
 
 def _rows(rows: array[Any], k: int, n: int) -> IntArray:
