@@ -3,9 +3,54 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
 import pytest
 
+from pytest_agentperf.ab import plan_compare
+from pytest_agentperf.settings import parse_settings
+
 pytest_plugins = ["pytester"]
+
+
+def _streamer(chunks: int, gap: float) -> Any:
+    async def agent(x: Any = None) -> AsyncIterator[str]:
+        for i in range(chunks):
+            if i:
+                await asyncio.sleep(gap)
+            yield "tok"
+
+    return agent
+
+
+def test_the_split_gives_each_arm_exactly_its_streams_gaps() -> None:
+    """5 gaps of 10 ms per call against 2 of 1 ms, 16 calls in flight: each arm's log holds
+    its own calls' gaps, each with its row."""
+    agents = {"long": _streamer(6, 0.010), "short": _streamer(3, 0.001)}
+    settings = {"requests": 30, "concurrency": 16, "warmup": 0}
+    plan = plan_compare(agents, ["x"], settings, lambda rest: parse_settings(rest))
+    raw = plan.run()
+    assert raw.log.itl.size == 30 * 5 + 30 * 2
+    arms = {name: arm.log for name, arm, _ in plan.split(raw, detail=0, prices=None)}
+    long, short = arms["long"], arms["short"]
+    assert long.itl_rows.tolist() == list(range(30)) and set(long.itl_counts.tolist()) == {5}
+    assert short.itl_rows.tolist() == list(range(30)) and set(short.itl_counts.tolist()) == {2}
+    assert float(long.itl.min()) >= 0.009  # a sleep is never much shorter than asked
+    assert float(np.median(short.itl)) < float(np.median(long.itl)) / 2
+
+
+def test_abort_on_watches_the_comparison_and_the_arms_keep_their_budgets() -> None:
+    settings = {"requests": 10, "error_rate": "5%", "p95": "1s", "abort_on": ["error_rate"]}
+    agents = {"a": _streamer(1, 0.0), "b": _streamer(1, 0.0)}
+    plan = plan_compare(agents, None, settings, lambda rest: parse_settings(rest))
+    watched = plan.observer_settings()
+    assert watched.abort_on == ("error_rate",) and dict(watched.budgets) == {"error_rate": 0.05}
+    assert plan.engine_settings.abort_on == () and not plan.engine_settings.budgets
+    assert dict(plan.settings.budgets) == {"error_rate": 0.05, "p95": 1.0}
+
 
 STREAMS = """
 import asyncio, time
