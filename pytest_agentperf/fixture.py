@@ -386,7 +386,7 @@ class AgentPerf:
                 "process; leave workers= out (--agentperf-workers does not split it either)",
                 key="workers",
             )
-        observers = self._observers(plan.engine_settings, split=False)
+        observers = self._observers(plan.observer_settings(), split=False)
         sink = self._progress(run_name)
         _with_live_window(sink, observers)
         return plan, _RunSetup(run_name, plan.engine_settings, observers, sink)

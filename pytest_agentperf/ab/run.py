@@ -43,6 +43,14 @@ class ComparePlan:
     def names(self) -> list[str]:
         return [n for n, _ in self.arms]
 
+    def observer_settings(self) -> Settings:
+        """The settings the interleaved run's observers are built from: the engine's, with the
+        arms' ``abort_on`` and the budgets it names, so that early abort judges every arm's
+        calls together (the other budgets are judged per arm, after the split)."""
+        abort_on = self.settings.abort_on
+        budgets = {n: self.settings.budgets[n] for n in abort_on if n in self.settings.budgets}
+        return replace(self.engine_settings, abort_on=abort_on, budgets=MappingProxyType(budgets))
+
     def _measured_inputs(self) -> Any:
         if self.settings.requests is not None:
             return self.schedule.all()
@@ -152,7 +160,7 @@ def plan_compare(
         arm_settings,
         requests=None if per_arm is None else per_arm * n,
         warmup=0,  # each arm is warmed by a run of its own first (``ComparePlan.run``)
-        abort_on=(),
+        abort_on=(),  # judged on every arm's calls together: ``observer_settings``
         budgets=MappingProxyType({}),  # judged per arm, after the split
     )
     warm = arm_settings.warmup

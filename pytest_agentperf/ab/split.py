@@ -69,12 +69,14 @@ def _subset(log: MergedLog, rows: IntArray, detail: int) -> MergedLog:
     tool_rows, tool_sel = sparse(log.tool_rows)
     error_rows, error_sel = sparse(log.error_rows)
     detail_rows, detail_sel = sparse(log.detail_rows)
+    itl_rows, itl_sel = sparse(log.itl_rows)
+    own_gaps = np.repeat(itl_sel, log.itl_counts)  # a stream's gaps go where its call goes
     return MergedLog(
         start=log.start[rows],
         end=log.end[rows],
         status=log.status[rows],
         ttft=log.ttft[rows],
-        itl=np.zeros(0, dtype=np.float64),  # gaps are not kept per call: not split by arm
+        itl=log.itl[own_gaps],
         cpu_per_call=log.cpu_per_call,
         llm_rows=llm_rows,
         llm_calls=log.llm_calls[llm_sel],
@@ -90,6 +92,8 @@ def _subset(log: MergedLog, rows: IntArray, detail: int) -> MergedLog:
         if detail
         else (),
         t0=log.t0,
+        itl_rows=itl_rows,
+        itl_counts=log.itl_counts[itl_sel],
     )
 
 

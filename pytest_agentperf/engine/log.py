@@ -58,11 +58,16 @@ class CallLog:
     stream appends nothing else (the executors append those two themselves on their hot path,
     ``log.start.append`` then ``log.end.append``). The rare parts are kept sparse, as (row, value)
     pairs: the status of a call that failed (``failed_rows``, ``failed_status``), the TTFT
-    of a stream (``ttft_rows``, ``ttft_values``), the LLM requests and total tokens of a call
-    that recorded usage (``llm_rows``, ``llm_calls``, ``llm_tokens``) and the tool calls of a
-    call that recorded tools (``tool_rows``, ``tool_calls``). A row's sparse pairs are appended
-    row first, before its start and end, and ``end`` last: readers take ``len(end)`` as the
-    number of complete rows.
+    of a stream (``ttft_rows``, ``ttft_values``) with its number of gaps between chunks
+    (``itl_counts``), the LLM requests and total tokens of a call that recorded usage
+    (``llm_rows``, ``llm_calls``, ``llm_tokens``) and the tool calls of a call that recorded
+    tools (``tool_rows``, ``tool_calls``). A row's sparse pairs are appended row first, before
+    its start and end, and ``end`` last: readers take ``len(end)`` as the number of complete
+    rows.
+
+    The gaps of the streams follow each other in ``itl``, stream after stream, in the order of
+    ``ttft_rows``; ``itl_counts`` says which are whose. A gap costs its 8-byte value only, a
+    stream 8 bytes more for its count; a call that does not stream costs nothing more.
 
     Open loop, the executors also append each call's actual start to ``actual`` (before
     ``end``); closed loop, a call starts when it is meant to, and ``actual`` stays empty.
@@ -85,6 +90,7 @@ class CallLog:
         "failed_status",
         "failed_types",
         "itl",
+        "itl_counts",
         "llm_calls",
         "llm_rows",
         "llm_tokens",
@@ -110,6 +116,7 @@ class CallLog:
         self.ttft_rows = array("q")
         self.ttft_values = array("d")
         self.itl = array("d")
+        self.itl_counts = array("q")
         self.llm_rows = array("q")
         self.llm_calls = array("q")
         self.llm_tokens = array("q")
@@ -178,9 +185,12 @@ class CallLog:
             if not records and value is not None:
                 records = read_usage(value)
             if stream is not None:
+                # row, gaps, count, then TTFT last: a reader that sees the TTFT sees the rest
                 self.ttft_rows.append(row)
+                gaps = stream.gaps
+                self.itl.extend(gaps)
+                self.itl_counts.append(len(gaps))
                 self.ttft_values.append(stream.first)
-                self.itl.extend(stream.gaps)
         else:
             kind = "Timeout" if status == TIMEOUT else error or "Error"
             self.failed_types.append(kind)  # before its row: the row is the pair's last part
@@ -235,6 +245,8 @@ class MergedLog:
     status: StatusArray
     ttft: FloatArray
     itl: FloatArray
+    """The gaps between the chunks of every successful stream, stream by stream in row order
+    (each stream's gaps in the order they came)."""
     cpu_per_call: float | None = None
     """Mean CPU seconds per call of the worker threads (sync agents): each thread's CPU time
     over the calls it made, summed, over those calls. None when not measured (async agents)."""
@@ -262,6 +274,11 @@ class MergedLog:
     details: tuple[CallDetail, ...] = ()
     t0: float = 0.0
     """The run's start (``time.perf_counter``), subtracted from every time above."""
+    itl_rows: IntArray = field(default_factory=_no_ints)
+    """The rows of the streams with at least one gap, ascending; sparse as ``llm_rows``."""
+    itl_counts: IntArray = field(default_factory=_no_ints)
+    """The number of gaps in ``itl`` of each row in ``itl_rows`` (they sum to ``itl.size``).
+    Kept per stream, not per gap: a gap costs only its 8-byte value, a stream 16 bytes more."""
 
     @property
     def latency(self) -> FloatArray:
@@ -269,6 +286,10 @@ class MergedLog:
 
     def __len__(self) -> int:
         return int(self.start.size)
+
+    def gap_rows(self) -> IntArray:
+        """The row of each gap in ``itl`` (made on demand: 8 bytes a gap while it lives)."""
+        return np.repeat(self.itl_rows, self.itl_counts)
 
 
 def _copy(values: array[Any], n: int, dtype: type[np.generic]) -> npt.NDArray[Any]:
@@ -364,6 +385,7 @@ def merge(logs: Sequence[CallLog], t0: float = 0.0) -> MergedLog:
     if not logs:
         return MergedLog(_EMPTY, _EMPTY, _EMPTY_B, _EMPTY, _EMPTY, detail=detail, t0=t0)
     starts, ends, statuses, ttfts, itls, actuals = [], [], [], [], [], []
+    streams: list[tuple[IntArray, list[IntArray]]] = []
     llm: list[tuple[IntArray, list[IntArray]]] = []
     tool: list[tuple[IntArray, list[IntArray]]] = []
     error_rows: list[IntArray] = []
@@ -380,7 +402,9 @@ def merge(logs: Sequence[CallLog], t0: float = 0.0) -> MergedLog:
         if opened:
             actuals.append(_actual(log, start, n, t0))
         ttfts.append(_sparse(log.ttft_rows, log.ttft_values, n, _NAN, np.float64))
-        itls.append(_copy(log.itl, len(log.itl), np.float64))
+        at, counts, gaps = _gaps(log, n)
+        itls.append(gaps)
+        streams.append((at + offset, [counts]))
         at, values = _pairs(log.llm_rows, (log.llm_calls, log.llm_tokens), n)
         llm.append((at + offset, values))
         at, values = _pairs(log.tool_rows, (log.tool_calls,), n)
@@ -396,6 +420,7 @@ def merge(logs: Sequence[CallLog], t0: float = 0.0) -> MergedLog:
     start, end, ttft, itl = (_join(parts) for parts in (starts, ends, ttfts, itls))
     actual = _join(actuals) if opened else None
     status = _join(statuses)
+    itl_rows, (itl_counts,) = _join_pairs(streams, 1)
     llm_rows, (llm_calls, llm_tokens) = _join_pairs(llm, 2)
     tool_rows, (tool_calls,) = _join_pairs(tool, 1)
     failed = _join(error_rows)
@@ -407,6 +432,7 @@ def merge(logs: Sequence[CallLog], t0: float = 0.0) -> MergedLog:
         new_row = np.empty_like(order)
         new_row[order] = np.arange(order.size)
         # the sparse rows follow their calls
+        itl, itl_rows, itl_counts = _move_gaps(itl, itl_rows, itl_counts, new_row)
         llm_rows, (llm_calls, llm_tokens) = _renumber(llm_rows, (llm_calls, llm_tokens), new_row)
         tool_rows, (tool_calls,) = _renumber(tool_rows, (tool_calls,), new_row)
         failed, error_types = _renumber_objects(failed, error_types, new_row)
@@ -431,7 +457,46 @@ def merge(logs: Sequence[CallLog], t0: float = 0.0) -> MergedLog:
         detail_rows=kept,
         details=tuple(details),
         t0=t0,
+        itl_rows=itl_rows,
+        itl_counts=itl_counts,
     )
+
+
+def _gaps(log: CallLog, n: int) -> tuple[IntArray, IntArray, FloatArray]:
+    """The streams of rows below ``n`` that have gaps: their rows, their numbers of gaps, and
+    the gaps (stream after stream).
+
+    A stream's row, gaps and count are appended before its TTFT: the complete streams are the
+    first ``len(ttft_values)``, and their gaps the first ``sum`` of their counts.
+    """
+    k = len(log.ttft_values)
+    at = _copy(log.ttft_rows, k, np.int64)
+    counts = _copy(log.itl_counts, k, np.int64)
+    if k and at[-1] >= n:  # rows ascend: the streams of rows not complete yet are the last
+        keep = at < n
+        at, counts = at[keep], counts[keep]
+    gaps = _copy(log.itl, int(counts.sum()), np.float64)
+    some = counts > 0
+    return at[some], counts[some], gaps
+
+
+def _move_gaps(
+    itl: FloatArray, rows: IntArray, counts: IntArray, new_row: IntArray
+) -> tuple[FloatArray, IntArray, IntArray]:
+    """The gaps and their streams' (row, count) pairs moved with their calls by the sort: the
+    streams in their calls' new order, each stream's gaps together and in the order they came.
+
+    One gather, linear in the gaps: gap ``p`` of the new layout, the ``p - new_at``-th gap of
+    its stream, comes from that stream's old place ``old_at`` plus as much.
+    """
+    if not rows.size:
+        return itl, rows, counts
+    moved, order = _moved(rows, new_row)
+    old_at = np.cumsum(counts) - counts  # where each stream's gaps start, before the sort
+    counts = counts[order]
+    new_at = np.cumsum(counts) - counts
+    source = np.repeat(old_at[order] - new_at, counts) + np.arange(itl.size)
+    return itl[source], moved, counts
 
 
 def _rows(rows: array[Any], k: int, n: int) -> IntArray:

@@ -2,8 +2,9 @@
 rebuilt from it.
 
 The one place where a worker's measurements cross the process boundary: every call's times,
-status, TTFT, usage and tool counts (and, when a report reads each call, its detail), never a
-statistic. Arrays travel as bytes (execnet sends bytes as they are).
+status, TTFT, gaps between chunks (with the rows they belong to), usage and tool counts (and,
+when a report reads each call, its detail), never a statistic. Arrays travel as bytes (execnet
+sends bytes as they are).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def pack_run(raw: RawRun, cpu_seconds: float) -> dict[str, Any]:
         "status": _bytes(log.status),
         "ttft": _bytes(log.ttft),
         "itl": _bytes(log.itl),
+        "itl_rows": _bytes(log.itl_rows),
+        "itl_counts": _bytes(log.itl_counts),
         "actual": _bytes(log.actual),
         "llm_rows": _bytes(log.llm_rows),
         "llm_calls": _bytes(log.llm_calls),
@@ -118,10 +121,15 @@ def unpack_log(payload: dict[str, Any], shift: float, t0: float) -> CallLog:
     log.failed_status = array("b", status[failed].tobytes())
     log.failed_types = [str(t) for t in payload["error_types"]]
     ttft = _floats(payload["ttft"])
-    streamed = np.flatnonzero(~np.isnan(ttft)).astype(np.int64)
+    gap_rows = _ints(payload["itl_rows"])
+    # every stream with gaps has a TTFT; the union only guards against a log that breaks that
+    streamed = np.union1d(np.flatnonzero(~np.isnan(ttft)), gap_rows).astype(np.int64)
+    counts = np.zeros(streamed.size, dtype=np.int64)
+    counts[np.searchsorted(streamed, gap_rows)] = _ints(payload["itl_counts"])
     log.ttft_rows = array("q", streamed.tobytes())
-    log.ttft_values = array("d", ttft[streamed].tobytes())
     log.itl = array("d", payload["itl"])
+    log.itl_counts = array("q", counts.tobytes())
+    log.ttft_values = array("d", ttft[streamed].tobytes())
     log.llm_rows = array("q", payload["llm_rows"])
     log.llm_calls = array("q", payload["llm_calls"])
     log.llm_tokens = array("q", payload["llm_tokens"])
