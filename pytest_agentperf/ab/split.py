@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from ..calls import call_table
 from ..engine import RawRun
-from ..engine.log import OK, CallDetail, MergedLog
+from ..engine.log import OK, MergedLog
 from ..engine.plan import LATE_AFTER
 from ..pricing import PriceTable
 from ..results import FloatArray, IntArray
@@ -172,7 +172,3 @@ def split(
         )
         out.append((arm_raw, figures))
     return out
-
-
-def _kept(details: Sequence[CallDetail], selected: npt.NDArray[np.bool_]) -> tuple[CallDetail, ...]:
-    return tuple(d for d, s in zip(details, selected.tolist(), strict=True) if s)
