@@ -323,7 +323,8 @@ class WorkerRun:
             text = f"aborted: {abort.worker.name}: {abort.reason}"
         stopped = [w.name for w in workers if w.stopped]
         if stopped:
-            text += f"; stopped {', '.join(stopped)} (their calls are not in the result)"
+            its = "its" if len(stopped) == 1 else "their"
+            text += f"; {', '.join(stopped)} stopped, {its} calls are not in the result"
         return text
 
     def _stop_others(self, workers: list[_Worker], aborted: _Worker) -> None:
