@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
 
@@ -85,7 +86,7 @@ class AbortWatch:
     process's memory is its own) that tells the controller the moment it stops the run, before
     the calls in flight end and the run's log is sent."""
 
-    def __init__(self, monitor: AbortMonitor, send: Any) -> None:
+    def __init__(self, monitor: AbortMonitor, send: Callable[[Any], None]) -> None:
         self.monitor = monitor
         self.send = send
         self.sent = False
@@ -110,7 +111,7 @@ class AbortWatch:
         return {}
 
 
-def worker_observers(settings: Settings, send: Any) -> list[RunObserver]:
+def worker_observers(settings: Settings, send: Callable[[Any], None]) -> list[RunObserver]:
     """The observers a worker's run needs: the early abort, when ``abort_on`` is set."""
     if not settings.abort_on:
         return []
