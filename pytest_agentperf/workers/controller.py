@@ -10,7 +10,13 @@ A worker that reports an error, whose process dies (its channel closes) or that 
 for ``HANG_AFTER`` seconds (it sends a heartbeat every ``BEAT_EVERY``) fails the whole run: the
 other workers are stopped (their processes ended), and ``WorkerError`` names the worker and the
 reason; nothing of the run is reported. Gateways of runs that succeed are kept for the next
-run of the session (a process costs about half a second to start), and closed at exit.
+run of the session (a process costs about half a second to start), and closed at exit. The
+gateways of a run are opened at once, each on a thread of its own.
+
+Early abort (``abort_on``) is judged by each worker on its own calls. The first worker that
+aborts says so at once; the others are stopped as when a worker fails (their processes ended),
+and the run is reported as aborted, naming that worker, with the calls of the workers that
+sent theirs.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ import atexit
 import contextlib
 import os
 import queue
+import re
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..engine import Progress, ProgressSink, RawRun
@@ -149,6 +157,17 @@ class _Worker:
     payload: dict[str, Any] | None = None
     done: int = 0
     errors: int = 0
+    stopped: bool = False
+    """Ended by the controller because another worker aborted the run."""
+
+
+@dataclass
+class _Abort:
+    """The first worker that aborted the run, and why."""
+
+    worker: _Worker
+    reason: str
+    others_stopped: bool = False
 
 
 @dataclass
@@ -161,6 +180,7 @@ class WorkerRun:
     shards: tuple[WorkerShard, ...] = field(default=())
     window: float | None = None
     """The run's ``window`` setting, for the time windows of the merged calls."""
+    _abort: _Abort | None = field(default=None, init=False, repr=False)
 
     # -- RunObserver: the workers' figures go into the result ----------------------------
     def on_start(self, t0: float) -> None:
@@ -218,12 +238,14 @@ class WorkerRun:
         _execnet()
         workers: list[_Worker] = []
         inbox: queue.Queue[tuple[int, Any]] = queue.Queue()
+        self._abort = None
+        gateways: list[Gateway] = []
         succeeded = False
         begun = time.monotonic()
         try:
-            for shard in shards:
-                spec = self.specs[shard.index]
-                gateway = _start(spec, f"gw{shard.index}")
+            gateways = start_all([(self.specs[s.index], f"gw{s.index}") for s in shards])
+            for shard, gateway in zip(shards, gateways, strict=True):
+                spec = gateway.spec
                 channel = gateway.gateway.remote_exec(REMOTE_SOURCE)
                 workers.append(
                     _Worker(f"gw{shard.index}", spec, gateway, channel, shard.start_offset, 0.0)
@@ -256,12 +278,15 @@ class WorkerRun:
                     w.spec,
                     str((w.ready or {}).get("host", "")),
                     int((w.ready or {}).get("pid", 0)),
-                    w.payload or {},
+                    w.payload,
                     w.offset,
                 )
                 for w in workers
+                if w.payload is not None  # not those stopped when another one aborted
             ]
             raw, self.shards = merge_shards(reports, start)
+            if self._abort is not None:
+                raw = replace(raw, aborted=self._aborted(workers, self._abort))
             succeeded = True
             return raw
         finally:
@@ -271,22 +296,44 @@ class WorkerRun:
                 progress(Progress(done, total, elapsed, settings.duration, 0, finished=True))
             if succeeded:
                 for worker in workers:
-                    POOL.give_back(worker.gateway)
+                    if not worker.stopped:
+                        POOL.give_back(worker.gateway)
             else:  # stop the others at once: nothing of this run is reported
-                end_gateways([w.gateway for w in workers])
+                end_gateways(gateways)
 
     def _say_unmeasured(self, settings: Settings) -> None:
         """Warn about what a run split over workers does not measure."""
         unmeasured = [key for key in MEMORY_BUDGETS if key in settings.budgets]
         if settings.memory_profile:
             unmeasured.append("memory_profile")
-        if settings.abort_on:
-            unmeasured.append("abort_on (judged at the end instead)")
         if unmeasured and self.warn is not None:
             self.warn(
                 "workers: not measured when a run is split over workers (each process's "
-                f"memory is its own, and no process sees every call live): {', '.join(unmeasured)}"
+                f"memory is its own): {', '.join(unmeasured)}"
             )
+
+    def _aborted(self, workers: list[_Worker], abort: _Abort) -> str:
+        """The merged run's ``aborted``: the first aborting worker's reason, naming it, and
+        which workers were stopped (their calls are not in the result)."""
+        # the monitor says "aborted after N calls: why"; N counts that worker's calls only
+        match = re.match(r"aborted after (\d+) calls?: (.*)$", abort.reason, re.DOTALL)
+        if match:
+            text = f"aborted: {abort.worker.name}: after {match[1]} of its calls: {match[2]}"
+        else:
+            text = f"aborted: {abort.worker.name}: {abort.reason}"
+        stopped = [w.name for w in workers if w.stopped]
+        if stopped:
+            its = "its" if len(stopped) == 1 else "their"
+            text += f"; {', '.join(stopped)} stopped, {its} calls are not in the result"
+        return text
+
+    def _stop_others(self, workers: list[_Worker], aborted: _Worker) -> None:
+        """Stop every worker but ``aborted`` that has not sent its calls yet: their processes
+        are ended at once, as when a worker fails."""
+        others = [w for w in workers if w is not aborted and w.payload is None and not w.stopped]
+        for worker in others:
+            worker.stopped = True  # before ending it: its channel closing is no failure
+        end_gateways([w.gateway for w in others])
 
     def _wait(
         self,
@@ -310,6 +357,10 @@ class WorkerRun:
                 self._take(workers[k], item, now)
                 if _state(workers[k], phase) is not None:
                     waiting.discard(k)
+                if self._abort is not None and not self._abort.others_stopped:
+                    self._abort.others_stopped = True
+                    self._stop_others(workers, self._abort.worker)
+                    waiting = {i for i in waiting if not workers[i].stopped}
             for i in waiting:
                 if now - workers[i].seen > HANG_AFTER:
                     raise _failure(
@@ -336,6 +387,8 @@ class WorkerRun:
 
     def _take(self, worker: _Worker, item: Any, now: float) -> None:
         worker.seen = now
+        if worker.stopped:  # what a stopped worker still sent, or its channel closing
+            return
         if item is _END:
             if worker.payload is None:
                 raise _failure(worker, "died: its process ended or its connection closed")
@@ -350,6 +403,9 @@ class WorkerRun:
             worker.ready = dict(item[1])
         elif kind == "done":
             worker.payload = dict(item[1])
+        elif kind == "abort":
+            if self._abort is None:  # the first one: _wait stops the others now
+                self._abort = _Abort(worker, str(item[1]))
         elif kind == "error":
             raise _failure(worker, f"failed: {item[1]}")
 
@@ -376,6 +432,22 @@ def _start(spec: str, name: str) -> Gateway:
             "other workers were stopped and this run is not reported",
             worker=name,
         ) from exc
+
+
+def start_all(wanted: Sequence[tuple[str, str]]) -> list[Gateway]:
+    """Gateways of the ``(spec, name)`` pairs, opened at once, each on a thread of its own (a
+    process takes about half a second to start). Each gateway has an execnet group of its own,
+    so the threads share no execnet state. If any cannot be opened, those that were are ended
+    and the WorkerError of the first that could not (in ``wanted``'s order) is raised."""
+    if len(wanted) == 1:
+        return [_start(*wanted[0])]
+    with ThreadPoolExecutor(len(wanted), thread_name_prefix="agentperf-gateway") as pool:
+        futures = [pool.submit(_start, spec, name) for spec, name in wanted]
+    failures = [f.exception() for f in futures if f.exception() is not None]
+    if failures:
+        end_gateways([f.result() for f in futures if f.exception() is None])
+        raise failures[0]  # type: ignore[misc]
+    return [f.result() for f in futures]
 
 
 def _failure(worker: _Worker, reason: str) -> WorkerError:

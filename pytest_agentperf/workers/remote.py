@@ -6,24 +6,31 @@ waits for "go" with the common start time, runs its shard through the engine fro
 and sends back its raw call log (``wire.pack_run``). A thread sends a heartbeat meanwhile, so
 that the controller can tell a worker that hangs from one that is busy.
 
+Early abort (``abort_on``) is judged here, live, on this worker's own calls: when it stops the
+run, the worker says so at once, so that the controller can stop the other workers.
+
 Messages to the controller: ``("beat", done, errors)``, ``("warn", text)``,
-``("ready", info)``, ``("done", payload)``, ``("error", text)``.
+``("ready", info)``, ``("abort", reason)``, ``("done", payload)``, ``("error", text)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
 
-from ..engine import Progress, run_load
+from ..engine import LiveView, Progress, RunObserver, run_load
+from ..engine.log import MergedLog
 from ..engine.spend import SPEND_BUDGETS
 from ..integrations.langchain import activate as langchain_hook
+from ..observers.abort import AbortMonitor
 from ..pricing import PriceTable
 from ..settings import Settings
 from .transfer import decode
@@ -36,13 +43,15 @@ sleeping: a sleep may overshoot by a scheduler tick."""
 
 def settings_to_plain(settings: Settings) -> dict[str, Any]:
     """The load settings a worker needs, as plain data: budgets stay with the controller,
-    but for the worker's share of the spend budgets, which its spend guard judges live."""
+    but for the worker's share of the spend budgets, which its spend guard judges live, and
+    the budgets named in ``abort_on``, which its early abort judges live on its own calls."""
     data = {
         f.name: getattr(settings, f.name)
         for f in fields(Settings)
         if f.name not in ("budgets", "stage_budgets")
     }
-    data["budgets"] = {k: v for k, v in settings.budgets.items() if k in SPEND_BUDGETS}
+    live = set(SPEND_BUDGETS) | set(settings.abort_on)
+    data["budgets"] = {k: v for k, v in settings.budgets.items() if k in live}
     return data
 
 
@@ -70,6 +79,43 @@ class _Heartbeat(threading.Thread):
                 self.channel.send(("beat", self.done, self.errors))
             except Exception:  # the channel is closed: the run is over either way
                 return
+
+
+class AbortWatch:
+    """The worker's early abort (``AbortMonitor`` on its own calls; no memory sampler: each
+    process's memory is its own) that tells the controller the moment it stops the run, before
+    the calls in flight end and the run's log is sent."""
+
+    def __init__(self, monitor: AbortMonitor, send: Callable[[Any], None]) -> None:
+        self.monitor = monitor
+        self.send = send
+        self.sent = False
+
+    def on_start(self, t0: float) -> None:
+        self.monitor.on_start(t0)
+        self.sent = False
+
+    def on_tick(self, view: LiveView) -> str | None:
+        reason = self.monitor.on_tick(view)
+        if reason is not None and not self.sent:
+            self.sent = True
+            # the channel may be closed already: the controller stopped this run
+            with contextlib.suppress(Exception):
+                self.send(("abort", reason))
+        return reason
+
+    def on_stop(self) -> None:
+        self.monitor.on_stop()
+
+    def result_fields(self, log: MergedLog, duration: float) -> dict[str, Any]:
+        return {}
+
+
+def worker_observers(settings: Settings, send: Callable[[Any], None]) -> list[RunObserver]:
+    """The observers a worker's run needs: the early abort, when ``abort_on`` is set."""
+    if not settings.abort_on:
+        return []
+    return [AbortWatch(AbortMonitor(settings.abort_on, settings.budgets), send)]
 
 
 def _add_paths(paths: list[str], cwd: str | None) -> None:
@@ -141,6 +187,7 @@ def _run(channel: Any, job: dict[str, Any], beat: _Heartbeat) -> tuple[str, Any]
             fn,
             inputs,
             replace(settings, warmup=0),
+            observers=worker_observers(settings, channel.send),
             progress=beat.progress,
             detail=job["detail"],
             prices=prices,

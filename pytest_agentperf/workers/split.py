@@ -16,6 +16,8 @@ together make the run the settings describe:
   order (as many as repeat), and every input keeps its share of the calls.
 - Spend budgets (``total_cost``, ``total_tokens``) are divided: each worker's spend guard
   stops it at its share, so the workers together stay within the budget.
+- Early abort: the budgets named in ``abort_on`` go to every worker whole; each worker judges
+  them live on its own calls (a sample of the run's), and one that aborts stops the run.
 - Stages: each stage's target is divided as the rate or the concurrency is.
 - ``warmup`` calls are per process (each worker warms its own connections and caches): each
   shard makes all of them, before the common start.
@@ -94,9 +96,15 @@ def split(settings: Settings, inputs: Sequence[Any] | None, n: int) -> list[Shar
             changes["concurrency"] = _part(settings.concurrency, n, k)
         # each worker guards its share of a spend budget live, so together they never spend
         # more than the budget; the whole run is judged against it at the end as ever
-        changes["budgets"] = {
+        budgets = {
             key: limit / n for key, limit in settings.budgets.items() if key in SPEND_BUDGETS
         }
+        # each worker judges abort_on live on its own calls, against the whole budget (a rate,
+        # a latency: its share of the calls is a sample of the same run)
+        for key in settings.abort_on:
+            if key in settings.budgets and key not in SPEND_BUDGETS:
+                budgets[key] = settings.budgets[key]
+        changes["budgets"] = budgets
         changes["stage_budgets"] = ()  # judged on the merged calls, by the controller
         if settings.stages:
             changes["stages"] = tuple(
