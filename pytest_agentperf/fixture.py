@@ -249,16 +249,12 @@ class AgentPerf:
         __tracebackhide__ = True
         search, plan = self._capacity_search(slo, start, limit, settings)
         inputs = readable_again(inputs)  # every step reads it from the start
-        while (rate := search.next_rate()) is not None:
-            setup = self._capacity_step(plan, search, rate)
-            search.add(self._step_result(setup, self._load(fn, inputs, setup)))
+        self._search(search, plan, fn, inputs)
         run_name = self._name("capacity" if name is None else name)
         found = self._capacity_found(search, plan, run_name)
         if self._confirming(found.result):  # a regression: the whole search once more
             again = CapacitySearch(search.options)
-            while (rate := again.next_rate()) is not None:
-                setup = self._capacity_step(plan, again, rate)
-                again.add(self._step_result(setup, self._load(fn, inputs, setup)))
+            self._search(again, plan, fn, inputs)
             found = confirmed_capacity(found, self._capacity_found(again, plan, run_name))
         return self._capacity_done(found, plan, check)
 
@@ -278,18 +274,28 @@ class AgentPerf:
         __tracebackhide__ = True
         search, plan = self._capacity_search(slo, start, limit, settings)
         inputs = readable_again(inputs)  # every step reads it from the start
-        while (rate := search.next_rate()) is not None:
-            setup = self._capacity_step(plan, search, rate)
-            search.add(self._step_result(setup, await self._aload(fn, inputs, setup)))
+        await self._asearch(search, plan, fn, inputs)
         run_name = self._name("capacity" if name is None else name)
         found = self._capacity_found(search, plan, run_name)
         if self._confirming(found.result):  # a regression: the whole search once more
             again = CapacitySearch(search.options)
-            while (rate := again.next_rate()) is not None:
-                setup = self._capacity_step(plan, again, rate)
-                again.add(self._step_result(setup, await self._aload(fn, inputs, setup)))
+            await self._asearch(again, plan, fn, inputs)
             found = confirmed_capacity(found, self._capacity_found(again, plan, run_name))
         return self._capacity_done(found, plan, check)
+
+    def _search(self, search: CapacitySearch, plan: _CapacityPlan, fn: Any, inputs: Any) -> None:
+        """Make the search's steps, one run each, until it has found what it looks for."""
+        while (rate := search.next_rate()) is not None:
+            setup = self._capacity_step(plan, search, rate)
+            search.add(self._step_result(setup, self._load(fn, inputs, setup)))
+
+    async def _asearch(
+        self, search: CapacitySearch, plan: _CapacityPlan, fn: Any, inputs: Any
+    ) -> None:
+        """``_search`` from an async test."""
+        while (rate := search.next_rate()) is not None:
+            setup = self._capacity_step(plan, search, rate)
+            search.add(self._step_result(setup, await self._aload(fn, inputs, setup)))
 
     def _capacity_search(
         self, slo: Any, start: Any, limit: Any, settings: dict[str, Any]
