@@ -9,6 +9,7 @@ this same module (also in xdist workers).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -144,3 +145,21 @@ def agents(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(agents=AGENTS)
     pytester.makeini(INI)
     return pytester
+
+
+def assert_processes_gone(pids: list[int], within: float = 10.0) -> None:
+    """Every process of ``pids`` has ended (a zombie counts as ended) within ``within`` s."""
+    import psutil
+
+    def running(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + within
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if running(p)]
+        time.sleep(0.1)
+    assert not alive, f"worker processes still running: {alive}"

@@ -8,12 +8,11 @@ import json
 import math
 import os
 import threading
-import time
 from typing import Any
 
 import numpy as np
-import psutil
 import pytest
+from conftest import assert_processes_gone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -583,19 +582,7 @@ def _pids(result: pytest.RunResult) -> list[int]:
 
 def _assert_gone(pids: list[int]) -> None:
     assert pids
-    deadline = time.monotonic() + 10
-    alive = pids
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in pids if _running(p)]
-        time.sleep(0.1)
-    assert not alive, f"worker processes still running: {alive}"
-
-
-def _running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    assert_processes_gone(pids)
 
 
 def test_settings_errors_name_what_to_change(project: pytest.Pytester) -> None:

@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import numpy as np
-import psutil
 import pytest
+from conftest import assert_processes_gone
 
 # Imported here, in the outer process, so that pytester's in-process runs share one gateway
 # pool (and execnet) instead of each starting worker processes of its own.
@@ -117,7 +117,7 @@ def test_abort(agentperf, tmp_path):
     result.assert_outcomes(passed=1)
     stopped = _pids(result, "STOPPED")
     assert len(stopped) == 1
-    _assert_gone(stopped)
+    assert_processes_gone(stopped)
 
 
 def test_a_split_run_whose_abort_on_holds_runs_to_the_end_as_before(
@@ -196,19 +196,3 @@ def test_a_gateway_that_cannot_start_is_named_and_the_started_ones_are_ended(
 def _pids(result: pytest.RunResult, tag: str) -> list[int]:
     line = next(x for x in result.outlines if f"{tag} [" in x)
     return [int(p) for p in line.split("[", 1)[1].strip("]").replace("'", "").split(",") if p]
-
-
-def _assert_gone(pids: list[int]) -> None:
-    deadline = time.monotonic() + 10
-    alive = pids
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in pids if _running(p)]
-        time.sleep(0.1)
-    assert not alive, f"worker processes still running: {alive}"
-
-
-def _running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
