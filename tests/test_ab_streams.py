@@ -151,3 +151,30 @@ def test_abort_on_stops_a_comparison_whose_error_rate_blows_up(streams: pytest.P
     )
     result = streams.runpytest("-p", "no:randomly")
     result.assert_outcomes(passed=2)
+
+
+def test_the_spend_guard_stops_a_comparison_at_the_arms_budgets_together(
+    streams: pytest.Pytester,
+) -> None:
+    """``total_tokens`` is each arm's; the comparison's calls are watched live and stop once
+    the arms together spent what their budgets allow together (before, a comparison ran
+    unguarded to its last call)."""
+    streams.makepyfile(
+        """
+        from pytest_agentperf import record_usage
+
+        def spend():
+            record_usage(input_tokens=10, output_tokens=2, model="gpt-4o-mini")
+
+        def test_guarded(agentperf):
+            r = agentperf.compare({"a": spend, "b": spend}, requests=2000, concurrency=2,
+                                  warmup=0, total_tokens=120, check=False)
+            a, b = r.arms["a"], r.arms["b"]
+            assert a.aborted is not None and "spend guard" in a.aborted, a.aborted
+            total = a.usage.total_tokens + b.usage.total_tokens
+            # 12 tokens a call: 240 for both arms, plus at most the calls in flight
+            assert 240 <= total <= 240 + 2 * 12, total
+            assert a.requests + b.requests < 100
+        """
+    )
+    streams.runpytest("-p", "no:randomly").assert_outcomes(passed=1)

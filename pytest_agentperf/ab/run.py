@@ -9,6 +9,7 @@ from typing import Any
 
 from ..budgets import raise_if_broken as raise_arm
 from ..engine import KEEP_CALLS, RawRun, RunObserver, arun_load, run_load
+from ..engine.spend import SPEND_BUDGETS
 from ..errors import BudgetExceeded
 from ..pricing import PriceTable
 from ..results import ArmSummary, BudgetCheck, PerfResult
@@ -156,12 +157,15 @@ def plan_compare(
     seed = arm_settings.seed
     items = normalize_inputs(inputs)
     dispatch = Dispatch(pairs, items is not None)
+    # the spend guard watches the comparison's calls live: all arms together may spend what
+    # each arm may, times the arms; each arm's own total is judged after the split
+    spend = {k: v * n for k, v in arm_settings.budgets.items() if k in SPEND_BUDGETS}
     engine_settings = replace(
         arm_settings,
         requests=None if per_arm is None else per_arm * n,
         warmup=0,  # each arm is warmed by a run of its own first (``ComparePlan.run``)
         abort_on=(),  # judged on every arm's calls together: ``observer_settings``
-        budgets=MappingProxyType({}),  # judged per arm, after the split
+        budgets=MappingProxyType(spend),  # the rest: judged per arm, after the split
     )
     warm = arm_settings.warmup
     warmup = Schedule(n, warm, warm, items, seed) if warm else None
