@@ -83,6 +83,9 @@ GENERATOR_LATE_TICKS = 3
 GENERATOR_LATE_SHARE = 0.01
 """``generator-saturated``: late ticks needed, at least this many and this share of the ticks:
 one stall (a garbage collection of a large heap) is not a loop kept busy..."""
+GENERATOR_OTHERS = 0.2
+"""``generator-saturated``: other processes (plus steal) used at least this share of the whole
+machine's CPU: the finding says part of the lag is theirs (the baseline gate's busy margin)."""
 GENERATOR_LATE_TIME = 0.1
 """... unless the loop was late for this share of the run or more, summed over its late ticks:
 a loop blocked for most of the run fires few ticks, each very late."""
@@ -451,17 +454,33 @@ def generator_saturated(record: RunRecord) -> Finding | None:
             times = f"{gen.loop_lag_late} times in {gen.loop_lag_ticks}"
             late = f", {_ms(GENERATOR_LAG)} or more late {times}"
         seen.append(f"its event loop ran scheduled work {_ms(gen.loop_lag_p99)} late (p99{late})")
+    message = (
+        "the test process itself was the bottleneck: " + " and ".join(seen) + ", so the "
+        "latencies include the test's own queueing"
+    )
+    advice = (
+        "lower concurrency=, use a lighter client (one shared client, no per-call setup), or "
+        "split the load over processes (workers=N)"
+    )
+    others = record.result.contention.level
+    crowded = others is not None and others >= GENERATOR_OTHERS
+    if crowded and others is not None:
+        # a starved process lags too: say so, or a busy CI runner reads as the test's fault
+        message += (
+            f"; other processes used {_pct(others)} of the machine's CPU meanwhile, so part "
+            "of that is theirs"
+        )
+        advice += "; or measure on a quieter machine"
     return _finding(
         "generator-saturated",
-        "the test process itself was the bottleneck: " + " and ".join(seen) + ", so the "
-        "latencies include the test's own queueing",
-        "lower concurrency=, use a lighter client (one shared client, no per-call setup), or "
-        "split the load over processes (workers=N)",
+        message,
+        advice,
         Severity.WARNING,
         cpu_one_core=gen.cpu_one_core,
         cpu_all_cores=gen.cpu_all_cores,
         loop_lag_p99=gen.loop_lag_p99,
         threads=gen.threads,
+        **({"other_cpu": others} if crowded else {}),
     )
 
 

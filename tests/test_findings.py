@@ -26,6 +26,7 @@ from pytest_agentperf.report.markdown import summary
 from pytest_agentperf.report.protocol import ReportContext
 from pytest_agentperf.results import (
     CallTable,
+    Contention,
     Cost,
     LoadGenerator,
     Memory,
@@ -272,6 +273,17 @@ def test_loop_lag_counts_when_enough_ticks_were_late(late: int, ticks: int, foun
     if found:
         message = _one(_record(make_result(HEALTHY, generator=gen)), "generator-saturated").message
         assert f"10 ms or more late {late} times in {ticks}" in message
+
+
+def test_a_saturated_generator_on_a_busy_machine_says_part_of_it_is_the_others() -> None:
+    busy = LoadGenerator(cpu_one_core=0.95, cpu_all_cores=0.48, event_loop=True, threads=3)
+    quiet = make_result(HEALTHY, generator=busy, contention=Contention(other_cpu=0.05))
+    found = _one(_record(quiet), "generator-saturated")
+    assert "other processes" not in found.message and "other_cpu" not in found.evidence
+    crowded = make_result(HEALTHY, generator=busy, contention=Contention(other_cpu=0.45))
+    found = _one(_record(crowded), "generator-saturated")
+    assert "other processes used 45% of the machine's CPU" in found.message
+    assert "quieter machine" in found.advice and found.evidence["other_cpu"] == 0.45
 
 
 def test_a_loop_blocked_for_most_of_the_run_counts_though_it_ticked_once() -> None:
