@@ -463,8 +463,9 @@ def generator_saturated(record: RunRecord) -> Finding | None:
         "split the load over processes (workers=N)"
     )
     others = record.result.contention.level
-    crowded = others is not None and others >= GENERATOR_OTHERS
-    if crowded and others is not None:
+    evidence: dict[str, Any] = {}
+    if others is not None and others >= GENERATOR_OTHERS:
+        evidence["other_cpu"] = others
         # a starved process lags too: say so, or a busy CI runner reads as the test's fault
         message += (
             f"; other processes used {_pct(others)} of the machine's CPU meanwhile, so part "
@@ -480,7 +481,7 @@ def generator_saturated(record: RunRecord) -> Finding | None:
         cpu_all_cores=gen.cpu_all_cores,
         loop_lag_p99=gen.loop_lag_p99,
         threads=gen.threads,
-        **({"other_cpu": others} if crowded else {}),
+        **evidence,
     )
 
 

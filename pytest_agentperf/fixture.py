@@ -323,20 +323,32 @@ class AgentPerf:
         return _RunSetup(f"{rate:.4g}/s", settings, observers, sink)
 
     def _step_result(self, setup: _RunSetup, raw: RawRun) -> PerfResult:
-        extra = [obs.result_fields(raw.log, raw.duration) for obs in setup.observers]
+        """One step of a search: its result, not compared (the search is, as a whole)."""
+        return self._built(setup, raw)
+
+    def _built(
+        self, setup: _RunSetup, raw: RawRun, extra: Sequence[Mapping[str, Any]] | None = None
+    ) -> PerfResult:
+        """The result of ``raw`` with its observers' fields (``extra``: those fields, when
+        not the observers' of ``raw``, as for an A/B arm)."""
+        if extra is None:
+            extra = [obs.result_fields(raw.log, raw.duration) for obs in setup.observers]
         return build_result(
             setup.name, setup.settings, raw, prices=self._pipeline.prices, extra_fields=extra
         )
+
+    def _after_run(self, result: PerfResult, settings: Settings) -> PerfResult:
+        """``result`` through the after-run hooks (the baseline comparison among them)."""
+        for hook in self._pipeline.after_run:
+            result = hook(self._test_id, result, settings)
+        return result
 
     def _capacity_found(
         self, search: CapacitySearch, plan: _CapacityPlan, run_name: str
     ) -> CapacityResult:
         """What the search found, compared with its baseline search (the after-run hooks)."""
         found = outcome(search, run_name, plan.budgets)
-        result, settings = found.result, plan.settings()
-        for hook in self._pipeline.after_run:
-            result = hook(self._test_id, result, settings)
-        return replace(found, result=result)
+        return replace(found, result=self._after_run(found.result, plan.settings()))
 
     def _capacity_done(
         self, found: CapacityResult, plan: _CapacityPlan, check: bool
@@ -481,16 +493,11 @@ class AgentPerf:
     ) -> PerfResult:
         """The result of ``raw``, compared with the baseline (the after-run hooks);
         ``extra``: the observers' fields, when not those of ``raw`` (an A/B arm)."""
-        name, settings, observers = setup.name, setup.settings, setup.observers
-        if extra is None:
-            extra = [obs.result_fields(raw.log, raw.duration) for obs in observers]
-        result = build_result(name, settings, raw, prices=self._pipeline.prices, extra_fields=extra)
+        result = self._built(setup, raw, extra)
         if allocations:
             memory = replace(result.memory, top_allocations=allocations)
             result = replace(result, memory=memory)
-        for hook in self._pipeline.after_run:
-            result = hook(self._test_id, result, settings)
-        return result
+        return self._after_run(result, setup.settings)
 
     def _finish(self, setup: _RunSetup, result: PerfResult, check: bool) -> PerfResult:
         """Record the run, then fail the test on a broken budget or a regression."""

@@ -319,7 +319,9 @@ def test_observers_see_the_rows_of_a_fast_sync_run_while_it_runs() -> None:
     run_load(
         lambda: None, None, parse_settings({"warmup": 0, "duration": 0.5}), observers=[Reader()]
     )
-    assert counts and counts[0] > 0  # the first tick, 0.1 s in, saw calls
+    # a tick during the run saw calls (not only the first: a busy machine may start the
+    # worker thread late)
+    assert any(c > 0 for c in counts)
 
 
 def test_an_aborted_sync_run_keeps_the_rows_of_the_calls_it_made() -> None:

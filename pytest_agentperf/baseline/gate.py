@@ -78,18 +78,12 @@ class BaselineGate:
         if self.baseline is None:
             return result
         tolerance = settings.tolerance if settings.tolerance is not None else self.options.tolerance
-        if result.capacity is not None:  # not scaled: --agentperf-scale leaves searches alone
-            found = compare_capacity(
-                result,
-                self.baseline.get(test_id, result.name),
-                tolerance=tolerance,
-                machine=self.machine,
-            )
-            return replace(result, comparison=found)
-        if self.options.scale != 1.0:
+        # a search is never scaled (--agentperf-scale leaves searches alone): always compared
+        if result.capacity is None and self.options.scale != 1.0:
             scaled = f"scaled by --agentperf-scale={self.options.scale:g}: not compared"
             return replace(result, comparison=not_compared(scaled))
-        comparison = compare(
+        judge = compare if result.capacity is None else compare_capacity
+        comparison = judge(
             result,
             self.baseline.get(test_id, result.name),
             tolerance=tolerance,
